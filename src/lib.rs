@@ -3,5 +3,7 @@
 //! All logic lives in this library; `src/main.rs` only hands `argv` to
 //! [`cli::run`]. See `docs/architecture.md` for the module and thread map.
 
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod suggest;

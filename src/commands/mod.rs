@@ -1,0 +1,2 @@
+//! Command handlers: each takes validated [`Args`](crate::cli::Args), does
+//! its work, prints its output and returns the process exit code.
