@@ -1,0 +1,193 @@
+//! Shell completion scripts, generated from the command table.
+
+use super::table::{COMMANDS, CommandSpec};
+
+pub const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
+
+pub fn script(shell: &str) -> Option<String> {
+    match shell {
+        "bash" => Some(bash()),
+        "zsh" => Some(zsh()),
+        "fish" => Some(fish()),
+        _ => None,
+    }
+}
+
+fn names() -> String {
+    COMMANDS
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn long_options(c: &CommandSpec, only_values: bool) -> String {
+    c.options
+        .iter()
+        .filter(|o| !only_values || o.value.is_some())
+        .map(|o| format!("--{}", o.long))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn bash() -> String {
+    let mut cases = String::new();
+    for c in COMMANDS {
+        if c.name == "completion" {
+            cases.push_str(&format!(
+                "    completion)\n      COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))\n      return 0\n      ;;\n",
+                SHELLS.join(" ")
+            ));
+            continue;
+        }
+        cases.push_str(&format!(
+            "    {})\n      opts=\"{}\"\n      values=\"{}\"\n      ;;\n",
+            c.name,
+            long_options(c, false),
+            long_options(c, true)
+        ));
+    }
+    format!(
+        r#"# bash completion for rollbridge. Enable it with:
+#   source <(rollbridge completion bash)
+_rollbridge() {{
+  local cur prev cmd i opts values
+  cur="${{COMP_WORDS[COMP_CWORD]}}"
+  prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+  cmd=""
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    if [[ "${{COMP_WORDS[i]}}" != -* ]]; then
+      cmd="${{COMP_WORDS[i]}}"
+      break
+    fi
+  done
+  if [[ -z "$cmd" ]]; then
+    COMPREPLY=($(compgen -W "{names}" -- "$cur"))
+    return 0
+  fi
+  opts=""
+  values=""
+  case "$cmd" in
+{cases}  esac
+  if [[ -n "$prev" && " $values " == *" $prev "* ]]; then
+    COMPREPLY=($(compgen -f -- "$cur"))
+    return 0
+  fi
+  COMPREPLY=($(compgen -W "$opts --help" -- "$cur"))
+  return 0
+}}
+complete -F _rollbridge rollbridge
+"#,
+        names = names()
+    )
+}
+
+fn zsh() -> String {
+    let mut cases = String::new();
+    for c in COMMANDS {
+        let opts = if c.name == "completion" {
+            SHELLS.join(" ")
+        } else {
+            long_options(c, false)
+        };
+        cases.push_str(&format!("    {}) compadd -- {} ;;\n", c.name, opts));
+    }
+    format!(
+        r#"#compdef rollbridge
+# zsh completion for rollbridge. Enable it with:
+#   source <(rollbridge completion zsh)
+_rollbridge() {{
+  local -a commands
+  commands=({names})
+  if (( CURRENT == 2 )); then
+    compadd -- $commands
+    return
+  fi
+  case "${{words[2]}}" in
+{cases}  esac
+}}
+compdef _rollbridge rollbridge
+"#,
+        names = names()
+    )
+}
+
+fn fish() -> String {
+    let mut out = String::from(
+        "# fish completion for rollbridge. Enable it with:\n#   rollbridge completion fish | source\ncomplete -c rollbridge -f\n",
+    );
+    for c in COMMANDS {
+        out.push_str(&format!(
+            "complete -c rollbridge -n __fish_use_subcommand -a {} -d '{}'\n",
+            c.name,
+            c.summary.replace('\'', "\\'")
+        ));
+    }
+    for c in COMMANDS {
+        if c.name == "completion" {
+            out.push_str(&format!(
+                "complete -c rollbridge -n '__fish_seen_subcommand_from completion' -a '{}'\n",
+                SHELLS.join(" ")
+            ));
+        }
+        for o in c.options {
+            out.push_str(&format!(
+                "complete -c rollbridge -n '__fish_seen_subcommand_from {}' -l {}{} -d '{}'\n",
+                c.name,
+                o.long,
+                if o.value.is_some() { " -r -F" } else { "" },
+                o.help.replace('\'', "\\'")
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bash_names_every_command_and_option() {
+        let s = bash();
+        assert!(s.contains("complete -F _rollbridge rollbridge"));
+        assert!(s.contains(&format!("compgen -W \"{}\"", names())));
+        for c in COMMANDS {
+            assert!(s.contains(&format!("    {})\n", c.name)), "{}", c.name);
+            for o in c.options {
+                assert!(s.contains(&format!("--{}", o.long)));
+            }
+        }
+    }
+
+    #[test]
+    fn bash_values_list_only_value_options() {
+        let s = bash();
+        assert!(s.contains("values=\"--config --process --policy\""));
+        assert!(
+            s.contains("values=\"--config\"\n      ;;\n    doctor")
+                || s.contains("values=\"--config\"")
+        );
+    }
+
+    #[test]
+    fn zsh_has_commands_and_compdef() {
+        let s = zsh();
+        assert!(s.starts_with("#compdef rollbridge\n"));
+        assert!(s.contains("commands=(daemon deploy "));
+        assert!(s.contains("    events) compadd -- --config --limit --json ;;"));
+        assert!(s.trim_end().ends_with("compdef _rollbridge rollbridge"));
+    }
+
+    #[test]
+    fn fish_covers_subcommands() {
+        let s = fish();
+        assert!(s.contains("-a deploy"));
+        assert!(s.contains("__fish_seen_subcommand_from deploy' -l release-path -r -F"));
+    }
+
+    #[test]
+    fn unknown_shell_has_no_script() {
+        assert!(script("powershell").is_none());
+    }
+}

@@ -1,0 +1,368 @@
+//! The one table of commands and options. Parsing, `--help` and the shell
+//! completion scripts are all generated from it, so they cannot drift.
+
+use super::Args;
+use crate::commands;
+
+/// A long option. `value` names its argument (`<path>`), `None` for a flag.
+pub struct OptSpec {
+    pub long: &'static str,
+    pub value: Option<&'static str>,
+    pub help: &'static str,
+    /// Stores a parsed value (or `"true"` for a flag) into [`Args`].
+    pub set: fn(&mut Args, String),
+    pub required: bool,
+}
+
+pub struct CommandSpec {
+    pub name: &'static str,
+    /// Positional arguments, e.g. `<shell>`.
+    pub positional: Option<&'static str>,
+    pub summary: &'static str,
+    pub about: &'static str,
+    pub options: &'static [OptSpec],
+    pub run: fn(&Args) -> i32,
+}
+
+impl CommandSpec {
+    pub fn takes_config(&self) -> bool {
+        self.options.iter().any(|o| o.long == "config")
+    }
+
+    pub fn option(&self, long: &str) -> Option<&OptSpec> {
+        self.options.iter().find(|o| o.long == long)
+    }
+}
+
+impl OptSpec {
+    /// The flags as commander prints them: `-c, --config <path>`.
+    pub fn flags(&self) -> String {
+        let short = if self.long == "config" { "-c, " } else { "" };
+        match self.value {
+            Some(v) => format!("{short}--{} {v}", self.long),
+            None => format!("{short}--{}", self.long),
+        }
+    }
+}
+
+macro_rules! opt {
+    ($long:literal, $value:expr, $help:literal, $field:ident) => {
+        OptSpec {
+            long: $long,
+            value: $value,
+            help: $help,
+            set: |a, v| a.$field = Some(v),
+            required: false,
+        }
+    };
+}
+
+macro_rules! flag {
+    ($long:literal, $help:literal, $field:ident) => {
+        OptSpec {
+            long: $long,
+            value: None,
+            help: $help,
+            set: |a, _| a.$field = true,
+            required: false,
+        }
+    };
+}
+
+const CONFIG: OptSpec = opt!(
+    "config",
+    Some("<path>"),
+    "config file (default: ./rollbridge.js, then ./rollbridge.json)",
+    config
+);
+const RELEASE_PATH: OptSpec = opt!(
+    "release-path",
+    Some("<path>"),
+    "directory of the release to run",
+    release_path
+);
+const RELEASE_ID: OptSpec = opt!(
+    "release-id",
+    Some("<id>"),
+    "release id (default: --revision, else a UTC timestamp)",
+    release_id
+);
+const REVISION: OptSpec = opt!(
+    "revision",
+    Some("<sha>"),
+    "revision deployed (default: the release id)",
+    revision
+);
+const JSON: OptSpec = flag!("json", "print JSON", json);
+const DAEMON_LOG: OptSpec = opt!(
+    "daemon-log-path",
+    Some("<path>"),
+    "log file of a started daemon (default: /tmp/rollbridge-<application>.log)",
+    daemon_log_path
+);
+const DAEMON_PID: OptSpec = opt!(
+    "daemon-pid-path",
+    Some("<path>"),
+    "pid file of a started daemon (default: /tmp/rollbridge-<application>.pid)",
+    daemon_pid_path
+);
+const DAEMON_RUNTIME: OptSpec = opt!(
+    "daemon-runtime-path",
+    Some("<dir>"),
+    "directory for the daemon's runtime snapshot",
+    daemon_runtime_path
+);
+const DAEMON_TIMEOUT: OptSpec = opt!(
+    "daemon-start-timeout-ms",
+    Some("<ms>"),
+    "how long to wait for a started daemon to answer (default: 10000)",
+    daemon_start_timeout_ms
+);
+const PROCESS: OptSpec = opt!(
+    "process",
+    Some("<id>"),
+    "only this process (instance id such as worker#0, or base id)",
+    process
+);
+
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "daemon",
+        positional: None,
+        summary: "Run the daemon in the foreground",
+        about: "Run the Rollbridge daemon in the foreground: bind the proxy port and the control socket, supervise processes. Events are printed as JSON lines on stdout.",
+        options: &[
+            CONFIG,
+            RELEASE_PATH,
+            RELEASE_ID,
+            REVISION,
+            opt!(
+                "boot-attestation",
+                Some("<digest>"),
+                "opaque sha256:<hex> token echoed in status (bootstrap only)",
+                boot_attestation
+            ),
+            flag!(
+                "takeover-owner",
+                "activate the release, then retire the daemon currently serving",
+                takeover_owner
+            ),
+        ],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "deploy",
+        positional: None,
+        summary: "Deploy a release with zero downtime",
+        about: "Start a release, health-check it, switch traffic to it and drain the previous release. On failure the previous release keeps serving and the command exits non-zero.",
+        options: &[
+            CONFIG,
+            OptSpec {
+                required: true,
+                ..RELEASE_PATH
+            },
+            RELEASE_ID,
+            REVISION,
+            flag!(
+                "ensure-daemon",
+                "start the daemon first if it is not running",
+                ensure_daemon
+            ),
+            DAEMON_LOG,
+            DAEMON_PID,
+            DAEMON_RUNTIME,
+            DAEMON_TIMEOUT,
+        ],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "rollback",
+        positional: None,
+        summary: "Re-activate a retained release",
+        about: "Re-activate a retained release (default: the most recently activated one other than the active release) through the normal deploy flow.",
+        options: &[CONFIG, RELEASE_ID],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "ensure-daemon",
+        positional: None,
+        summary: "Start the daemon in the background unless it runs",
+        about: "Start a detached daemon unless one already answers on the control socket, wait until it is ready and print its status.",
+        options: &[
+            CONFIG,
+            DAEMON_LOG,
+            DAEMON_PID,
+            DAEMON_RUNTIME,
+            DAEMON_TIMEOUT,
+        ],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "status",
+        positional: None,
+        summary: "Print the daemon status as JSON",
+        about: "Print the daemon's status object (releases, processes, connections) as JSON.",
+        options: &[CONFIG],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "stop",
+        positional: None,
+        summary: "Stop the active release (or --release-id)",
+        about: "Stop every process of the active release, or of the release given with --release-id. With no active release the proxy answers 503.",
+        options: &[CONFIG, RELEASE_ID],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "restart",
+        positional: None,
+        summary: "Restart non-proxied processes in place",
+        about: "Restart companions, singletons and services in place (graceful stop, then start). The proxied process is replaced with `rollbridge deploy` instead.",
+        options: &[
+            CONFIG,
+            PROCESS,
+            opt!(
+                "policy",
+                Some("<policy>"),
+                "only processes of this policy: companion, singleton or service",
+                policy
+            ),
+        ],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "shutdown",
+        positional: None,
+        summary: "Stop every process and the daemon",
+        about: "Stop every managed process, close the proxy and the control socket, and end the daemon. Replies once everything is stopped.",
+        options: &[CONFIG],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "validate",
+        positional: None,
+        summary: "Check the config file without a daemon",
+        about: "Load and validate the config file and print every issue found, each with a suggested fix. Never contacts a daemon.",
+        options: &[CONFIG, JSON],
+        run: commands::validate::run,
+    },
+    CommandSpec {
+        name: "doctor",
+        positional: None,
+        summary: "Check the config and this host before a deploy",
+        about: "Check the config, the control socket, the proxy port, state paths and (with --release-path) the release's templates and working directories.",
+        options: &[CONFIG, RELEASE_PATH, RELEASE_ID, REVISION, JSON],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "logs",
+        positional: None,
+        summary: "Print recent output of managed processes",
+        about: "Print the recent stdout/stderr lines the daemon keeps for each managed process.",
+        options: &[CONFIG, PROCESS, JSON],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "events",
+        positional: None,
+        summary: "Print the daemon's recent events",
+        about: "Print the daemon's recent events (deploys, switches, crashes, restarts), oldest first.",
+        options: &[
+            CONFIG,
+            opt!(
+                "limit",
+                Some("<count>"),
+                "only the newest <count> events",
+                limit
+            ),
+            JSON,
+        ],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "predeploy-cleanup",
+        positional: None,
+        summary: "Prepare a host migrating from another supervisor",
+        about: "Before the first deploy after a migration: stop a stale daemon, recover orphans and stop legacy processes matched by legacyTakeover.",
+        options: &[CONFIG, RELEASE_PATH],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "recover",
+        positional: None,
+        summary: "List or stop processes left by a crashed daemon",
+        about: "List processes recorded in statePath that outlived a crashed daemon; with --force, stop them.",
+        options: &[CONFIG, flag!("force", "stop the orphaned processes", force)],
+        run: commands::pending::run,
+    },
+    CommandSpec {
+        name: "completion",
+        positional: Some("<shell>"),
+        summary: "Print a shell completion script (bash, zsh, fish)",
+        about: "Print a completion script for bash, zsh or fish. Enable it with e.g. `source <(rollbridge completion bash)`.",
+        options: &[],
+        run: commands::completion::run,
+    },
+];
+
+pub fn command(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_in_contract_order() {
+        let names: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "daemon",
+                "deploy",
+                "rollback",
+                "ensure-daemon",
+                "status",
+                "stop",
+                "restart",
+                "shutdown",
+                "validate",
+                "doctor",
+                "logs",
+                "events",
+                "predeploy-cleanup",
+                "recover",
+                "completion"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_command_but_completion_takes_config_first() {
+        for c in COMMANDS {
+            if c.name == "completion" {
+                assert!(!c.takes_config());
+            } else {
+                assert_eq!(c.options[0].long, "config", "{}", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn only_deploy_requires_release_path() {
+        for c in COMMANDS {
+            let required: Vec<_> = c
+                .options
+                .iter()
+                .filter(|o| o.required)
+                .map(|o| o.long)
+                .collect();
+            if c.name == "deploy" {
+                assert_eq!(required, ["release-path"]);
+            } else {
+                assert!(required.is_empty(), "{}", c.name);
+            }
+        }
+    }
+}
