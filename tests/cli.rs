@@ -1,0 +1,293 @@
+//! The CLI surface through the real binary: validate output, help,
+//! version, argument errors and completion scripts.
+
+mod cli_support;
+use cli_support::*;
+
+fn repo(rel: &str) -> String {
+    format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn validate_accepts_every_example_and_seed_config() {
+    let mut files = vec![
+        repo("examples/plain-web/rollbridge.json"),
+        repo("examples/plain-web/rollbridge.js"),
+        repo("examples/velocious/rollbridge.js"),
+    ];
+    for seed in [
+        "seed-ticket-server.js",
+        "seed-tensorbuzz-production.js",
+        "seed-snippets.js",
+    ] {
+        files.push(repo(&format!("tests/fixtures/configs/{seed}")));
+    }
+    for f in files {
+        if f.ends_with(".js") && !have_node() {
+            continue;
+        }
+        let r = run(&["validate", "--config", &f]);
+        assert_eq!(r.code, 0, "{f}: {}", r.stderr);
+        assert!(
+            r.stdout.starts_with(&format!("{f} is valid: ")),
+            "{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn production_example_has_four_processes() {
+    let f = repo("examples/velocious/rollbridge.js");
+    if !have_node() {
+        return;
+    }
+    let r = run(&["validate", "--config", &f]);
+    assert_eq!(
+        r.stdout,
+        format!("{f} is valid: 4 processes, proxy on 127.0.0.1:4500.\n")
+    );
+}
+
+#[test]
+fn validate_prints_all_issues_at_once() {
+    let dir = TempDir::new("issues");
+    let path = dir.write(
+        "bad.json",
+        r#"{"proxy": {"port": "8182"}, "processes": [{"id": "web", "policy": "proxied", "command": "x"}, {"id": "web", "command": 5}]}"#,
+    );
+    let r = run_in(dir.path(), &["validate", "-c", &path], &[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "");
+    let expected = format!(
+        "Found 4 configuration issues in {path}:\n\n1. proxy.port must be a number\n   Fix: "
+    );
+    assert!(r.stderr.starts_with(&expected), "{}", r.stderr);
+    for (k, msg) in [
+        (2, "processes[1].command must be a string"),
+        (3, "Duplicate process id: web"),
+        (4, "Proxied process web must define a port range"),
+    ] {
+        assert!(
+            r.stderr.contains(&format!("\n\n{k}. {msg}\n   Fix: ")),
+            "{}",
+            r.stderr
+        );
+    }
+
+    let r = run_in(dir.path(), &["validate", "-c", &path, "--json"], &[]);
+    assert_eq!(r.code, 1);
+    let v = json(&r.stdout);
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["issues"].as_array().unwrap().len(), 4);
+    assert!(
+        r.stdout
+            .starts_with("{\n  \"config\": null,\n  \"issues\": ["),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn validate_json_key_order_and_pretty_print() {
+    let dir = TempDir::new("order");
+    let path = dir.write("rollbridge.json", MINIMAL);
+    let r = run_in(dir.path(), &["validate", "--json", "-c", &path], &[]);
+    assert_eq!(r.code, 0);
+    let expected = format!(
+        "{{\n  \"config\": {{\n    \"application\": \"demo\",\n    \"processes\": 1,\n    \"proxy\": {{\n      \"host\": \"127.0.0.1\",\n      \"port\": 8182\n    }}\n  }},\n  \"issues\": [],\n  \"path\": \"{path}\",\n  \"valid\": true,\n  \"loader\": \"json\"\n}}\n"
+    );
+    assert_eq!(r.stdout, expected);
+}
+
+#[test]
+fn validate_single_issue_and_single_process_wording() {
+    let dir = TempDir::new("one");
+    let path = dir.write("c.json", r#"{"proxy": {}, "processes": []}"#);
+    let r = run_in(dir.path(), &["validate", "-c", &path], &[]);
+    assert!(
+        r.stderr
+            .starts_with(&format!("Found 1 configuration issue in {path}:"))
+    );
+}
+
+#[test]
+fn unknown_field_warns_on_stderr_but_stays_valid() {
+    let dir = TempDir::new("typo");
+    let path = dir.write(
+        "c.json",
+        &MINIMAL.replace(
+            "\"port\": {\"from\"",
+            "\"gracefullStopMs\": 5, \"port\": {\"from\"",
+        ),
+    );
+    let r = run_in(dir.path(), &["validate", "-c", &path], &[]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("processes[0].gracefullStopMs is not a known field"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("Did you mean processes[0].gracefulStopMs?")
+    );
+}
+
+#[test]
+fn no_command_prints_help_on_stderr_and_fails() {
+    let r = run(&[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.starts_with("Usage: rollbridge"));
+}
+
+#[test]
+fn help_goes_to_stdout() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["help"],
+        &["help", "deploy"],
+        &["deploy", "--help"],
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, 0, "{args:?}");
+        assert!(r.stdout.starts_with("Usage: rollbridge"), "{args:?}");
+    }
+    let r = run(&["help", "deploy"]);
+    assert!(r.stdout.contains("--release-path <path>"));
+    assert!(r.stdout.contains("-c, --config <path>"));
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let r = run(&["--version"]);
+    assert_eq!(
+        r.stdout,
+        format!("rollbridge {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn unknown_command_is_one_error_line_then_help() {
+    let r = run(&["deplyo"]);
+    assert_eq!(r.code, 1);
+    let mut lines = r.stderr.lines();
+    assert_eq!(
+        lines.next(),
+        Some("error: unknown command 'deplyo' (Did you mean deploy?)")
+    );
+    assert_eq!(lines.next(), Some(""));
+    assert!(lines.next().unwrap().starts_with("Usage: rollbridge"));
+}
+
+#[test]
+fn unknown_option_names_the_flag() {
+    let r = run(&["status", "--jsn"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("error: unknown option '--jsn'\n\nUsage: rollbridge status"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn missing_release_path_is_named() {
+    let r = run(&["deploy", "--release-id", "v1"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("error: required option '--release-path <path>' not specified\n\n")
+    );
+}
+
+#[test]
+fn option_value_missing_is_named() {
+    let r = run(&["validate", "--config"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("error: option '-c, --config <path>' argument missing")
+    );
+}
+
+#[test]
+fn completion_scripts_for_each_shell() {
+    let bash = run(&["completion", "bash"]);
+    assert_eq!(bash.code, 0);
+    assert!(bash.stdout.contains("complete -F _rollbridge rollbridge"));
+    assert!(bash.stdout.contains("source <(rollbridge completion bash)"));
+    let zsh = run(&["completion", "zsh"]);
+    assert!(zsh.stdout.starts_with("#compdef rollbridge"));
+    assert!(
+        zsh.stdout
+            .contains("events) compadd -- --config --limit --json")
+    );
+    let fish = run(&["completion", "fish"]);
+    assert!(fish.stdout.contains("complete -c rollbridge"));
+}
+
+#[test]
+fn completion_rejects_unknown_shell() {
+    let r = run(&["completion", "tcsh"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "Unsupported shell \"tcsh\". Supported shells: bash, zsh, fish.\n"
+    );
+}
+
+/// Sources the bash script and asks `_rollbridge` to complete `words`.
+fn bash_complete(words: &[&str]) -> Vec<String> {
+    let script = run(&["completion", "bash"]).stdout;
+    let dir = TempDir::new("bashcomp");
+    let file = dir.write("comp.bash", &script);
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source {file}; COMP_WORDS=({}); COMP_CWORD={}; _rollbridge; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        quoted.join(" "),
+        words.len() - 1
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &program])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completion_offers_commands_and_options() {
+    assert_eq!(bash_complete(&["rollbridge", "dep"]), ["deploy"]);
+    assert_eq!(
+        bash_complete(&["rollbridge", "deploy", "--rel"]),
+        ["--release-path", "--release-id"]
+    );
+    assert_eq!(
+        bash_complete(&["rollbridge", "restart", "--pol"]),
+        ["--policy"]
+    );
+    assert_eq!(bash_complete(&["rollbridge", "completion", "z"]), ["zsh"]);
+}
+
+#[test]
+fn commands_needing_a_daemon_fail_cleanly_without_one() {
+    // Before a daemon exists the CLI still fails with a message and exit 1,
+    // never a panic.
+    let dir = TempDir::new("nodaemon");
+    let path = dir.write(
+        "rollbridge.json",
+        &MINIMAL.replace("\"demo\"", &format!("\"nd{}\"", std::process::id())),
+    );
+    let r = run_in(dir.path(), &["status", "-c", &path], &[]);
+    assert_eq!(r.code, 1);
+    assert!(!r.stderr.is_empty());
+    assert!(!r.stderr.contains("panicked"));
+}
