@@ -10,7 +10,7 @@ use crate::suggest::did_you_mean;
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Parsed {
-    Run(&'static CommandSpec, Args),
+    Run(&'static CommandSpec, Box<Args>),
     /// Help text for stdout, exit 0.
     Help(String),
     Version,
@@ -158,7 +158,7 @@ fn parse_command(spec: &'static CommandSpec, parser: &mut lexopt::Parser) -> Par
             );
         }
     }
-    Parsed::Run(spec, args)
+    Parsed::Run(spec, Box::new(args))
 }
 
 fn error(message: String, spec: Option<&'static CommandSpec>) -> Parsed {
@@ -181,7 +181,7 @@ mod tests {
 
     fn run_args(args: &[&str]) -> Args {
         match p(args) {
-            Parsed::Run(_, a) => a,
+            Parsed::Run(_, a) => *a,
             other => panic!("expected Run, got {other:?}"),
         }
     }
