@@ -4,11 +4,17 @@
 mod cli_support;
 use cli_support::*;
 
-/// `validate --json` on `file` (written into a fresh dir with `text`).
+/// `validate --json --node` on `file` (written into a fresh dir with
+/// `text`): these tests exercise the Node loader, so static files are
+/// forced through it too.
 fn validate(file: &str, text: &str) -> (Run, serde_json::Value) {
     let dir = TempDir::new("load");
     let path = dir.write(file, text);
-    let r = run_in(dir.path(), &["validate", "--json", "--config", &path], &[]);
+    let r = run_in(
+        dir.path(),
+        &["validate", "--json", "--node", "--config", &path],
+        &[],
+    );
     let v = json(&r.stdout);
     (r, v)
 }
@@ -268,7 +274,8 @@ fn nan_is_reported_as_not_a_number() {
 #[test]
 fn node_missing_gives_install_advice() {
     let dir = TempDir::new("nonode");
-    let path = dir.write("rollbridge.js", &js("export default @CONFIG@;"));
+    // A spread needs JavaScript, so the static reader hands it to node.
+    let path = dir.write("rollbridge.js", &js("export default {...@CONFIG@};"));
     let empty_path = dir.path().join("bin");
     std::fs::create_dir_all(&empty_path).unwrap();
     let r = run_in(

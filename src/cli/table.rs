@@ -243,7 +243,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         positional: None,
         summary: "Check the config file without a daemon",
         about: "Load and validate the config file and print every issue found, each with a suggested fix. Never contacts a daemon.",
-        options: &[CONFIG, JSON],
+        options: &[
+            CONFIG,
+            JSON,
+            flag!(
+                "node",
+                "evaluate a JavaScript config with node even if it is plain data",
+                node
+            ),
+        ],
         run: commands::validate::run,
     },
     CommandSpec {

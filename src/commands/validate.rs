@@ -33,7 +33,7 @@ struct ProxySummary<'a> {
 }
 
 pub fn run(args: &Args) -> i32 {
-    let checked = match config::check(args.config.as_deref()) {
+    let checked = match config::check_with(args.config.as_deref(), args.node) {
         Ok(c) => c,
         Err(message) => {
             if args.json {
