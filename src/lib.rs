@@ -6,5 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod release;
 pub mod suggest;
 pub mod template;
+pub mod timefmt;
