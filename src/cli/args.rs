@@ -25,6 +25,9 @@ pub struct Args {
     /// `--node`: evaluate a `.js` config with node even when it could be
     /// read natively.
     pub node: bool,
+    /// `demo-app --host/--port`.
+    pub host: Option<String>,
+    pub port: Option<String>,
     /// Positional `<shell>` of `completion`.
     pub shell: Option<String>,
 }

@@ -311,6 +311,25 @@ pub static COMMANDS: &[CommandSpec] = &[
         options: &[],
         run: commands::completion::run,
     },
+    CommandSpec {
+        name: "demo-app",
+        positional: None,
+        summary: "Serve the built-in example web app",
+        about: "Serve the tiny example HTTP app that `rollbridge demo` deploys: /ping answers pong, every other path names the release (ROLLBRIDGE_RELEASE_ID).",
+        options: &[
+            OptSpec {
+                required: true,
+                ..opt!("port", Some("<port>"), "port to listen on", port)
+            },
+            opt!(
+                "host",
+                Some("<host>"),
+                "address to listen on (default: 127.0.0.1)",
+                host
+            ),
+        ],
+        run: commands::demo_app::run,
+    },
 ];
 
 pub fn command(name: &str) -> Option<&'static CommandSpec> {
@@ -341,7 +360,8 @@ mod tests {
                 "events",
                 "predeploy-cleanup",
                 "recover",
-                "completion"
+                "completion",
+                "demo-app"
             ]
         );
     }
@@ -349,7 +369,7 @@ mod tests {
     #[test]
     fn every_command_but_completion_takes_config_first() {
         for c in COMMANDS {
-            if c.name == "completion" {
+            if c.name == "completion" || c.name == "demo-app" {
                 assert!(!c.takes_config());
             } else {
                 assert_eq!(c.options[0].long, "config", "{}", c.name);
@@ -368,6 +388,8 @@ mod tests {
                 .collect();
             if c.name == "deploy" {
                 assert_eq!(required, ["release-path"]);
+            } else if c.name == "demo-app" {
+                assert_eq!(required, ["port"]);
             } else {
                 assert!(required.is_empty(), "{}", c.name);
             }

@@ -2,5 +2,6 @@
 //! its work, prints its output and returns the process exit code.
 
 pub mod completion;
+pub mod demo_app;
 pub mod pending;
 pub mod validate;

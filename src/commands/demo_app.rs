@@ -1,0 +1,21 @@
+//! `rollbridge demo-app --port <port>`: serve the built-in example app.
+
+use crate::cli::Args;
+
+pub fn run(args: &Args) -> i32 {
+    let host = args.host.as_deref().unwrap_or("127.0.0.1");
+    let port = match args.port.as_deref().map(str::parse::<u16>) {
+        Some(Ok(p)) => p,
+        _ => {
+            eprintln!("--port must be a port number between 0 and 65535.");
+            return 1;
+        }
+    };
+    match crate::demo::app::serve(host, port) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("demo app cannot listen on {host}:{port}: {e}");
+            1
+        }
+    }
+}

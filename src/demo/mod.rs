@@ -1,0 +1,4 @@
+//! `rollbridge demo`: a real deploy on built-in defaults, and the tiny web
+//! app it deploys.
+
+pub mod app;
