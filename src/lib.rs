@@ -6,4 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod suggest;
+pub mod supervisor;
