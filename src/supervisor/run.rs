@@ -340,7 +340,7 @@ impl Loop {
                         run.failures += 1;
                     }
                     if run.remaining == 0 {
-                        let run = self.stop_all.take().unwrap_or_else(|| unreachable_run());
+                        let run = self.stop_all.take().unwrap_or_else(unreachable_run);
                         for done in run.done {
                             done(run.failures);
                         }

@@ -1,0 +1,205 @@
+//! The core loop: the single owner of daemon state (releases, services,
+//! singletons, the event ring, the shutdown run). Everything reaches it as a
+//! [`CoreMsg`] on one channel; it never blocks on a client, and its only
+//! synchronous call is a supervisor snapshot, which that thread answers at
+//! once. `status` therefore answers in microseconds whatever else runs.
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::events::{Data, Event, EventRing};
+use super::log;
+use super::notify;
+use super::proxy_port::ProxyPort;
+use super::state::DaemonState;
+use super::status;
+use crate::config::Config;
+use crate::control::protocol::{Reply, Request};
+use crate::control::server::{ControlServer, Incoming, ReplyTo};
+use crate::supervisor::{Notice, SupervisorHandle};
+
+pub enum CoreMsg {
+    Control(Incoming),
+    Supervisor(Notice),
+    /// SIGTERM / SIGINT / SIGHUP.
+    Signal(i32),
+    /// Shutdown step: control listener closed, socket unlinked (or error).
+    ControlClosed(Option<String>),
+    /// Shutdown step: every process stopped (`n` failed to stop).
+    AllStopped(usize),
+}
+
+struct ShutdownRun {
+    waiters: Vec<ReplyTo>,
+    errors: Vec<String>,
+    by_signal: bool,
+}
+
+pub struct Core {
+    config: Config,
+    events: EventRing,
+    state: DaemonState,
+    supervisor: SupervisorHandle,
+    control: Option<ControlServer>,
+    proxy: ProxyPort,
+    tx: Sender<CoreMsg>,
+    shutdown: Option<ShutdownRun>,
+}
+
+impl Core {
+    pub fn new(
+        config: Config,
+        events: EventRing,
+        supervisor: SupervisorHandle,
+        proxy: ProxyPort,
+        tx: Sender<CoreMsg>,
+    ) -> Core {
+        Core {
+            config,
+            events,
+            state: DaemonState::default(),
+            supervisor,
+            control: None,
+            proxy,
+            tx,
+            shutdown: None,
+        }
+    }
+
+    pub fn set_control(&mut self, control: ControlServer) {
+        self.control = Some(control);
+    }
+
+    /// Records an event: ring + stdout line.
+    pub fn record(&mut self, event: Event) {
+        log::event(&event);
+        self.events.push(event);
+    }
+
+    /// Runs until shutdown completes; returns the exit code.
+    pub fn run(mut self, rx: Receiver<CoreMsg>) -> i32 {
+        while let Ok(msg) = rx.recv() {
+            if let Some(code) = self.handle(msg) {
+                return code;
+            }
+        }
+        0
+    }
+
+    fn handle(&mut self, msg: CoreMsg) -> Option<i32> {
+        match msg {
+            CoreMsg::Control(Incoming::Failed { error }) => {
+                self.record(Event::new(
+                    "command failed",
+                    Data::new().with("error", error),
+                ));
+            }
+            CoreMsg::Control(Incoming::Request { request, reply }) => self.request(request, reply),
+            CoreMsg::Supervisor(Notice::Event(event)) => self.record(event),
+            CoreMsg::Supervisor(Notice::Exited { .. }) => {}
+            CoreMsg::Signal(_) => self.begin_shutdown(None, true),
+            CoreMsg::ControlClosed(error) => {
+                if let Some(run) = self.shutdown.as_mut() {
+                    run.errors.extend(error);
+                }
+                let tx = self.tx.clone();
+                self.supervisor.stop_all(Box::new(move |failed| {
+                    let _ = tx.send(CoreMsg::AllStopped(failed));
+                }));
+            }
+            CoreMsg::AllStopped(failed) => return Some(self.finish_shutdown(failed)),
+        }
+        None
+    }
+
+    fn request(&mut self, request: Request, reply: ReplyTo) {
+        let result: Reply = match request {
+            Request::Status => Ok(self.status_json()),
+            Request::Events { limit } => {
+                let events = self.events.select(limit);
+                Ok(serde_json::json!({ "events": events }).to_string())
+            }
+            Request::Shutdown => {
+                self.begin_shutdown(Some(reply), false);
+                return;
+            }
+            Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
+                Err("Rollbridge is shutting down".into())
+            }
+            other => Err(format!(
+                "{} is not available in this build yet",
+                other.name()
+            )),
+        };
+        if let Err(error) = &result {
+            self.record(Event::new(
+                "command failed",
+                Data::new().with("error", error.as_str()),
+            ));
+        }
+        reply.send(result);
+    }
+
+    /// The status object as compact JSON (without the `status` member).
+    pub fn status_json(&self) -> String {
+        let keys = self.state.all_keys();
+        let snaps = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.supervisor.snapshot(keys)
+        };
+        let view = status::build(&self.config, self.proxy.port(), &self.state, snaps);
+        serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Idempotent: later callers share the run and get the same reply.
+    fn begin_shutdown(&mut self, requester: Option<ReplyTo>, by_signal: bool) {
+        if let Some(run) = self.shutdown.as_mut() {
+            run.waiters.extend(requester);
+            return;
+        }
+        notify::notify("STOPPING=1");
+        let keep: Vec<u64> = requester.iter().map(ReplyTo::conn).collect();
+        self.shutdown = Some(ShutdownRun {
+            waiters: requester.into_iter().collect(),
+            errors: Vec::new(),
+            by_signal,
+        });
+        let tx = self.tx.clone();
+        let done = Box::new(move |error: Option<String>| {
+            let _ = tx.send(CoreMsg::ControlClosed(error));
+        });
+        match self.control.as_ref() {
+            Some(control) => control.close(keep, done),
+            None => done(None),
+        }
+    }
+
+    fn finish_shutdown(&mut self, failed: usize) -> i32 {
+        self.proxy.close();
+        let Some(mut run) = self.shutdown.take() else {
+            return 0;
+        };
+        if failed > 0 {
+            let s = if failed == 1 { "" } else { "s" };
+            run.errors.push(format!(
+                "Shutdown failed to stop {failed} owned resource{s}."
+            ));
+        }
+        let reply: Reply = if run.errors.is_empty() {
+            Ok(r#"{"message":"shutdown"}"#.into())
+        } else {
+            Err(run.errors.join("; "))
+        };
+        for waiter in run.waiters {
+            waiter.send(reply.clone());
+        }
+        if let Some(control) = self.control.take() {
+            control.finish();
+        }
+        if run.errors.is_empty() || !run.by_signal {
+            0
+        } else {
+            1
+        }
+    }
+}
