@@ -1,0 +1,239 @@
+//! The control socket of the real binary: validation errors answered while
+//! the daemon keeps serving, line limits, concurrency, slow clients,
+//! events, commands not in this build.
+
+mod daemon_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use daemon_support::*;
+
+fn conn(d: &TestDaemon) -> (UnixStream, BufReader<UnixStream>) {
+    let s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+fn read_line(r: &mut BufReader<UnixStream>) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+#[test]
+fn malformed_and_unknown_messages_are_answered_and_the_daemon_keeps_serving() {
+    let d = TestDaemon::start("malformed");
+    let cases: &[(&str, &str)] = &[
+        ("{nope", "JSON"),
+        ("", "JSON"),
+        ("null", "Control command must be an object"),
+        ("0", "Control command must be an object"),
+        ("\"x\"", "Control command must be an object"),
+        ("true", "Control command must be an object"),
+        ("[]", "Unknown command: undefined"),
+        ("{}", "Unknown command: undefined"),
+        (r#"{"command":"fly"}"#, "Unknown command: fly"),
+        (r#"{"command":7}"#, "Unknown command: 7"),
+        (r#"{"command":"deploy"}"#, "releasePath is required"),
+        (r#"{"command":"deploy","releasePath":""}"#, "releasePath is required"),
+        (
+            r#"{"command":"deploy","releasePath":"/x","releaseId":1}"#,
+            "Expected string value",
+        ),
+        (r#"{"command":"stop","releaseId":{}}"#, "Expected string value"),
+        (r#"{"command":"retire-owner"}"#, "attestation is required"),
+    ];
+    for (line, want) in cases {
+        let got = d.request(line);
+        let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(v["status"], "error", "{line}");
+        let msg = v["error"].as_str().unwrap();
+        if *want == "JSON" {
+            assert!(msg.contains("JSON"), "{line}: {msg}");
+        } else {
+            assert_eq!(msg, *want, "{line}");
+        }
+        assert!(got.starts_with("{\"error\":"), "error first: {got}");
+    }
+    // Still serving.
+    assert_eq!(d.cli(&["status"]).status.code(), Some(0));
+    // Every failure was recorded.
+    let events = d.request(r#"{"command":"events"}"#);
+    let v: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let failed = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"] == "command failed")
+        .count();
+    assert_eq!(failed, cases.len());
+}
+
+#[test]
+fn several_requests_on_one_connection_each_get_a_reply() {
+    let d = TestDaemon::start("pipeline");
+    let (mut s, mut r) = conn(&d);
+    s.write_all(b"{\"command\":\"status\"}\r\n{bad\n{\"command\":\"events\",\"limit\":1}\n")
+        .unwrap();
+    let mut replies: Vec<String> = (0..3).map(|_| read_line(&mut r)).collect();
+    replies.sort();
+    assert!(replies.iter().any(|l| l.contains("\"application\":\"pipeline\"")));
+    assert!(replies.iter().any(|l| l.contains("JSON")));
+    assert!(replies.iter().any(|l| l.contains("\"events\":[")));
+}
+
+#[test]
+fn partial_lines_are_buffered_until_the_newline() {
+    let d = TestDaemon::start("partial");
+    let (mut s, mut r) = conn(&d);
+    s.write_all(b"{\"command\":").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"\"status\"}\n").unwrap();
+    assert!(read_line(&mut r).starts_with("{\"status\":\"success\""));
+}
+
+#[test]
+fn over_long_line_is_rejected_and_the_connection_keeps_working() {
+    let d = TestDaemon::start("huge");
+    let (mut s, mut r) = conn(&d);
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    s.write_all(&big).unwrap();
+    s.write_all(b"\n{\"command\":\"status\"}\n").unwrap();
+    let first = read_line(&mut r);
+    assert!(first.contains("exceeds"), "{first}");
+    let second = read_line(&mut r);
+    assert!(second.starts_with("{\"status\":\"success\""), "{second}");
+}
+
+#[test]
+fn silent_and_slow_clients_do_not_block_others() {
+    let d = TestDaemon::start("slow");
+    // A client that sends half a line and goes quiet, and one that never
+    // reads its replies.
+    let (mut silent, _) = conn(&d);
+    silent.write_all(b"{\"command\":\"sta").unwrap();
+    let (mut greedy, _greedy_r) = conn(&d);
+    for _ in 0..200 {
+        greedy.write_all(b"{\"command\":\"status\"}\n").unwrap();
+    }
+    let started = Instant::now();
+    let out = d.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn many_concurrent_clients_all_get_answers() {
+    let d = TestDaemon::start("concurrent");
+    let socket = d.socket.clone();
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    let mut s = UnixStream::connect(&socket).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    s.write_all(b"{\"command\":\"status\"}\n").unwrap();
+                    let mut r = BufReader::new(s);
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    assert!(line.starts_with("{\"status\":\"success\""));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn client_closing_mid_line_is_not_an_event() {
+    let d = TestDaemon::start("midline");
+    {
+        let (mut s, _) = conn(&d);
+        s.write_all(b"{\"command\":").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let v: serde_json::Value =
+        serde_json::from_str(&d.request(r#"{"command":"events"}"#)).unwrap();
+    let messages: Vec<_> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(messages, ["proxy listening", "control socket listening"]);
+}
+
+#[test]
+fn events_limit_rules() {
+    let d = TestDaemon::start("events");
+    let count = |line: &str| -> usize {
+        let v: serde_json::Value = serde_json::from_str(&d.request(line)).unwrap();
+        v["events"].as_array().unwrap().len()
+    };
+    assert_eq!(count(r#"{"command":"events"}"#), 2);
+    assert_eq!(count(r#"{"command":"events","limit":1}"#), 1);
+    assert_eq!(count(r#"{"command":"events","limit":0}"#), 2);
+    assert_eq!(count(r#"{"command":"events","limit":-3}"#), 2);
+    assert_eq!(count(r#"{"command":"events","limit":"1"}"#), 2);
+    assert_eq!(count(r#"{"command":"events","limit":0.5}"#), 1);
+    let v: serde_json::Value =
+        serde_json::from_str(&d.request(r#"{"command":"events","limit":1}"#)).unwrap();
+    assert_eq!(v["events"][0]["message"], "control socket listening");
+    assert_eq!(
+        top_level_keys(&serde_json::to_string(&v["events"][0]).unwrap()),
+        ["at", "data", "message"]
+    );
+}
+
+#[test]
+fn commands_of_later_issues_answer_a_clear_error() {
+    let d = TestDaemon::start("later");
+    for (line, name) in [
+        (r#"{"command":"deploy","releasePath":"/tmp"}"#, "deploy"),
+        (r#"{"command":"rollback"}"#, "rollback"),
+        (r#"{"command":"stop"}"#, "stop"),
+        (r#"{"command":"restart","processId":"w"}"#, "restart"),
+    ] {
+        let v: serde_json::Value = serde_json::from_str(&d.request(line)).unwrap();
+        assert_eq!(
+            v["error"],
+            format!("{name} is not available in this build yet")
+        );
+    }
+}
+
+#[test]
+fn shutdown_reply_then_connection_closed() {
+    let mut d = TestDaemon::start("shutclose");
+    let (mut s, mut r) = conn(&d);
+    s.write_all(b"{\"command\":\"shutdown\"}\n").unwrap();
+    assert_eq!(
+        read_line(&mut r),
+        r#"{"status":"success","message":"shutdown"}"#
+    );
+    let mut rest = Vec::new();
+    assert_eq!(r.read_to_end(&mut rest).unwrap(), 0, "closed after the reply");
+    assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn concurrent_shutdowns_share_one_run() {
+    let mut d = TestDaemon::start("shuttwice");
+    let (mut a, mut ra) = conn(&d);
+    let (mut b, mut rb) = conn(&d);
+    a.write_all(b"{\"command\":\"shutdown\"}\n").unwrap();
+    b.write_all(b"{\"command\":\"shutdown\"}\n").unwrap();
+    let la = read_line(&mut ra);
+    let lb = read_line(&mut rb);
+    // The second may have been closed as "another connection" before its
+    // request arrived; any reply it got is the shared success.
+    assert_eq!(la, r#"{"status":"success","message":"shutdown"}"#);
+    assert!(lb.is_empty() || lb == la, "{lb}");
+    assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
+}
