@@ -38,12 +38,18 @@ fn malformed_and_unknown_messages_are_answered_and_the_daemon_keeps_serving() {
         (r#"{"command":"fly"}"#, "Unknown command: fly"),
         (r#"{"command":7}"#, "Unknown command: 7"),
         (r#"{"command":"deploy"}"#, "releasePath is required"),
-        (r#"{"command":"deploy","releasePath":""}"#, "releasePath is required"),
+        (
+            r#"{"command":"deploy","releasePath":""}"#,
+            "releasePath is required",
+        ),
         (
             r#"{"command":"deploy","releasePath":"/x","releaseId":1}"#,
             "Expected string value",
         ),
-        (r#"{"command":"stop","releaseId":{}}"#, "Expected string value"),
+        (
+            r#"{"command":"stop","releaseId":{}}"#,
+            "Expected string value",
+        ),
         (r#"{"command":"retire-owner"}"#, "attestation is required"),
     ];
     for (line, want) in cases {
@@ -80,7 +86,11 @@ fn several_requests_on_one_connection_each_get_a_reply() {
         .unwrap();
     let mut replies: Vec<String> = (0..3).map(|_| read_line(&mut r)).collect();
     replies.sort();
-    assert!(replies.iter().any(|l| l.contains("\"application\":\"pipeline\"")));
+    assert!(
+        replies
+            .iter()
+            .any(|l| l.contains("\"application\":\"pipeline\""))
+    );
     assert!(replies.iter().any(|l| l.contains("JSON")));
     assert!(replies.iter().any(|l| l.contains("\"events\":[")));
 }
@@ -158,8 +168,7 @@ fn client_closing_mid_line_is_not_an_event() {
         s.write_all(b"{\"command\":").unwrap();
     }
     std::thread::sleep(Duration::from_millis(50));
-    let v: serde_json::Value =
-        serde_json::from_str(&d.request(r#"{"command":"events"}"#)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&d.request(r#"{"command":"events"}"#)).unwrap();
     let messages: Vec<_> = v["events"]
         .as_array()
         .unwrap()
@@ -218,7 +227,11 @@ fn shutdown_reply_then_connection_closed() {
         r#"{"status":"success","message":"shutdown"}"#
     );
     let mut rest = Vec::new();
-    assert_eq!(r.read_to_end(&mut rest).unwrap(), 0, "closed after the reply");
+    assert_eq!(
+        r.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after the reply"
+    );
     assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
 }
 

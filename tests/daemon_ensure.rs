@@ -91,7 +91,10 @@ fn ensure_daemon_rejects_a_bad_timeout() {
         dir: dir.clone(),
     };
     for bad in ["0", "abc", "-5"] {
-        let out = cli(&config, &["ensure-daemon", "--daemon-start-timeout-ms", bad]);
+        let out = cli(
+            &config,
+            &["ensure-daemon", "--daemon-start-timeout-ms", bad],
+        );
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(
             stderr(&out).trim(),
@@ -123,7 +126,10 @@ fn ensure_daemon_fails_fast_when_the_daemon_dies_at_once() {
         ],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(started.elapsed() < Duration::from_secs(5), "did not wait out 10 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait out 10 s"
+    );
     let err = stderr(&out);
     assert!(err.contains("exited before becoming ready"), "{err}");
     assert!(err.contains("EADDRINUSE"), "log tail shown: {err}");

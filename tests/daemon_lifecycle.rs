@@ -212,7 +212,12 @@ fn numeric_owner_and_group_are_applied() {
     let dir = temp_dir("chown");
     let uid = unsafe { libc::getuid() };
     let gid = unsafe { libc::getgid() };
-    let config = write_config(&dir, "chown", &format!(r#","owner":{uid},"group":"{gid}""#), 0);
+    let config = write_config(
+        &dir,
+        "chown",
+        &format!(r#","owner":{uid},"group":"{gid}""#),
+        0,
+    );
     let d = TestDaemon::start_with(dir, config, &[]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&d.cli(&["status"]))).unwrap();
     assert_eq!(v["control"]["owner"], uid);
