@@ -250,3 +250,14 @@ fn concurrent_shutdowns_share_one_run() {
     assert!(lb.is_empty() || lb == la, "{lb}");
     assert_eq!(d.wait_exit(Duration::from_secs(5)), Some(0));
 }
+
+#[test]
+fn events_payload_keeps_data_key_order() {
+    let d = TestDaemon::start("evorder");
+    let line = d.request(r#"{"command":"events"}"#);
+    assert!(
+        line.contains(r#""data":{"host":"127.0.0.1","port":"#),
+        "host before port as emitted: {line}"
+    );
+    assert!(line.starts_with(r#"{"status":"success","events":[{"at":"#));
+}

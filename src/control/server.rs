@@ -50,22 +50,24 @@ pub type IncomingSink = Arc<dyn Fn(Incoming) + Send + Sync>;
 pub struct ReplyTo {
     conn: u64,
     close_after: bool,
+    sent: bool,
     tx: Sender<ServerMsg>,
     waker: Arc<Waker>,
 }
 
 impl ReplyTo {
-    pub fn send(self, reply: Reply) {
+    pub fn send(mut self, reply: Reply) {
+        self.sent = true;
         let line = response_line(&reply);
-        if self
-            .tx
-            .send(ServerMsg::Reply {
-                conn: self.conn,
-                line,
-                close: self.close_after,
-            })
-            .is_ok()
-        {
+        self.post(ServerMsg::Reply {
+            conn: self.conn,
+            line,
+            close: self.close_after,
+        });
+    }
+
+    fn post(&self, msg: ServerMsg) {
+        if self.tx.send(msg).is_ok() {
             let _ = self.waker.wake();
         }
     }
@@ -76,7 +78,19 @@ impl ReplyTo {
     }
 }
 
+impl Drop for ReplyTo {
+    /// A reply that is never sent still releases its connection.
+    fn drop(&mut self) {
+        if !self.sent {
+            self.post(ServerMsg::Abandon { conn: self.conn });
+        }
+    }
+}
+
 pub(crate) enum ServerMsg {
+    Abandon {
+        conn: u64,
+    },
     Reply {
         conn: u64,
         line: String,
@@ -246,6 +260,12 @@ impl Server {
                             self.flush_conn(conn);
                         }
                     }
+                    ServerMsg::Abandon { conn } => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.pending = c.pending.saturating_sub(1);
+                        }
+                        self.maybe_close(conn);
+                    }
                     ServerMsg::Close { keep, done } => {
                         let err = self.close_listener(&keep);
                         done(err);
@@ -365,6 +385,7 @@ impl Server {
                 let reply = ReplyTo {
                     conn: id,
                     close_after: request.closes_connection(),
+                    sent: false,
                     tx: self.tx.clone(),
                     waker: self.waker.clone(),
                 };

@@ -115,8 +115,11 @@ impl Core {
         let result: Reply = match request {
             Request::Status => Ok(self.status_json()),
             Request::Events { limit } => {
+                // Serialized straight from the structs: a serde_json Value
+                // would sort the keys of each event's data.
                 let events = self.events.select(limit);
-                Ok(serde_json::json!({ "events": events }).to_string())
+                let list = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
+                Ok(format!(r#"{{"events":{list}}}"#))
             }
             Request::Shutdown => {
                 self.begin_shutdown(Some(reply), false);
