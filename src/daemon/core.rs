@@ -4,17 +4,22 @@
 //! synchronous call is a supervisor snapshot, which that thread answers at
 //! once. `status` therefore answers in microseconds whatever else runs.
 
-use crossbeam_channel::{Receiver, Sender};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::events::{Data, Event, EventRing};
 use super::log;
 use super::notify;
+use super::orphans::{self, Orphan};
+use super::persist::{self, PERSIST_EVERY, Persister};
 use super::proxy_port::ProxyPort;
 use super::state::DaemonState;
 use super::status;
 use crate::config::Config;
 use crate::control::protocol::{Reply, Request};
 use crate::control::server::{ControlServer, Incoming, ReplyTo};
+use crate::supervisor::clock::iso_now;
 use crate::supervisor::{Notice, SupervisorHandle};
 
 pub enum CoreMsg {
@@ -26,6 +31,8 @@ pub enum CoreMsg {
     ControlClosed(Option<String>),
     /// Shutdown step: every process stopped (`n` failed to stop).
     AllStopped(usize),
+    /// A state file write failed.
+    PersistFailed(String),
 }
 
 struct ShutdownRun {
@@ -43,6 +50,9 @@ pub struct Core {
     proxy: ProxyPort,
     tx: Sender<CoreMsg>,
     shutdown: Option<ShutdownRun>,
+    orphans: Vec<Orphan>,
+    persister: Option<Persister>,
+    next_persist: Option<Instant>,
 }
 
 impl Core {
@@ -52,6 +62,7 @@ impl Core {
         supervisor: SupervisorHandle,
         proxy: ProxyPort,
         tx: Sender<CoreMsg>,
+        orphans: Vec<Orphan>,
     ) -> Core {
         Core {
             config,
@@ -62,7 +73,41 @@ impl Core {
             proxy,
             tx,
             shutdown: None,
+            orphans,
+            persister: None,
+            next_persist: None,
         }
+    }
+
+    /// Starts persistence (`statePath` set): first write now, then every
+    /// [`PERSIST_EVERY`]. Call once the control socket is exposed.
+    pub fn start_persistence(&mut self, state_path: &str) -> std::io::Result<()> {
+        let tx = self.tx.clone();
+        let persister = Persister::start(
+            state_path.into(),
+            Box::new(move |e| {
+                let _ = tx.send(CoreMsg::PersistFailed(e));
+            }),
+        )?;
+        self.persister = Some(persister);
+        self.persist_now();
+        Ok(())
+    }
+
+    /// Queues a state write (never while shutting down).
+    pub fn persist_now(&mut self) {
+        if self.shutdown.is_some() || self.persister.is_none() {
+            self.next_persist = None;
+            return;
+        }
+        let status = self.status_json();
+        let events =
+            serde_json::to_string(&self.events.select(None)).unwrap_or_else(|_| "[]".into());
+        let content = persist::content(&status, &events, &iso_now());
+        if let Some(p) = self.persister.as_ref() {
+            p.write(content);
+        }
+        self.next_persist = Some(Instant::now() + PERSIST_EVERY);
     }
 
     pub fn set_control(&mut self, control: ControlServer) {
@@ -77,12 +122,25 @@ impl Core {
 
     /// Runs until shutdown completes; returns the exit code.
     pub fn run(mut self, rx: Receiver<CoreMsg>) -> i32 {
-        while let Ok(msg) = rx.recv() {
+        loop {
+            let msg = match self.next_persist {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.persist_now();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return 0,
+                },
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return 0,
+                },
+            };
             if let Some(code) = self.handle(msg) {
                 return code;
             }
         }
-        0
     }
 
     fn handle(&mut self, msg: CoreMsg) -> Option<i32> {
@@ -107,6 +165,12 @@ impl Core {
                 }));
             }
             CoreMsg::AllStopped(failed) => return Some(self.finish_shutdown(failed)),
+            CoreMsg::PersistFailed(error) => {
+                self.record(Event::new(
+                    "state persist failed",
+                    Data::new().with("error", error),
+                ));
+            }
         }
         None
     }
@@ -143,14 +207,22 @@ impl Core {
     }
 
     /// The status object as compact JSON (without the `status` member).
-    pub fn status_json(&self) -> String {
+    pub fn status_json(&mut self) -> String {
+        // Orphans: liveness re-checked on every call, dead ones dropped.
+        self.orphans.retain(|o| orphans::alive(o.pid));
         let keys = self.state.all_keys();
         let snaps = if keys.is_empty() {
             Vec::new()
         } else {
             self.supervisor.snapshot(keys)
         };
-        let view = status::build(&self.config, self.proxy.port(), &self.state, snaps);
+        let view = status::build(
+            &self.config,
+            self.proxy.port(),
+            &self.state,
+            &self.orphans,
+            snaps,
+        );
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
     }
 
@@ -161,6 +233,7 @@ impl Core {
             return;
         }
         notify::notify("STOPPING=1");
+        self.next_persist = None;
         let keep: Vec<u64> = requester.iter().map(ReplyTo::conn).collect();
         self.shutdown = Some(ShutdownRun {
             waiters: requester.into_iter().collect(),
@@ -182,6 +255,19 @@ impl Core {
         let Some(mut run) = self.shutdown.take() else {
             return 0;
         };
+        if let Some(persister) = self.persister.take() {
+            self.orphans.retain(|o| orphans::alive(o.pid));
+            let content = if self.orphans.is_empty() {
+                None
+            } else {
+                let list = serde_json::to_string(&self.orphans).unwrap_or_else(|_| "[]".into());
+                Some(persist::orphans_only(&list))
+            };
+            if let Err(e) = persister.finalize(content) {
+                run.errors
+                    .push(format!("persistent state cleanup failed: {e}"));
+            }
+        }
         if failed > 0 {
             let s = if failed == 1 { "" } else { "s" };
             run.errors.push(format!(

@@ -11,6 +11,8 @@ pub mod durable;
 pub mod events;
 pub mod log;
 pub mod notify;
+pub mod orphans;
+pub mod persist;
 pub mod proxy_port;
 pub mod state;
 pub mod status;
@@ -33,6 +35,34 @@ pub fn run(config: Config) -> Result<i32, String> {
         log::event(&e);
         events.push(e);
     };
+
+    let orphans = match config.state_path.as_deref() {
+        Some(path) => orphans::detect(path),
+        None => Vec::new(),
+    };
+    for o in &orphans {
+        record(Event::new(
+            "orphaned managed process detected",
+            Data::new()
+                .with("pid", o.pid)
+                .with("processId", o.id.as_str())
+                .with(
+                    "releaseId",
+                    o.release_id
+                        .as_deref()
+                        .map(serde_json::Value::from)
+                        .unwrap_or_default(),
+                ),
+        ));
+    }
+    if !orphans.is_empty() {
+        record(Event::new(
+            "orphaned processes from a previous daemon",
+            Data::new()
+                .with("count", orphans.len())
+                .with("hint", orphans::HINT),
+        ));
+    }
 
     bind::clear_path(&config.control.path)?;
     let proxy = ProxyPort::bind(&config.proxy.host, config.proxy.port)?;
@@ -71,8 +101,17 @@ pub fn run(config: Config) -> Result<i32, String> {
         "control socket listening",
         Data::new().with("path", path.as_str()),
     ));
-    let mut core = Core::new(config, events, supervisor.handle(), proxy, tx);
+    let state_path = config.state_path.clone();
+    let mut core = Core::new(config, events, supervisor.handle(), proxy, tx, orphans);
     core.set_control(control);
+    if let Some(path) = state_path {
+        if let Err(e) = core.start_persistence(&path) {
+            core.record(Event::new(
+                "state persist failed",
+                Data::new().with("error", format!("cannot start the state writer: {e}")),
+            ));
+        }
+    }
     notify::notify("READY=1");
     let code = core.run(rx);
     supervisor.shutdown();

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
+use super::orphans::Orphan;
 use super::state::{DaemonState, ReleaseState};
 use crate::config::{Config, IdOrName};
 use crate::supervisor::ProcessStatus;
@@ -19,7 +20,7 @@ pub struct StatusView {
     pub control: ControlView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon_runtime: Option<Value>,
-    pub orphans: Vec<OrphanView>,
+    pub orphans: Vec<Orphan>,
     pub proxy: ProxyView,
     pub releases: Vec<ReleaseView>,
     pub services: Vec<NamedProcess>,
@@ -35,14 +36,6 @@ pub struct ControlView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<Value>,
     pub path: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrphanView {
-    pub id: String,
-    pub pid: u32,
-    pub release_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +104,7 @@ pub fn build(
     config: &Config,
     proxy_port: u16,
     state: &DaemonState,
+    orphans: &[Orphan],
     processes: Vec<Option<ProcessStatus>>,
 ) -> StatusView {
     let mut snaps = processes.into_iter();
@@ -160,7 +154,7 @@ pub fn build(
             path: config.control.path.clone(),
         },
         daemon_runtime: None,
-        orphans: Vec::new(),
+        orphans: orphans.to_vec(),
         proxy: ProxyView {
             host: config.proxy.host.clone(),
             port: proxy_port,
