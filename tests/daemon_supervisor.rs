@@ -397,3 +397,79 @@ fn snapshot_answers_while_a_stop_is_waiting() {
     assert!(t.elapsed() < Duration::from_millis(500));
     assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap().is_ok());
 }
+
+fn memory_hog() -> &'static str {
+    // tail keeps everything it read while waiting for an EOF that never comes.
+    "(head -c 60000000 /dev/zero; sleep 1000) | tail"
+}
+
+#[test]
+fn memory_limit_exceeded_restarts_the_process_with_reason_memory() {
+    let mut f = Fixture::new();
+    let mut sp = spec("hog", memory_hog());
+    sp.memory = Some(rollbridge::config::MemoryConfig {
+        limit_bytes: 30_000_000,
+        warn_bytes: 0,
+        check_interval_ms: 100,
+    });
+    sp.graceful_stop = GracefulStop::Ms(2000);
+    let k = f.register(sp);
+    let first = f.h.start_wait(k, StartReason::Deploy).unwrap();
+    let e = f
+        .wait_event("memory limit exceeded", Duration::from_secs(10))
+        .expect("limit event");
+    assert_eq!(e["limitBytes"], 30_000_000);
+    assert!(e["rssBytes"].as_u64().unwrap() > 30_000_000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = f.status(k);
+        if s.memory_restarts == 1 && s.state == ProcState::Running {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no memory restart: {s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(s.last_start_reason, Some(StartReason::Memory));
+    assert!(s.last_memory_restart_at.is_some());
+    assert_ne!(s.pid, Some(first));
+    assert_eq!(
+        s.restarts, 0,
+        "memory restarts do not count as crash restarts"
+    );
+    assert!(!group_alive(first as i32), "old group fully stopped first");
+}
+
+#[test]
+fn memory_warning_fires_once_and_samples_the_whole_group() {
+    let mut f = Fixture::new();
+    let mut sp = spec("warm", memory_hog());
+    sp.memory = Some(rollbridge::config::MemoryConfig {
+        limit_bytes: 1_000_000_000,
+        warn_bytes: 20_000_000,
+        check_interval_ms: 50,
+    });
+    let k = f.register(sp);
+    f.h.start_wait(k, StartReason::Deploy).unwrap();
+    let e = f
+        .wait_event("memory warning", Duration::from_secs(10))
+        .expect("warning");
+    assert_eq!(e["warnBytes"], 20_000_000);
+    assert!(
+        f.wait_event("memory warning", Duration::from_millis(400))
+            .is_none(),
+        "once"
+    );
+    let s = f.status(k);
+    assert!(s.rss_bytes.unwrap() > 20_000_000);
+    let names: Vec<_> = s.children.iter().map(|c| c.command.as_str()).collect();
+    assert!(
+        names.contains(&"tail") && names.contains(&"sleep"),
+        "{names:?}"
+    );
+    f.h.stop_wait(k).unwrap();
+    let s = f.status(k);
+    assert!(
+        s.children.is_empty() && s.rss_bytes.is_none(),
+        "cleared on exit"
+    );
+}

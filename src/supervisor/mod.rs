@@ -8,6 +8,7 @@
 //! thread: they must only send on a channel) and events through the sink.
 
 pub mod clock;
+pub mod memory;
 pub mod output;
 pub mod restart;
 mod run;
@@ -89,6 +90,10 @@ pub(crate) enum Msg {
     /// Internal: one stop of a StopAll finished.
     StopAllPart {
         ok: bool,
+    },
+    /// Internal: the stop of a memory restart finished.
+    MemoryStopped {
+        key: ProcKey,
     },
     Exit,
 }

@@ -15,9 +15,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::clock::iso_now;
+use super::memory::{self, MemoryVerdict};
 use super::output::{Budget, LineSplitter, LogBudget, LogLine, OutputRing, Stream};
 use super::restart::{RestartDecision, RestartHistory};
 use super::spawn::{self, decode_status, group_alive, signal_group};
+use super::status::ChildSample;
 use super::stop::{HookKind, Observed, StopAction, StopPlan, StopSeq};
 use super::timers::{TimerId, Timers};
 use super::{Done, Msg, Notice, ProcKey, ProcState, ProcessSpec, ProcessStatus, Sink, StartReason};
@@ -45,6 +47,10 @@ enum TimerKind {
         pid: i32,
         kind: HookKind,
         timeout_ms: u64,
+    },
+    MemorySample {
+        key: ProcKey,
+        generation: u64,
     },
 }
 
@@ -82,6 +88,13 @@ struct Managed {
     hook: Option<(i32, TimerId)>,
     remove_when_stopped: bool,
     budget: LogBudget,
+    memory_timer: Option<TimerId>,
+    children: Vec<ChildSample>,
+    rss: Option<u64>,
+    memory_restarts: u64,
+    last_memory_restart_at: Option<String>,
+    warned: bool,
+    memory_restarting: bool,
 }
 
 impl Managed {
@@ -106,6 +119,13 @@ impl Managed {
             hook: None,
             remove_when_stopped: false,
             budget: LogBudget::new(LOG_LINES_PER_SECOND),
+            memory_timer: None,
+            children: Vec::new(),
+            rss: None,
+            memory_restarts: 0,
+            last_memory_restart_at: None,
+            warned: false,
+            memory_restarting: false,
         }
     }
 
@@ -122,19 +142,19 @@ impl Managed {
 
     fn status(&self, now: Instant) -> ProcessStatus {
         ProcessStatus {
-            children: Vec::new(),
+            children: self.children.clone(),
             command: self.spec.command.clone(),
             cwd: self.spec.cwd.clone(),
             exit_code: self.exit.as_ref().map(|(c, _)| *c),
             exit_signal: self.exit.as_ref().map(|(_, s)| s.clone()),
             id: self.spec.id.clone(),
-            last_memory_restart_at: None,
+            last_memory_restart_at: self.last_memory_restart_at.clone(),
             last_start_reason: self.reason,
             logs: self.logs.to_vec(),
-            memory_restarts: 0,
+            memory_restarts: self.memory_restarts,
             pid: self.leader.map(|p| p as u32),
             restarts: self.restarts,
-            rss_bytes: None,
+            rss_bytes: self.rss,
             started_at: self.started.as_ref().map(|(iso, _)| iso.clone()),
             state: self.state,
             uptime_ms: match (&self.started, self.state) {
@@ -347,6 +367,7 @@ impl Loop {
                     }
                 }
             }
+            Msg::MemoryStopped { key } => self.memory_restart_resume(key),
             Msg::Exit => self.exit = true,
         }
     }
@@ -427,6 +448,13 @@ impl Loop {
             .with("id", p.spec.id.as_str())
             .with("pid", pid)
             .with("reason", reason.as_str());
+        if let Some(mem) = p.spec.memory.as_ref() {
+            let at = Instant::now() + Duration::from_millis(mem.check_interval_ms.max(1));
+            p.memory_timer = Some(
+                self.timers
+                    .insert(at, TimerKind::MemorySample { key, generation }),
+            );
+        }
         self.by_pid.insert(pid, (key, generation));
         self.add_pipe(key, Stream::Stdout, spawned.stdout);
         self.add_pipe(key, Stream::Stderr, spawned.stderr);
@@ -593,6 +621,11 @@ impl Loop {
         let signal = sig.map(sig_text);
         p.leader = None;
         p.exit = Some((code, signal.clone()));
+        p.rss = None;
+        p.children.clear();
+        if let Some(t) = p.memory_timer.take() {
+            self.timers.cancel(t);
+        }
         let requested = p.stop_requested;
         if !requested {
             p.state = ProcState::Failed;
@@ -654,6 +687,7 @@ impl Loop {
         for (_, kind) in self.timers.pop_due(now) {
             match kind {
                 TimerKind::Restart { key, generation } => self.restart_due(key, generation),
+                TimerKind::MemorySample { key, generation } => self.memory_sample(key, generation),
                 TimerKind::HookDeadline {
                     key,
                     pid,
@@ -705,6 +739,95 @@ impl Loop {
         }
     }
 
+    // ---- memory ---------------------------------------------------------
+
+    fn memory_sample(&mut self, key: ProcKey, generation: u64) {
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        p.memory_timer = None;
+        let Some(cfg) = p.spec.memory.clone() else {
+            return;
+        };
+        if p.generation != generation || p.stop.is_some() || p.memory_restarting {
+            return;
+        }
+        let Some(pgid) = p.leader else {
+            return;
+        };
+        if let Some(members) = memory::sample_group(pgid) {
+            p.rss = memory::total_rss(&members).or(p.rss);
+            p.children = members;
+        }
+        let mut restart = false;
+        if let Some(rss) = p.rss {
+            match memory::judge(rss, &cfg, &mut p.warned) {
+                MemoryVerdict::Fine => {}
+                MemoryVerdict::Warn => {
+                    let data = p
+                        .data()
+                        .with("id", p.spec.id.as_str())
+                        .with("rssBytes", rss)
+                        .with("warnBytes", cfg.warn_bytes);
+                    self.notice_event("memory warning", data);
+                }
+                MemoryVerdict::Restart => {
+                    let data = p
+                        .data()
+                        .with("id", p.spec.id.as_str())
+                        .with("limitBytes", cfg.limit_bytes)
+                        .with("rssBytes", rss);
+                    self.notice_event("memory limit exceeded", data);
+                    restart = true;
+                }
+            }
+        }
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        if restart {
+            p.memory_restarting = true;
+            let tx = self.tx.clone();
+            self.stop_proc(
+                key,
+                Box::new(move |_| {
+                    let _ = tx.send(Msg::MemoryStopped { key });
+                }),
+            );
+        } else {
+            let at = Instant::now() + Duration::from_millis(cfg.check_interval_ms.max(1));
+            p.memory_timer = Some(
+                self.timers
+                    .insert(at, TimerKind::MemorySample { key, generation }),
+            );
+        }
+    }
+
+    /// After the stop of a memory restart: start again with reason
+    /// `memory` unless the crash gate now refuses.
+    fn memory_restart_resume(&mut self, key: ProcKey) {
+        let shutting_down = self.shutting_down;
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        p.memory_restarting = false;
+        if !p.crash_gate || shutting_down || p.remove_when_stopped {
+            return;
+        }
+        p.memory_restarts += 1;
+        p.last_memory_restart_at = Some(iso_now());
+        p.warned = false;
+        if let Err(error) = self.start_proc(key, StartReason::Memory) {
+            if let Some(p) = self.procs.get(&key) {
+                let data = p
+                    .data()
+                    .with("error", error.as_str())
+                    .with("id", p.spec.id.as_str());
+                self.notice_event("memory restart failed", data);
+            }
+        }
+    }
+
     // ---- stop -----------------------------------------------------------
 
     fn stop_proc(&mut self, key: ProcKey, done: Done<Result<(), String>>) {
@@ -714,6 +837,9 @@ impl Loop {
         };
         p.stop_requested = true;
         if let Some(t) = p.restart_timer.take() {
+            self.timers.cancel(t);
+        }
+        if let Some(t) = p.memory_timer.take() {
             self.timers.cancel(t);
         }
         if let Some(run) = p.stop.as_mut() {

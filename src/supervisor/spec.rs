@@ -1,7 +1,9 @@
 //! What the supervisor needs to run one process instance: everything already
 //! rendered (templates and `ROLLBRIDGE_*` variables are the caller's job).
 
-use crate::config::{GracefulStop, LifecycleConfig, ProcessConfig, RestartConfig, Signal};
+use crate::config::{
+    GracefulStop, LifecycleConfig, MemoryConfig, ProcessConfig, RestartConfig, Signal,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessSpec {
@@ -22,6 +24,8 @@ pub struct ProcessSpec {
     pub restart: RestartConfig,
     pub lifecycle: LifecycleConfig,
     pub output_lines: usize,
+    /// Memory supervision (`None` = off).
+    pub memory: Option<MemoryConfig>,
 }
 
 impl ProcessSpec {
@@ -47,6 +51,7 @@ impl ProcessSpec {
             restart: cfg.restart.clone(),
             lifecycle: cfg.lifecycle.clone(),
             output_lines: cfg.output_lines,
+            memory: cfg.memory.clone(),
         }
     }
 
@@ -64,6 +69,7 @@ impl ProcessSpec {
             restart: RestartConfig::default(),
             lifecycle: LifecycleConfig::default(),
             output_lines: 50,
+            memory: None,
         }
     }
 }
