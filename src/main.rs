@@ -16,6 +16,10 @@ fn run() -> i32 {
         eprintln!("Usage: rollbridge <command> [options]");
         return 1;
     };
+    if matches!(command.as_str(), "--help" | "-h" | "help") {
+        println!("Usage: rollbridge <command> [options]");
+        return 0;
+    }
     let mut args = Args::default();
     let rest: Vec<String> = argv.collect();
     let mut i = 0;

@@ -23,6 +23,7 @@ fn start_status_logs_shutdown() {
             "activeReleaseId",
             "application",
             "control",
+            "daemonRuntime",
             "orphans",
             "proxy",
             "releases",

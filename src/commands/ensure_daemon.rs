@@ -16,6 +16,7 @@ use crate::control::client::{self, ClientError};
 use crate::control::pretty::pretty;
 use crate::control::protocol::js_number;
 use crate::daemon::durable::write_atomic;
+use crate::daemon::runtime::{self, RuntimeIdentity};
 
 const POLL_EVERY: Duration = Duration::from_millis(100);
 const STATUS: &str = r#"{"command":"status"}"#;
@@ -50,9 +51,14 @@ pub fn ensure(args: &Args) -> Result<String, String> {
     let loaded = super::status::load(args)?;
     let timeout_ms = parse_timeout(args.daemon_start_timeout_ms.as_deref())?;
     let config = &loaded.config;
+    let base = args
+        .daemon_runtime_path
+        .clone()
+        .unwrap_or_else(|| runtime::default_base(&config.application));
+    let prepared = runtime::prepare_snapshot(&base)?;
     let path = config.control.path.as_str();
     match client::request(path, STATUS, Some(client::DEFAULT_TIMEOUT)) {
-        Ok(line) => return Ok(line),
+        Ok(line) => return check_runtime(line, path, &prepared),
         Err(ClientError::NoDaemon(_)) => {}
         Err(ClientError::Failed(e)) => return Err(e),
     }
@@ -64,11 +70,42 @@ pub fn ensure(args: &Args) -> Result<String, String> {
         .daemon_pid_path
         .clone()
         .unwrap_or_else(|| format!("/tmp/rollbridge-{}.pid", config.application));
-    let mut child = spawn_detached(&loaded.path, &log_path)?;
+    let exe = Path::new(&prepared.path).join(runtime::EXE_NAME);
+    let manifest = Path::new(&prepared.path).join(runtime::MANIFEST);
+    let mut child = spawn_detached(&exe, &manifest, &loaded.path, &log_path)?;
     make_parent(&pid_path)?;
     write_atomic(Path::new(&pid_path), format!("{}\n", child.id()).as_bytes())
         .map_err(|e| format!("Cannot write pid file {pid_path}: {e}"))?;
-    wait_ready(path, &mut child, timeout_ms, &log_path)
+    let line = wait_ready(path, &mut child, timeout_ms, &log_path)?;
+    check_runtime(line, path, &prepared)
+}
+
+/// The answering daemon must run the prepared runtime (format, version,
+/// digest; path ignored).
+pub fn check_runtime(
+    line: String,
+    path: &str,
+    prepared: &RuntimeIdentity,
+) -> Result<String, String> {
+    let running = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|v| v.get("daemonRuntime").cloned())
+        .and_then(|r| serde_json::from_value::<RuntimeIdentity>(r).ok());
+    match running {
+        Some(r) if r.matches(prepared) => Ok(line),
+        running => {
+            let found = match running {
+                Some(r) => format!("version {}, digest {}", r.version, r.digest),
+                None => "no daemonRuntime".to_owned(),
+            };
+            Err(format!(
+                "The Rollbridge daemon on {path} has a legacy or mismatched runtime ({found}; this installation is \
+                 version {}, digest {}), so the deploy was not sent. Keep the current release active, then explicitly \
+                 stop the daemon (`rollbridge shutdown`) and start it again with this installation before retrying.",
+                prepared.version, prepared.digest
+            ))
+        }
+    }
 }
 
 fn make_parent(path: &str) -> Result<(), String> {
@@ -79,7 +116,12 @@ fn make_parent(path: &str) -> Result<(), String> {
     }
 }
 
-fn spawn_detached(config_path: &str, log_path: &str) -> Result<Child, String> {
+fn spawn_detached(
+    exe: &Path,
+    manifest: &Path,
+    config_path: &str,
+    log_path: &str,
+) -> Result<Child, String> {
     make_parent(log_path)?;
     let log = OpenOptions::new()
         .create(true)
@@ -89,13 +131,12 @@ fn spawn_detached(config_path: &str, log_path: &str) -> Result<Child, String> {
     let log_err = log
         .try_clone()
         .map_err(|e| format!("Cannot open daemon log {log_path}: {e}"))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("Cannot find the rollbridge executable: {e}"))?;
     let config = absolute(config_path);
     let mut cmd = Command::new(exe);
     cmd.arg("daemon")
         .arg("--config")
         .arg(&config)
+        .env(runtime::MANIFEST_ENV, manifest)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

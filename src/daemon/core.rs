@@ -14,6 +14,7 @@ use super::notify;
 use super::orphans::{self, Orphan};
 use super::persist::{self, PERSIST_EVERY, Persister};
 use super::proxy_port::ProxyPort;
+use super::runtime::RuntimeIdentity;
 use super::state::DaemonState;
 use super::status;
 use crate::config::Config;
@@ -53,6 +54,7 @@ pub struct Core {
     orphans: Vec<Orphan>,
     persister: Option<Persister>,
     next_persist: Option<Instant>,
+    runtime: Option<RuntimeIdentity>,
 }
 
 impl Core {
@@ -76,7 +78,13 @@ impl Core {
             orphans,
             persister: None,
             next_persist: None,
+            runtime: None,
         }
+    }
+
+    /// The `daemonRuntime` status reports (absent when `None`).
+    pub fn set_runtime(&mut self, runtime: Option<RuntimeIdentity>) {
+        self.runtime = runtime;
     }
 
     /// Starts persistence (`statePath` set): first write now, then every
@@ -221,6 +229,7 @@ impl Core {
             self.proxy.port(),
             &self.state,
             &self.orphans,
+            self.runtime.as_ref(),
             snaps,
         );
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())

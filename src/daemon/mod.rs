@@ -14,6 +14,8 @@ pub mod notify;
 pub mod orphans;
 pub mod persist;
 pub mod proxy_port;
+pub mod runtime;
+pub mod sha256;
 pub mod state;
 pub mod status;
 
@@ -36,6 +38,8 @@ pub fn run(config: Config) -> Result<i32, String> {
         events.push(e);
     };
 
+    // A manifest that does not verify fails the start before anything binds.
+    let runtime = runtime::for_daemon()?;
     let orphans = match config.state_path.as_deref() {
         Some(path) => orphans::detect(path),
         None => Vec::new(),
@@ -103,6 +107,7 @@ pub fn run(config: Config) -> Result<i32, String> {
     ));
     let state_path = config.state_path.clone();
     let mut core = Core::new(config, events, supervisor.handle(), proxy, tx, orphans);
+    core.set_runtime(runtime);
     core.set_control(control);
     if let Some(path) = state_path {
         if let Err(e) = core.start_persistence(&path) {

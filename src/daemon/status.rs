@@ -6,6 +6,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::orphans::Orphan;
+use super::runtime::RuntimeIdentity;
 use super::state::{DaemonState, ReleaseState};
 use crate::config::{Config, IdOrName};
 use crate::supervisor::ProcessStatus;
@@ -19,7 +20,7 @@ pub struct StatusView {
     pub bootstrap: Option<Value>,
     pub control: ControlView,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub daemon_runtime: Option<Value>,
+    pub daemon_runtime: Option<RuntimeIdentity>,
     pub orphans: Vec<Orphan>,
     pub proxy: ProxyView,
     pub releases: Vec<ReleaseView>,
@@ -105,6 +106,7 @@ pub fn build(
     proxy_port: u16,
     state: &DaemonState,
     orphans: &[Orphan],
+    runtime: Option<&RuntimeIdentity>,
     processes: Vec<Option<ProcessStatus>>,
 ) -> StatusView {
     let mut snaps = processes.into_iter();
@@ -153,7 +155,7 @@ pub fn build(
             owner: config.control.owner.as_ref().map(id_or_name),
             path: config.control.path.clone(),
         },
-        daemon_runtime: None,
+        daemon_runtime: runtime.cloned(),
         orphans: orphans.to_vec(),
         proxy: ProxyView {
             host: config.proxy.host.clone(),
