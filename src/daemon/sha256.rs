@@ -38,6 +38,15 @@ impl Sha256 {
     pub fn update(&mut self, mut data: &[u8]) {
         self.length = self.length.wrapping_add(data.len() as u64);
         while !data.is_empty() {
+            // Whole blocks straight from the input, no copy.
+            if self.filled == 0 && data.len() >= 64 {
+                let (block, rest) = data.split_at(64);
+                if let Ok(block) = <&[u8; 64]>::try_from(block) {
+                    self.compress(block);
+                }
+                data = rest;
+                continue;
+            }
             let take = (64 - self.filled).min(data.len());
             self.block[self.filled..self.filled + take].copy_from_slice(&data[..take]);
             self.filled += take;
