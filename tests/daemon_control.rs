@@ -201,20 +201,51 @@ fn events_limit_rules() {
 }
 
 #[test]
-fn commands_of_later_issues_answer_a_clear_error() {
+fn deploy_answers_a_clear_error_in_this_build() {
     let d = TestDaemon::start("later");
-    for (line, name) in [
-        (r#"{"command":"deploy","releasePath":"/tmp"}"#, "deploy"),
-        (r#"{"command":"rollback"}"#, "rollback"),
-        (r#"{"command":"stop"}"#, "stop"),
-        (r#"{"command":"restart","processId":"w"}"#, "restart"),
-    ] {
+    let v: serde_json::Value =
+        serde_json::from_str(&d.request(r#"{"command":"deploy","releasePath":"/tmp"}"#)).unwrap();
+    assert_eq!(v["error"], "deploy is not available in this build yet");
+}
+
+#[test]
+fn stop_rollback_and_restart_on_an_empty_daemon_follow_the_contract() {
+    let d = TestDaemon::start("empty");
+    let cases = [
+        (r#"{"command":"stop"}"#, "Release not found: active"),
+        (
+            r#"{"command":"stop","releaseId":"v9"}"#,
+            "Release not found: v9",
+        ),
+        (
+            r#"{"command":"rollback"}"#,
+            "No previous release to roll back to.",
+        ),
+        (
+            r#"{"command":"rollback","releaseId":"v1"}"#,
+            "No retained release \"v1\" to roll back to.",
+        ),
+        (
+            r#"{"command":"restart","processId":"ghost"}"#,
+            "No managed process with id \"ghost\" to restart.",
+        ),
+    ];
+    for (line, want) in cases {
         let v: serde_json::Value = serde_json::from_str(&d.request(line)).unwrap();
-        assert_eq!(
-            v["error"],
-            format!("{name} is not available in this build yet")
-        );
+        assert_eq!(v["error"], want, "{line}");
     }
+    let v: serde_json::Value =
+        serde_json::from_str(&d.request(r#"{"command":"restart","processId":"web"}"#)).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("proxied"));
+    assert!(v["error"].as_str().unwrap().contains("rollbridge deploy"));
+    assert_eq!(
+        d.request(r#"{"command":"restart"}"#),
+        r#"{"status":"success","restarted":[]}"#
+    );
+    assert_eq!(
+        d.request(r#"{"command":"restart","policy":"companion"}"#),
+        r#"{"status":"success","restarted":[]}"#
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! synchronous call is a supervisor snapshot, which that thread answers at
 //! once. `status` therefore answers in microseconds whatever else runs.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -11,6 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::events::{Data, Event, EventRing};
 use super::log;
 use super::notify;
+use super::ops;
 use super::orphans::{self, Orphan};
 use super::persist::{self, PERSIST_EVERY, Persister};
 use super::proxy_port::ProxyPort;
@@ -34,6 +36,10 @@ pub enum CoreMsg {
     AllStopped(usize),
     /// A state file write failed.
     PersistFailed(String),
+    /// An event from an operation thread.
+    Record(Event),
+    /// The running mutating operation finished: start the next queued one.
+    OpDone,
 }
 
 struct ShutdownRun {
@@ -55,6 +61,9 @@ pub struct Core {
     persister: Option<Persister>,
     next_persist: Option<Instant>,
     runtime: Option<RuntimeIdentity>,
+    /// A mutating operation (restart; deploy/stop/rollback next) runs.
+    op_busy: bool,
+    op_queue: VecDeque<(Request, ReplyTo)>,
 }
 
 impl Core {
@@ -79,6 +88,8 @@ impl Core {
             persister: None,
             next_persist: None,
             runtime: None,
+            op_busy: false,
+            op_queue: VecDeque::new(),
         }
     }
 
@@ -173,6 +184,13 @@ impl Core {
                 }));
             }
             CoreMsg::AllStopped(failed) => return Some(self.finish_shutdown(failed)),
+            CoreMsg::Record(event) => self.record(event),
+            CoreMsg::OpDone => {
+                self.op_busy = false;
+                if let Some((request, reply)) = self.op_queue.pop_front() {
+                    self.request(request, reply);
+                }
+            }
             CoreMsg::PersistFailed(error) => {
                 self.record(Event::new(
                     "state persist failed",
@@ -199,6 +217,37 @@ impl Core {
             }
             Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
                 Err("Rollbridge is shutting down".into())
+            }
+            // Mutating operations run one at a time; later ones wait.
+            request @ Request::Restart { .. } if self.op_busy => {
+                self.op_queue.push_back((request, reply));
+                return;
+            }
+            Request::Restart { process_id, policy } => {
+                match ops::restart_targets(
+                    &self.config,
+                    &self.state,
+                    process_id.as_deref(),
+                    policy.as_deref(),
+                ) {
+                    Ok(targets) => {
+                        self.op_busy = true;
+                        ops::spawn_restart(
+                            targets,
+                            self.supervisor.clone(),
+                            self.tx.clone(),
+                            reply,
+                        );
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Request::Stop { release_id } => ops::stop_target(&self.state, release_id.as_deref())
+                .and_then(|_| Err("stop is not available in this build yet".to_owned())),
+            Request::Rollback { release_id } => {
+                ops::rollback_target(&self.state, release_id.as_deref())
+                    .and_then(|_| Err("rollback is not available in this build yet".to_owned()))
             }
             other => Err(format!(
                 "{} is not available in this build yet",

@@ -11,6 +11,7 @@ pub mod durable;
 pub mod events;
 pub mod log;
 pub mod notify;
+pub mod ops;
 pub mod orphans;
 pub mod persist;
 pub mod proxy_port;

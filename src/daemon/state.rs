@@ -25,8 +25,8 @@ pub struct Release {
     pub stopped_at: Option<String>,
     /// Process id -> port, config order (persistent services included).
     pub ports: Vec<(String, u16)>,
-    /// Supervisor keys in start order.
-    pub processes: Vec<ProcKey>,
+    /// Instances (instance id + supervisor key) in start order.
+    pub processes: Vec<Named>,
     /// In-flight proxied requests / open upgraded sockets (from the proxy).
     pub http: u64,
     pub websocket: u64,
@@ -51,10 +51,15 @@ pub struct DaemonState {
 
 impl DaemonState {
     /// Every supervisor key status needs, in status order.
+    pub fn active(&self) -> Option<&Release> {
+        let id = self.active_release_id.as_deref()?;
+        self.releases.iter().find(|r| r.id == id)
+    }
+
     pub fn all_keys(&self) -> Vec<ProcKey> {
         let mut keys: Vec<ProcKey> = Vec::new();
         for r in &self.releases {
-            keys.extend(&r.processes);
+            keys.extend(r.processes.iter().map(|p| p.key));
         }
         keys.extend(self.services.iter().map(|s| s.key));
         keys.extend(self.singletons.iter().map(|s| s.key));
