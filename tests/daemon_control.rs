@@ -292,3 +292,33 @@ fn events_payload_keeps_data_key_order() {
     );
     assert!(line.starts_with(r#"{"status":"success","events":[{"at":"#));
 }
+
+#[test]
+fn binary_garbage_never_stops_the_daemon() {
+    let d = TestDaemon::start("garbage");
+    let (mut s, mut r) = conn(&d);
+    // Deterministic pseudo-random bytes, newline-separated lines.
+    let mut x: u32 = 0x1234_5678;
+    let mut sent_lines = 0;
+    for _ in 0..50 {
+        let mut line = Vec::new();
+        for _ in 0..(x % 300) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let b = (x & 0xff) as u8;
+            if b != b'\n' {
+                line.push(b);
+            }
+        }
+        line.push(b'\n');
+        s.write_all(&line).unwrap();
+        sent_lines += 1;
+    }
+    for _ in 0..sent_lines {
+        let reply = read_line(&mut r);
+        let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(v["status"], "error", "{reply}");
+    }
+    assert_eq!(d.cli(&["status"]).status.code(), Some(0));
+}
