@@ -41,6 +41,12 @@ pub enum Incoming {
     Failed {
         error: String,
     },
+    /// A socket error (not a normal close): for the `control connection
+    /// error` event.
+    ConnectionError {
+        code: Option<String>,
+        error: String,
+    },
 }
 
 pub type IncomingSink = Arc<dyn Fn(Incoming) + Send + Sync>;
@@ -325,12 +331,7 @@ impl Server {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: report, keep serving the others.
-                    log::event(&Event::new(
-                        "control connection error",
-                        Data::new()
-                            .with("code", serde_json::Value::Null)
-                            .with("error", e.to_string()),
-                    ));
+                    (self.sink)(connection_error(&e));
                     return;
                 }
             }
@@ -340,6 +341,7 @@ impl Server {
     fn read_conn(&mut self, id: u64) {
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut too_long = 0usize;
+        let mut socket_error = None;
         {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
@@ -358,13 +360,17 @@ impl Server {
                     Ok(n) => split_lines(c, &buf[..n], &mut lines, &mut too_long),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => {
+                    Err(e) => {
                         c.read_closed = true;
                         c.dead = true;
+                        socket_error = Some(connection_error(&e));
                         break;
                     }
                 }
             }
+        }
+        if let Some(report) = socket_error {
+            (self.sink)(report);
         }
         for _ in 0..too_long {
             let error = format!("Control request line exceeds {MAX_LINE_BYTES} bytes");
@@ -483,6 +489,14 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+fn connection_error(e: &std::io::Error) -> Incoming {
+    let code = super::client::errno_text(e);
+    Incoming::ConnectionError {
+        code: code.starts_with('E').then_some(code),
+        error: e.to_string(),
     }
 }
 

@@ -171,6 +171,13 @@ impl Core {
                 ));
             }
             CoreMsg::Control(Incoming::Request { request, reply }) => self.request(request, reply),
+            CoreMsg::Control(Incoming::ConnectionError { code, error }) => {
+                let code = code.map(serde_json::Value::from).unwrap_or_default();
+                self.record(Event::new(
+                    "control connection error",
+                    Data::new().with("code", code).with("error", error),
+                ));
+            }
             CoreMsg::Supervisor(Notice::Event(event)) => self.record(event),
             CoreMsg::Supervisor(Notice::Exited { .. }) => {}
             CoreMsg::Signal(_) => self.begin_shutdown(None, true),
