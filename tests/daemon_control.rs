@@ -322,3 +322,57 @@ fn binary_garbage_never_stops_the_daemon() {
     }
     assert_eq!(d.cli(&["status"]).status.code(), Some(0));
 }
+
+#[test]
+fn a_stdout_nobody_reads_never_blocks_the_daemon() {
+    use std::process::{Command, Stdio};
+    let dir = temp_dir("stuckout");
+    let config = write_config(&dir, "stuckout", "", 0);
+    // stdout is a pipe we never read: 64 KiB fill it.
+    let mut child = Command::new(BIN)
+        .args(["daemon", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = dir.join("c.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "daemon did not come up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Every bad request is a `command failed` line on stdout: ~5 MB.
+    let mut s = UnixStream::connect(&socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..40_000 {
+                if w.write_all(b"{\"command\":\"nope\"}\n").is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut r = BufReader::new(s);
+    for _ in 0..40_000 {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("Unknown command: nope"));
+    }
+    writer.join().unwrap();
+    let started = Instant::now();
+    let mut c = UnixStream::connect(&socket).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"{\"command\":\"status\"}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(c).read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"status\":\"success\""));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

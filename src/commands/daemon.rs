@@ -22,7 +22,10 @@ pub fn run(args: &Args) -> i32 {
             return 1;
         }
     };
-    match crate::daemon::run(loaded.config) {
+    let result = crate::daemon::run(loaded.config);
+    // Lines queued for stdout (startup events included) go out first.
+    crate::daemon::log::flush(std::time::Duration::from_secs(2));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{e}");

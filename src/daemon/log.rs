@@ -1,10 +1,30 @@
-//! The daemon's own log: one JSON object per line on stdout. Write errors
-//! (a closed pipe, a full disk) are ignored: logging never stops the daemon.
+//! The daemon's own log: one JSON object per line on stdout.
+//!
+//! Every thread hands its lines to one writer thread through a bounded
+//! queue, so a stalled stdout (a full pipe nobody drains, a slow journal)
+//! can never block the core, the supervisor or the control thread: when
+//! the queue is full, lines are dropped and counted, and the writer says
+//! how many once it catches up. Write errors are ignored: logging never
+//! stops the daemon. Call [`flush`] before exiting.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError, bounded};
+
+/// Lines that may wait for the writer.
+const QUEUE: usize = 16 * 1024;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static WRITER: OnceLock<Option<Sender<Item>>> = OnceLock::new();
+
+enum Item {
+    Line(String),
+    Flush(Sender<()>),
+}
 
 /// Turns the stdout log on or off (library users and tests that embed the
 /// supervisor without wanting its lines on their stdout).
@@ -12,22 +32,74 @@ pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
-/// Writes one line (a newline is appended) atomically with respect to the
-/// daemon's other threads.
+fn writer() -> Option<&'static Sender<Item>> {
+    WRITER
+        .get_or_init(|| {
+            let (tx, rx) = bounded::<Item>(QUEUE);
+            std::thread::Builder::new()
+                .name("log".into())
+                .spawn(move || {
+                    let stdout = std::io::stdout();
+                    for item in rx {
+                        let mut out = stdout.lock();
+                        match item {
+                            Item::Line(line) => {
+                                let dropped = DROPPED.swap(0, Ordering::Relaxed);
+                                if dropped > 0 {
+                                    let note = super::events::Event::new(
+                                        "log lines dropped",
+                                        super::events::Data::new().with("count", dropped),
+                                    );
+                                    let _ = writeln!(out, "{}", note.to_json());
+                                }
+                                let _ = out.write_all(line.as_bytes());
+                                let _ = out.write_all(b"\n");
+                                let _ = out.flush();
+                            }
+                            Item::Flush(done) => {
+                                let _ = out.flush();
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+/// Queues one line (a newline is appended); never blocks.
 pub fn write_line(line: &str) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let stdout = std::io::stdout();
-    let mut lock = stdout.lock();
-    let mut buf = Vec::with_capacity(line.len() + 1);
-    buf.extend_from_slice(line.as_bytes());
-    buf.push(b'\n');
-    let _ = lock.write_all(&buf);
-    let _ = lock.flush();
+    match writer() {
+        Some(tx) => {
+            if let Err(TrySendError::Full(_)) = tx.try_send(Item::Line(line.to_owned())) {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            // No writer thread could be started: write directly.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
 }
 
 /// Logs an event line.
 pub fn event(event: &super::events::Event) {
     write_line(&event.to_json());
+}
+
+/// Waits (at most `timeout`) until every queued line is written.
+pub fn flush(timeout: Duration) {
+    let Some(tx) = WRITER.get().and_then(|w| w.as_ref()) else {
+        return;
+    };
+    let (done, rx) = bounded(1);
+    if tx.send_timeout(Item::Flush(done), timeout).is_ok() {
+        let _ = rx.recv_timeout(timeout);
+    }
 }

@@ -121,6 +121,7 @@ pub fn run(config: Config) -> Result<i32, String> {
     notify::notify("READY=1");
     let code = core.run(rx);
     supervisor.shutdown();
+    log::flush(std::time::Duration::from_secs(2));
     Ok(code)
 }
 

@@ -221,6 +221,7 @@ pub(crate) fn thread_main(mut looper: Loop) {
             "rollbridge: FATAL: supervisor thread panicked: {what}; killing managed process groups"
         );
         looper.kill_everything();
+        log::flush(Duration::from_secs(1));
         std::process::exit(70);
     }
 }
