@@ -343,7 +343,7 @@ fn a_stdout_nobody_reads_never_blocks_the_daemon() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Every bad request is a `command failed` line on stdout: ~5 MB.
-    let mut s = UnixStream::connect(&socket).unwrap();
+    let s = UnixStream::connect(&socket).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let writer = {
         let mut w = s.try_clone().unwrap();
