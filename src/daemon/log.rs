@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{Sender, bounded, unbounded};
 
 /// Lines that may wait for the writer.
 const QUEUE: usize = 16 * 1024;
@@ -35,7 +35,9 @@ pub fn set_enabled(on: bool) {
 fn writer() -> Option<&'static Sender<Item>> {
     WRITER
         .get_or_init(|| {
-            let (tx, rx) = bounded::<Item>(QUEUE);
+            // Unbounded channel, bounded by `len()` below: no upfront
+            // allocation for a queue that is almost always empty.
+            let (tx, rx) = unbounded::<Item>();
             std::thread::Builder::new()
                 .name("log".into())
                 .spawn(move || {
@@ -76,8 +78,10 @@ pub fn write_line(line: &str) {
     }
     match writer() {
         Some(tx) => {
-            if let Err(TrySendError::Full(_)) = tx.try_send(Item::Line(line.to_owned())) {
+            if tx.len() >= QUEUE {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let _ = tx.send(Item::Line(line.to_owned()));
             }
         }
         None => {
