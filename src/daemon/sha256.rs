@@ -1,5 +1,8 @@
 //! SHA-256 (FIPS 180-4), for the runtime identity digest. Small and
 //! dependency-free; streaming so large executables are hashed in chunks.
+//! On x86-64 CPUs with the SHA extensions the block function uses them
+//! (runtime-detected, ~5x faster: it is on the daemon's start-up path);
+//! everywhere else, the portable one. Tests cross-check both.
 
 const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -79,6 +82,20 @@ impl Sha256 {
     }
 
     fn compress(&mut self, block: &[u8; 64]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if shani::available() {
+                // SAFETY: the CPU supports the features the function uses.
+                unsafe { shani::compress(&mut self.state, block) };
+                return;
+            }
+        }
+        compress_portable(&mut self.state, block);
+    }
+}
+
+fn compress_portable(state: &mut [u32; 8], block: &[u8; 64]) {
+    {
         let mut w = [0u32; 64];
         for (i, chunk) in block.chunks_exact(4).enumerate() {
             w[i] = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
@@ -91,7 +108,7 @@ impl Sha256 {
                 .wrapping_add(w[i - 7])
                 .wrapping_add(s1);
         }
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = self.state;
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
         for i in 0..64 {
             let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
             let ch = (e & f) ^ (!e & g);
@@ -112,8 +129,88 @@ impl Sha256 {
             b = a;
             a = t1.wrapping_add(t2);
         }
-        for (s, v) in self.state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+        for (s, v) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
             *s = s.wrapping_add(v);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod shani {
+    use std::arch::x86_64::*;
+
+    use super::K;
+
+    pub fn available() -> bool {
+        std::is_x86_feature_detected!("sha")
+            && std::is_x86_feature_detected!("sse2")
+            && std::is_x86_feature_detected!("ssse3")
+            && std::is_x86_feature_detected!("sse4.1")
+    }
+
+    #[inline(always)]
+    unsafe fn schedule(v0: __m128i, v1: __m128i, v2: __m128i, v3: __m128i) -> __m128i {
+        // SAFETY: caller guarantees the target features.
+        unsafe {
+            let t1 = _mm_sha256msg1_epu32(v0, v1);
+            let t2 = _mm_alignr_epi8(v3, v2, 4);
+            let t3 = _mm_add_epi32(t1, t2);
+            _mm_sha256msg2_epu32(t3, v3)
+        }
+    }
+
+    /// One block with the SHA extensions.
+    ///
+    /// # Safety
+    /// The CPU must support `sha`, `sse2`, `ssse3` and `sse4.1`.
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    pub unsafe fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+        // SAFETY: unaligned loads/stores of in-bounds 16-byte chunks; the
+        // features are enabled for this function.
+        unsafe {
+            let mask = _mm_set_epi64x(
+                0x0c0d_0e0f_0809_0a0bu64 as i64,
+                0x0405_0607_0001_0203u64 as i64,
+            );
+            let sp = state.as_mut_ptr() as *mut __m128i;
+            let dcba = _mm_loadu_si128(sp);
+            let efgh = _mm_loadu_si128(sp.add(1));
+            let cdab = _mm_shuffle_epi32(dcba, 0xB1);
+            let efgh = _mm_shuffle_epi32(efgh, 0x1B);
+            let mut abef = _mm_alignr_epi8(cdab, efgh, 8);
+            let mut cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+            let (abef_save, cdgh_save) = (abef, cdgh);
+
+            let dp = block.as_ptr() as *const __m128i;
+            let mut w = [
+                _mm_shuffle_epi8(_mm_loadu_si128(dp), mask),
+                _mm_shuffle_epi8(_mm_loadu_si128(dp.add(1)), mask),
+                _mm_shuffle_epi8(_mm_loadu_si128(dp.add(2)), mask),
+                _mm_shuffle_epi8(_mm_loadu_si128(dp.add(3)), mask),
+            ];
+            for i in 0..16 {
+                let msg = if i < 4 {
+                    w[i]
+                } else {
+                    let next = schedule(w[i % 4], w[(i + 1) % 4], w[(i + 2) % 4], w[(i + 3) % 4]);
+                    w[i % 4] = next;
+                    next
+                };
+                let k = _mm_loadu_si128(K.as_ptr().add(4 * i) as *const __m128i);
+                let t1 = _mm_add_epi32(msg, k);
+                cdgh = _mm_sha256rnds2_epu32(cdgh, abef, t1);
+                let t2 = _mm_shuffle_epi32(t1, 0x0E);
+                abef = _mm_sha256rnds2_epu32(abef, cdgh, t2);
+            }
+
+            abef = _mm_add_epi32(abef, abef_save);
+            cdgh = _mm_add_epi32(cdgh, cdgh_save);
+            let feba = _mm_shuffle_epi32(abef, 0x1B);
+            let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+            let dcba = _mm_blend_epi16(feba, dchg, 0xF0);
+            let hgef = _mm_alignr_epi8(dchg, feba, 8);
+            _mm_storeu_si128(sp, dcba);
+            _mm_storeu_si128(sp.add(1), hgef);
         }
     }
 }
@@ -143,6 +240,25 @@ mod tests {
             hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
         );
+    }
+
+    #[test]
+    fn accelerated_and_portable_block_functions_agree() {
+        let mut x: u32 = 0x9e37_79b9;
+        for _ in 0..200 {
+            let mut block = [0u8; 64];
+            for b in block.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            let mut portable = Sha256::default().state;
+            compress_portable(&mut portable, &block);
+            let mut dispatched = Sha256::default();
+            dispatched.compress(&block);
+            assert_eq!(portable, dispatched.state);
+        }
     }
 
     #[test]
