@@ -6,8 +6,11 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod demo;
 pub mod release;
 pub mod suggest;
+pub mod supervisor;
 pub mod template;
 pub mod timefmt;

@@ -148,7 +148,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 takeover_owner
             ),
         ],
-        run: commands::pending::run,
+        run: commands::daemon::run,
     },
     CommandSpec {
         name: "deploy",
@@ -195,7 +195,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             DAEMON_RUNTIME,
             DAEMON_TIMEOUT,
         ],
-        run: commands::pending::run,
+        run: commands::ensure_daemon::run,
     },
     CommandSpec {
         name: "status",
@@ -203,7 +203,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Print the daemon status as JSON",
         about: "Print the daemon's status object (releases, processes, connections) as JSON.",
         options: &[CONFIG],
-        run: commands::pending::run,
+        run: commands::status::run,
     },
     CommandSpec {
         name: "stop",
@@ -228,7 +228,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 policy
             ),
         ],
-        run: commands::pending::run,
+        run: commands::restart::run,
     },
     CommandSpec {
         name: "shutdown",
@@ -236,7 +236,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Stop every process and the daemon",
         about: "Stop every managed process, close the proxy and the control socket, and end the daemon. Replies once everything is stopped.",
         options: &[CONFIG],
-        run: commands::pending::run,
+        run: commands::shutdown::run,
     },
     CommandSpec {
         name: "validate",
@@ -268,7 +268,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Print recent output of managed processes",
         about: "Print the recent stdout/stderr lines the daemon keeps for each managed process.",
         options: &[CONFIG, PROCESS, JSON],
-        run: commands::pending::run,
+        run: commands::logs::run,
     },
     CommandSpec {
         name: "events",
@@ -285,7 +285,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             ),
             JSON,
         ],
-        run: commands::pending::run,
+        run: commands::events::run,
     },
     CommandSpec {
         name: "predeploy-cleanup",

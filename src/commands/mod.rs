@@ -2,6 +2,13 @@
 //! its work, prints its output and returns the process exit code.
 
 pub mod completion;
+pub mod daemon;
 pub mod demo_app;
+pub mod ensure_daemon;
+pub mod events;
+pub mod logs;
 pub mod pending;
+pub mod restart;
+pub mod shutdown;
+pub mod status;
 pub mod validate;

@@ -87,6 +87,52 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// Compact JSON text with keys in their stored order.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    fn write_json(&self, out: &mut String) {
+        match self {
+            Raw::Null | Raw::NonFinite => out.push_str("null"),
+            Raw::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            // Integers print without a fraction, as JavaScript does.
+            Raw::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                out.push_str(&(*n as i64).to_string())
+            }
+            Raw::Number(n) => out.push_str(
+                &serde_json::Number::from_f64(*n).map_or("null".into(), |x| x.to_string()),
+            ),
+            Raw::String(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
+            Raw::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
+            }
+            Raw::Object(members) => {
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    out.push(':');
+                    v.write_json(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Raw {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Raw, D::Error> {
         deserializer.deserialize_any(RawVisitor)
@@ -189,6 +235,12 @@ mod tests {
             .unwrap()
             .decode_markers();
         assert_eq!(raw.get("x"), Some(&Raw::NonFinite));
+    }
+
+    #[test]
+    fn compact_json_keeps_key_order() {
+        let text = r#"{"b":1,"a":[true,null,"x\"y"],"c":1.5}"#;
+        assert_eq!(Raw::from_json(text).unwrap().to_json(), text);
     }
 
     #[test]

@@ -1,0 +1,229 @@
+//! `rollbridge ensure-daemon` (cli.md §2.2): reuse a running daemon or
+//! start a detached one (new session, log file as stdout+stderr, pid file)
+//! and wait for it to answer `status`. Unlike the original it watches the
+//! child it started: a daemon that dies at once (port in use, bad config)
+//! fails the command right away with the log tail instead of waiting out
+//! the whole timeout.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cli::Args;
+use crate::control::client::{self, ClientError};
+use crate::control::pretty::pretty;
+use crate::control::protocol::js_number;
+use crate::daemon::durable::write_atomic;
+use crate::daemon::runtime::{self, RuntimeIdentity};
+
+const POLL_EVERY: Duration = Duration::from_millis(100);
+const STATUS: &str = r#"{"command":"status"}"#;
+
+pub fn run(args: &Args) -> i32 {
+    match ensure(args) {
+        Ok(line) => {
+            println!("{}", pretty(&line));
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// Parses `--daemon-start-timeout-ms`: a finite number >= 1.
+pub fn parse_timeout(raw: Option<&str>) -> Result<f64, String> {
+    let Some(raw) = raw else {
+        return Ok(10_000.0);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        _ => Err("--daemon-start-timeout-ms must be a positive number".into()),
+    }
+}
+
+/// Ensures a daemon runs; returns its status line. Used by `deploy
+/// --ensure-daemon` too.
+pub fn ensure(args: &Args) -> Result<String, String> {
+    let loaded = super::status::load(args)?;
+    let timeout_ms = parse_timeout(args.daemon_start_timeout_ms.as_deref())?;
+    let config = &loaded.config;
+    let base = args
+        .daemon_runtime_path
+        .clone()
+        .unwrap_or_else(|| runtime::default_base(&config.application));
+    let prepared = runtime::prepare_snapshot(&base)?;
+    let path = config.control.path.as_str();
+    match client::request(path, STATUS, Some(client::DEFAULT_TIMEOUT)) {
+        Ok(line) => return check_runtime(line, path, &prepared),
+        Err(ClientError::NoDaemon(_)) => {}
+        Err(ClientError::Failed(e)) => return Err(e),
+    }
+    let log_path = args
+        .daemon_log_path
+        .clone()
+        .unwrap_or_else(|| format!("/tmp/rollbridge-{}.log", config.application));
+    let pid_path = args
+        .daemon_pid_path
+        .clone()
+        .unwrap_or_else(|| format!("/tmp/rollbridge-{}.pid", config.application));
+    let exe = Path::new(&prepared.path).join(runtime::EXE_NAME);
+    let manifest = Path::new(&prepared.path).join(runtime::MANIFEST);
+    let mut child = spawn_detached(&exe, &manifest, &loaded.path, &log_path)?;
+    make_parent(&pid_path)?;
+    write_atomic(Path::new(&pid_path), format!("{}\n", child.id()).as_bytes())
+        .map_err(|e| format!("Cannot write pid file {pid_path}: {e}"))?;
+    let line = wait_ready(path, &mut child, timeout_ms, &log_path)?;
+    check_runtime(line, path, &prepared)
+}
+
+/// The answering daemon must run the prepared runtime (format, version,
+/// digest; path ignored).
+pub fn check_runtime(
+    line: String,
+    path: &str,
+    prepared: &RuntimeIdentity,
+) -> Result<String, String> {
+    let running = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|v| v.get("daemonRuntime").cloned())
+        .and_then(|r| serde_json::from_value::<RuntimeIdentity>(r).ok());
+    match running {
+        Some(r) if r.matches(prepared) => Ok(line),
+        running => {
+            let found = match running {
+                Some(r) => format!("version {}, digest {}", r.version, r.digest),
+                None => "no daemonRuntime".to_owned(),
+            };
+            Err(format!(
+                "The Rollbridge daemon on {path} has a legacy or mismatched runtime ({found}; this installation is \
+                 version {}, digest {}), so the deploy was not sent. Keep the current release active, then explicitly \
+                 stop the daemon (`rollbridge shutdown`) and start it again with this installation before retrying.",
+                prepared.version, prepared.digest
+            ))
+        }
+    }
+}
+
+fn make_parent(path: &str) -> Result<(), String> {
+    match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("Cannot create directory {}: {e}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
+fn spawn_detached(
+    exe: &Path,
+    manifest: &Path,
+    config_path: &str,
+    log_path: &str,
+) -> Result<Child, String> {
+    make_parent(log_path)?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| format!("Cannot open daemon log {log_path}: {e}"))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| format!("Cannot open daemon log {log_path}: {e}"))?;
+    let config = absolute(config_path);
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon")
+        .arg("--config")
+        .arg(&config)
+        .env(runtime::MANIFEST_ENV, manifest)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // SAFETY: setsid between fork and exec only.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| format!("Cannot start the Rollbridge daemon: {e}"))
+}
+
+fn absolute(path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn wait_ready(
+    path: &str,
+    child: &mut Child,
+    timeout_ms: f64,
+    log_path: &str,
+) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_ms / 1000.0);
+    let mut last_error: Option<String> = None;
+    loop {
+        match client::request(path, STATUS, Some(Duration::from_secs(2))) {
+            Ok(line) => return Ok(line),
+            Err(ClientError::NoDaemon(_)) => {}
+            Err(ClientError::Failed(e)) => last_error = Some(e),
+        }
+        if let Ok(Some(exit)) = child.try_wait() {
+            // A concurrent starter may have won the race: ask once more.
+            if let Ok(line) = client::request(path, STATUS, Some(Duration::from_secs(2))) {
+                return Ok(line);
+            }
+            return Err(format!(
+                "Rollbridge daemon exited before becoming ready ({exit}). Last lines of {log_path}:\n{}",
+                tail(log_path, 20)
+            ));
+        }
+        if Instant::now() >= deadline {
+            let mut msg = format!(
+                "Rollbridge daemon did not become ready within {}ms.",
+                js_number(timeout_ms)
+            );
+            if let Some(e) = last_error {
+                msg.push_str(&format!(" Last error: {e}"));
+            }
+            return Err(msg);
+        }
+        std::thread::sleep(POLL_EVERY.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+fn tail(path: &str, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let start = text.len().saturating_sub(64 * 1024);
+    let text = String::from_utf8_lossy(&text[start..]);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_must_be_a_finite_number_of_at_least_one() {
+        assert_eq!(parse_timeout(None), Ok(10_000.0));
+        assert_eq!(parse_timeout(Some("1.5")), Ok(1.5));
+        for bad in ["0", "0.5", "-1", "abc", "inf", "NaN", ""] {
+            assert_eq!(
+                parse_timeout(Some(bad)),
+                Err("--daemon-start-timeout-ms must be a positive number".into()),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `rollbridge logs` (cli.md §2.9): flattens `status` into sources (each
+//! release x its processes, then services, then singletons) and prints
+//! their captured lines.
+
+use serde_json::{Value, json};
+
+use crate::cli::Args;
+use crate::control::client;
+
+pub fn run(args: &Args) -> i32 {
+    let line = match super::status::send(
+        args,
+        r#"{"command":"status"}"#,
+        Some(client::DEFAULT_TIMEOUT),
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let status: Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("Invalid status from the Rollbridge daemon: {e}");
+            return 1;
+        }
+    };
+    let all = sources(&status);
+    let picked: Vec<&Source> = all
+        .iter()
+        .filter(|s| args.process.as_deref().is_none_or(|p| s.id == p))
+        .collect();
+    if args.json {
+        let out: Vec<Value> = picked
+            .iter()
+            .map(|s| json!({"id": s.id, "logs": s.logs, "source": s.source}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).unwrap_or_else(|_| "[]".into())
+        );
+        return 0;
+    }
+    if all.is_empty() {
+        println!("No managed processes.");
+        return 0;
+    }
+    if picked.is_empty() {
+        println!(
+            "No process found with id \"{}\".",
+            args.process.as_deref().unwrap_or_default()
+        );
+        return 0;
+    }
+    println!("{}", render(&picked));
+    0
+}
+
+pub struct Source {
+    pub id: String,
+    pub source: String,
+    pub logs: Vec<Value>,
+}
+
+/// Release processes first (status order), then services, then singletons.
+pub fn sources(status: &Value) -> Vec<Source> {
+    let mut out = Vec::new();
+    let list = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+    for release in list(status, "releases") {
+        let source = format!(
+            "release {} ({})",
+            text(&release, "releaseId"),
+            text(&release, "state")
+        );
+        for p in list(&release, "processes") {
+            out.push(Source {
+                id: text(&p, "id"),
+                source: source.clone(),
+                logs: list(&p, "logs"),
+            });
+        }
+    }
+    for (key, source) in [("services", "service"), ("singletons", "singleton")] {
+        for entry in list(status, key) {
+            let process = entry.get("process").cloned().unwrap_or(Value::Null);
+            out.push(Source {
+                id: text(&entry, "id"),
+                source: source.into(),
+                logs: list(&process, "logs"),
+            });
+        }
+    }
+    out
+}
+
+/// Human sections joined by one blank line.
+pub fn render(sources: &[&Source]) -> String {
+    sources
+        .iter()
+        .map(|s| {
+            let mut section = format!("== {} [{}] ==", s.id, s.source);
+            if s.logs.is_empty() {
+                section.push_str("\n  (no recent output)");
+            }
+            for l in &s.logs {
+                let field = |k: &str| l.get(k).and_then(Value::as_str).unwrap_or("");
+                section.push_str(&format!(
+                    "\n  {} [{}] {}",
+                    field("at"),
+                    field("stream"),
+                    field("line")
+                ));
+            }
+            section
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Value {
+        json!({
+            "releases": [{"releaseId": "v1", "state": "active", "processes": [
+                {"id": "web", "logs": [{"at": "2026-05-22T00:00:00.000Z", "line": "listening", "stream": "stdout"}]}
+            ]}],
+            "services": [{"id": "beacon", "process": {"id": "beacon", "logs": []}}],
+            "singletons": []
+        })
+    }
+
+    #[test]
+    fn sources_flatten_releases_then_services() {
+        let s = sources(&status());
+        let names: Vec<_> = s
+            .iter()
+            .map(|s| (s.id.as_str(), s.source.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("web", "release v1 (active)"), ("beacon", "service")]
+        );
+    }
+
+    #[test]
+    fn human_output_matches_the_contract_layout() {
+        let s = sources(&status());
+        let refs: Vec<&Source> = s.iter().collect();
+        assert_eq!(
+            render(&refs),
+            "== web [release v1 (active)] ==\n  2026-05-22T00:00:00.000Z [stdout] listening\n\n== beacon [service] ==\n  (no recent output)"
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! `rollbridge restart` (cli.md §2.7): restart non-proxied processes in
+//! place. The reply comes once every target runs again.
+
+use crate::cli::Args;
+use crate::control::pretty::pretty;
+
+pub const POLICIES: [&str; 3] = ["companion", "singleton", "service"];
+
+pub fn run(args: &Args) -> i32 {
+    // Checked before the config is loaded, so `proxied` never reaches the daemon.
+    if let Some(p) = args.policy.as_deref() {
+        if !POLICIES.contains(&p) {
+            eprintln!("--policy must be one of: companion, singleton, service.");
+            return 1;
+        }
+    }
+    let mut request = String::from(r#"{"command":"restart""#);
+    for (key, value) in [("policy", &args.policy), ("processId", &args.process)] {
+        if let Some(v) = value {
+            request.push_str(&format!(
+                ",\"{key}\":{}",
+                serde_json::Value::from(v.as_str())
+            ));
+        }
+    }
+    request.push('}');
+    match super::status::send(args, &request, None) {
+        Ok(line) => {
+            println!("{}", pretty(&line));
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! `rollbridge status`: sends `status`, prints the status object (cli.md
+//! §2.5, §3). Also the shared helpers of the daemon-talking commands.
+
+use std::time::Duration;
+
+use crate::cli::Args;
+use crate::config::Loaded;
+use crate::control::client::{self, ClientError};
+use crate::control::pretty::pretty;
+
+pub fn run(args: &Args) -> i32 {
+    match send(
+        args,
+        r#"{"command":"status"}"#,
+        Some(client::DEFAULT_TIMEOUT),
+    ) {
+        Ok(line) => {
+            println!("{}", pretty(&line));
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// Loads the config (only to learn `control.path`).
+pub(crate) fn load(args: &Args) -> Result<Loaded, String> {
+    crate::config::load(args.config.as_deref())
+}
+
+/// Loads the config and sends one request; the success line as received.
+pub(crate) fn send(
+    args: &Args,
+    request: &str,
+    timeout: Option<Duration>,
+) -> Result<String, String> {
+    let loaded = load(args)?;
+    client::request(&loaded.config.control.path, request, timeout)
+        .map_err(|e: ClientError| e.message().to_owned())
+}

@@ -1,0 +1,12 @@
+//! The control socket: request validation and framing (`protocol`), the
+//! server thread (`server`), the CLI-side client (`client`), the
+//! pre-bind probe and "already running" diagnostics (`probe`), socket
+//! permissions (`perms`) and order-keeping JSON pretty printing (`pretty`).
+
+pub mod bind;
+pub mod client;
+pub mod perms;
+pub mod pretty;
+pub mod probe;
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,126 @@
+//! What is at the control path before binding (`daemon.md` §2.1): nothing,
+//! a Rollbridge daemon (then the "already running" diagnostic), or some
+//! other process. The same probe serves `doctor`/`recover` later.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use super::client::{ClientError, connect};
+
+/// How long the probe waits for the `status` answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    NotAlive,
+    Rollbridge {
+        application: String,
+        active_release_id: Option<String>,
+    },
+    Unidentified,
+}
+
+pub fn probe(path: &str) -> Result<Probe, String> {
+    let stream = match connect(path) {
+        Ok(s) => s,
+        Err(ClientError::NoDaemon(_)) => return Ok(Probe::NotAlive),
+        Err(ClientError::Failed(e)) => {
+            return Err(format!("Cannot check the control socket {path}: {e}"));
+        }
+    };
+    let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(PROBE_TIMEOUT));
+    if (&stream).write_all(b"{\"command\":\"status\"}\n").is_err() {
+        return Ok(Probe::Unidentified);
+    }
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(std::io::Read::take(&stream, 16 * 1024 * 1024));
+    if reader.read_until(b'\n', &mut line).is_err() || !line.ends_with(b"\n") {
+        return Ok(Probe::Unidentified);
+    }
+    Ok(identify(&line))
+}
+
+fn identify(line: &[u8]) -> Probe {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return Probe::Unidentified;
+    };
+    match value.get("application").and_then(|a| a.as_str()) {
+        Some(app) if value.is_object() => Probe::Rollbridge {
+            application: app.to_owned(),
+            active_release_id: value
+                .get("activeReleaseId")
+                .and_then(|a| a.as_str())
+                .map(str::to_owned),
+        },
+        _ => Probe::Unidentified,
+    }
+}
+
+/// The startup error for a live socket.
+pub fn already_running_message(path: &str, probe: &Probe) -> String {
+    match probe {
+        Probe::Rollbridge {
+            application,
+            active_release_id,
+        } => {
+            let active = match active_release_id {
+                Some(id) => format!("(active release: {id})"),
+                None => "(no active release)".to_owned(),
+            };
+            format!(
+                "A Rollbridge daemon for application \"{application}\" is already running on {path} {active}. \
+                 Use `rollbridge status` to inspect it, `rollbridge shutdown` to stop it, \
+                 or set a different control.path."
+            )
+        }
+        _ => format!(
+            "The control socket {path} is already in use by another process. \
+             Stop that process or change control.path."
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_with_application_identifies_rollbridge() {
+        assert_eq!(
+            identify(br#"{"status":"success","activeReleaseId":"v1","application":"shop"}"#),
+            Probe::Rollbridge {
+                application: "shop".into(),
+                active_release_id: Some("v1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn anything_else_is_unidentified() {
+        assert_eq!(identify(b"hello"), Probe::Unidentified);
+        assert_eq!(identify(br#"{"application":1}"#), Probe::Unidentified);
+    }
+
+    #[test]
+    fn messages_name_application_path_and_release() {
+        let m = already_running_message(
+            "/tmp/x.sock",
+            &Probe::Rollbridge {
+                application: "shop".into(),
+                active_release_id: None,
+            },
+        );
+        assert!(m.contains(
+            "A Rollbridge daemon for application \"shop\" is already running on /tmp/x.sock (no active release)"
+        ));
+        assert!(m.contains("rollbridge status") && m.contains("rollbridge shutdown"));
+        let m = already_running_message("/tmp/x.sock", &Probe::Unidentified);
+        assert!(m.contains("/tmp/x.sock is already in use by another process"));
+    }
+
+    #[test]
+    fn missing_path_is_not_alive() {
+        assert_eq!(probe("/nonexistent-rb-dir/s.sock"), Ok(Probe::NotAlive));
+    }
+}

@@ -1,0 +1,312 @@
+//! Control requests: parsing and validation in the order of `daemon.md`
+//! §2.3, and the response line format. Pure functions: no input can panic.
+
+use serde_json::Value;
+
+/// Longest accepted request line (bytes, without the newline).
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Deploy {
+        release_path: String,
+        release_id: Option<String>,
+        revision: Option<String>,
+    },
+    Rollback {
+        release_id: Option<String>,
+    },
+    Status,
+    Events {
+        limit: Option<f64>,
+    },
+    Stop {
+        release_id: Option<String>,
+    },
+    Restart {
+        process_id: Option<String>,
+        policy: Option<String>,
+    },
+    Shutdown,
+    RetireOwner {
+        attestation: String,
+    },
+}
+
+impl Request {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Deploy { .. } => "deploy",
+            Request::Rollback { .. } => "rollback",
+            Request::Status => "status",
+            Request::Events { .. } => "events",
+            Request::Stop { .. } => "stop",
+            Request::Restart { .. } => "restart",
+            Request::Shutdown => "shutdown",
+            Request::RetireOwner { .. } => "retire-owner",
+        }
+    }
+
+    /// After replying to these the daemon closes the connection.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Request::Shutdown | Request::RetireOwner { .. })
+    }
+}
+
+/// A successful payload: a compact JSON object whose members are merged
+/// after `"status":"success"`.
+pub type Reply = Result<String, String>;
+
+/// Parses one request line (without its `\n`).
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let value: Value = serde_json::from_slice(line).map_err(json_error)?;
+    let obj = match &value {
+        Value::Object(map) => map,
+        // Arrays pass JavaScript's object check, then have no `command`.
+        Value::Array(_) => return Err("Unknown command: undefined".into()),
+        _ => return Err("Control command must be an object".into()),
+    };
+    let command = match obj.get("command") {
+        None => return Err("Unknown command: undefined".into()),
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => return Err(format!("Unknown command: {}", js_string(other))),
+    };
+    let optional = |field: &str| -> Result<Option<String>, String> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err("Expected string value".into()),
+        }
+    };
+    let required = |field: &str| -> Result<String, String> {
+        match obj.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(format!("{field} is required")),
+        }
+    };
+    match command {
+        "deploy" => {
+            let release_id = optional("releaseId")?;
+            let revision = optional("revision")?;
+            let release_path = required("releasePath")?;
+            Ok(Request::Deploy {
+                release_path,
+                release_id,
+                revision,
+            })
+        }
+        "rollback" => Ok(Request::Rollback {
+            release_id: optional("releaseId")?,
+        }),
+        "status" => Ok(Request::Status),
+        "events" => Ok(Request::Events {
+            limit: obj.get("limit").and_then(Value::as_f64),
+        }),
+        "stop" => Ok(Request::Stop {
+            release_id: optional("releaseId")?,
+        }),
+        "restart" => {
+            let process_id = optional("processId")?;
+            let policy = optional("policy")?;
+            Ok(Request::Restart { process_id, policy })
+        }
+        "shutdown" => Ok(Request::Shutdown),
+        "retire-owner" => {
+            let attestation = required("attestation")?;
+            if !is_attestation(&attestation) {
+                return Err(
+                    "attestation must use the canonical sha256:<64 lowercase hex> form".into(),
+                );
+            }
+            Ok(Request::RetireOwner { attestation })
+        }
+        other => Err(format!("Unknown command: {other}")),
+    }
+}
+
+/// `sha256:` + 64 lowercase hex digits.
+pub fn is_attestation(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn json_error(e: serde_json::Error) -> String {
+    if e.is_eof() {
+        "Unexpected end of JSON input".into()
+    } else {
+        format!("Invalid JSON in control request: {e}")
+    }
+}
+
+/// JavaScript's `String(value)` for the `Unknown command:` message.
+fn js_string(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => js_number(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::Null => String::new(),
+                other => js_string(other),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Object(_) => "[object Object]".into(),
+    }
+}
+
+/// A number as JavaScript prints it (integers without `.0`).
+pub fn js_number(n: f64) -> String {
+    if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e21 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// The response line (without newline): success payload merged after
+/// `"status":"success"`, or `{"error":...,"status":"error"}`.
+pub fn response_line(reply: &Reply) -> String {
+    match reply {
+        Ok(payload) => {
+            let inner = payload
+                .trim()
+                .strip_prefix('{')
+                .and_then(|p| p.strip_suffix('}'))
+                .unwrap_or("")
+                .trim();
+            if inner.is_empty() {
+                r#"{"status":"success"}"#.to_string()
+            } else {
+                format!(r#"{{"status":"success",{inner}}}"#)
+            }
+        }
+        Err(message) => {
+            let msg = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
+            format!(r#"{{"error":{msg},"status":"error"}}"#)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> String {
+        parse_request(line.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn invalid_json_mentions_json() {
+        assert!(err("{nope").contains("JSON"));
+        assert!(err("").contains("JSON"));
+        assert!(err("   ").contains("JSON"));
+    }
+
+    #[test]
+    fn non_objects_are_rejected() {
+        for line in ["null", "0", "\"x\"", "true", "1.5"] {
+            assert_eq!(err(line), "Control command must be an object", "{line}");
+        }
+    }
+
+    #[test]
+    fn arrays_have_no_command() {
+        assert_eq!(err("[]"), "Unknown command: undefined");
+        assert_eq!(err(r#"["status"]"#), "Unknown command: undefined");
+    }
+
+    #[test]
+    fn missing_or_unknown_command_is_named() {
+        assert_eq!(err("{}"), "Unknown command: undefined");
+        assert_eq!(err(r#"{"command":"fly"}"#), "Unknown command: fly");
+        assert_eq!(err(r#"{"command":1}"#), "Unknown command: 1");
+        assert_eq!(err(r#"{"command":null}"#), "Unknown command: null");
+        assert_eq!(err(r#"{"command":["a","b"]}"#), "Unknown command: a,b");
+        assert_eq!(err(r#"{"command":{}}"#), "Unknown command: [object Object]");
+    }
+
+    #[test]
+    fn optional_field_of_wrong_type_fails_before_required_check() {
+        assert_eq!(
+            err(r#"{"command":"deploy","releaseId":5}"#),
+            "Expected string value"
+        );
+        assert_eq!(
+            err(r#"{"command":"stop","releaseId":true}"#),
+            "Expected string value"
+        );
+    }
+
+    #[test]
+    fn required_field_missing_or_empty() {
+        assert_eq!(err(r#"{"command":"deploy"}"#), "releasePath is required");
+        assert_eq!(
+            err(r#"{"command":"deploy","releasePath":""}"#),
+            "releasePath is required"
+        );
+        assert_eq!(
+            err(r#"{"command":"deploy","releasePath":3}"#),
+            "releasePath is required"
+        );
+        assert_eq!(
+            err(r#"{"command":"retire-owner"}"#),
+            "attestation is required"
+        );
+    }
+
+    #[test]
+    fn null_optional_field_counts_as_absent() {
+        assert_eq!(
+            parse_request(br#"{"command":"stop","releaseId":null}"#).unwrap(),
+            Request::Stop { release_id: None }
+        );
+    }
+
+    #[test]
+    fn events_limit_only_used_when_a_number() {
+        assert_eq!(
+            parse_request(br#"{"command":"events","limit":"5"}"#).unwrap(),
+            Request::Events { limit: None }
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"events","limit":5}"#).unwrap(),
+            Request::Events { limit: Some(5.0) }
+        );
+    }
+
+    #[test]
+    fn carriage_return_before_newline_is_whitespace() {
+        assert_eq!(
+            parse_request(b"{\"command\":\"status\"}\r").unwrap(),
+            Request::Status
+        );
+    }
+
+    #[test]
+    fn bad_attestation_names_the_format() {
+        assert!(
+            err(r#"{"command":"retire-owner","attestation":"sha256:ABC"}"#)
+                .contains("sha256:<64 lowercase hex>")
+        );
+    }
+
+    #[test]
+    fn response_lines_put_status_first() {
+        assert_eq!(
+            response_line(&Ok(r#"{"message":"shutdown"}"#.into())),
+            r#"{"status":"success","message":"shutdown"}"#
+        );
+        assert_eq!(response_line(&Ok("{}".into())), r#"{"status":"success"}"#);
+        assert_eq!(
+            response_line(&Err("boom \"x\"".into())),
+            r#"{"error":"boom \"x\"","status":"error"}"#
+        );
+    }
+}

@@ -1,0 +1,529 @@
+//! The control socket server: one thread, one mio poll over the listener
+//! and every connection. Requests are parsed and validated here (no input
+//! can panic or stop the loop) and handed to the core through a sink with a
+//! [`ReplyTo`]; replies come back over a channel plus a poll waker, in
+//! completion order. A slow or silent client only ever holds its own
+//! buffers: nothing here blocks on a client.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::protocol::{MAX_LINE_BYTES, Reply, Request, parse_request, response_line};
+use crate::daemon::events::{Data, Event};
+use crate::daemon::log;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+/// Connections served at once; more are accepted and closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A client that does not read its replies stops being read past this.
+const WRITE_HIGH_WATER: usize = 8 * 1024 * 1024;
+/// How long `finish` tries to flush the last replies.
+const FINAL_FLUSH: Duration = Duration::from_secs(1);
+
+/// What the server hands to the core.
+pub enum Incoming {
+    Request {
+        request: Request,
+        reply: ReplyTo,
+    },
+    /// A request that failed validation (already answered): for the
+    /// `command failed` event.
+    Failed {
+        error: String,
+    },
+    /// A socket error (not a normal close): for the `control connection
+    /// error` event.
+    ConnectionError {
+        code: Option<String>,
+        error: String,
+    },
+}
+
+pub type IncomingSink = Arc<dyn Fn(Incoming) + Send + Sync>;
+
+/// Where one request's reply goes. Dropping it without `send` leaves the
+/// client waiting (never do that outside shutdown).
+pub struct ReplyTo {
+    conn: u64,
+    close_after: bool,
+    sent: bool,
+    tx: Sender<ServerMsg>,
+    waker: Arc<Waker>,
+}
+
+impl ReplyTo {
+    pub fn send(mut self, reply: Reply) {
+        self.sent = true;
+        let line = response_line(&reply);
+        self.post(ServerMsg::Reply {
+            conn: self.conn,
+            line,
+            close: self.close_after,
+        });
+    }
+
+    fn post(&self, msg: ServerMsg) {
+        if self.tx.send(msg).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// The connection this reply goes to.
+    pub fn conn(&self) -> u64 {
+        self.conn
+    }
+}
+
+impl Drop for ReplyTo {
+    /// A reply that is never sent still releases its connection.
+    fn drop(&mut self) {
+        if !self.sent {
+            self.post(ServerMsg::Abandon { conn: self.conn });
+        }
+    }
+}
+
+pub(crate) enum ServerMsg {
+    Abandon {
+        conn: u64,
+    },
+    Reply {
+        conn: u64,
+        line: String,
+        close: bool,
+    },
+    Close {
+        keep: Vec<u64>,
+        done: Box<dyn FnOnce(Option<String>) + Send>,
+    },
+    Exit,
+}
+
+pub struct ControlServer {
+    tx: Sender<ServerMsg>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// Serves `listener` (already bound, mode/owner applied) on a thread.
+    pub fn start(
+        listener: UnixListener,
+        path: String,
+        sink: IncomingSink,
+    ) -> std::io::Result<ControlServer> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = unbounded();
+        let mut server = Server {
+            poll,
+            listener: Some(listener),
+            path,
+            sink,
+            rx,
+            tx: tx.clone(),
+            waker: waker.clone(),
+            conns: HashMap::new(),
+            next_conn: FIRST_CONN as u64,
+        };
+        if let Some(l) = server.listener.as_mut() {
+            server
+                .poll
+                .registry()
+                .register(l, LISTENER, Interest::READABLE)?;
+        }
+        let thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || thread_main(server))?;
+        Ok(ControlServer {
+            tx,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops accepting, closes every connection but `keep`, unlinks the
+    /// socket path; `done(error)` runs on the control thread afterwards.
+    pub fn close(&self, keep: Vec<u64>, done: Box<dyn FnOnce(Option<String>) + Send>) {
+        if self.tx.send(ServerMsg::Close { keep, done }).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Flushes the remaining replies (bounded) and ends the thread.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            if self.tx.send(ServerMsg::Exit).is_ok() {
+                let _ = self.waker.wake();
+            }
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Conn {
+    stream: UnixStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    pending: usize,
+    read_closed: bool,
+    close_after_flush: bool,
+    /// Skipping the rest of an over-long line.
+    discarding: bool,
+    paused: bool,
+    dead: bool,
+}
+
+struct Server {
+    poll: Poll,
+    listener: Option<UnixListener>,
+    path: String,
+    sink: IncomingSink,
+    rx: Receiver<ServerMsg>,
+    tx: Sender<ServerMsg>,
+    waker: Arc<Waker>,
+    conns: HashMap<u64, Conn>,
+    next_conn: u64,
+}
+
+fn thread_main(mut server: Server) {
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| server.run())) {
+            Ok(()) => return,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                eprintln!(
+                    "rollbridge: control thread panicked: {what}; dropping all control connections and serving on"
+                );
+                log::event(&Event::new(
+                    "control thread panicked",
+                    Data::new().with("error", what.as_str()),
+                ));
+                server.conns.clear();
+            }
+        }
+    }
+}
+
+impl Server {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() != ErrorKind::Interrupted {
+                    eprintln!("rollbridge: control poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => {
+                        let id = t as u64;
+                        if ev.is_readable() || ev.is_read_closed() {
+                            self.read_conn(id);
+                        }
+                        if ev.is_writable() {
+                            self.flush_conn(id);
+                        }
+                    }
+                }
+            }
+            while let Ok(msg) = self.rx.try_recv() {
+                match msg {
+                    ServerMsg::Reply { conn, line, close } => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.pending = c.pending.saturating_sub(1);
+                            c.wbuf.extend_from_slice(line.as_bytes());
+                            c.wbuf.push(b'\n');
+                            c.close_after_flush |= close;
+                            self.flush_conn(conn);
+                        }
+                    }
+                    ServerMsg::Abandon { conn } => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.pending = c.pending.saturating_sub(1);
+                        }
+                        self.maybe_close(conn);
+                    }
+                    ServerMsg::Close { keep, done } => {
+                        let err = self.close_listener(&keep);
+                        done(err);
+                    }
+                    ServerMsg::Exit => {
+                        self.final_flush();
+                        return;
+                    }
+                }
+            }
+            self.conns.retain(|_, c| !c.dead);
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    if self.conns.len() >= MAX_CONNECTIONS {
+                        drop(stream);
+                        continue;
+                    }
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(
+                            &mut stream,
+                            Token(id as usize),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.conns.insert(
+                        id,
+                        Conn {
+                            stream,
+                            rbuf: Vec::new(),
+                            wbuf: Vec::new(),
+                            pending: 0,
+                            read_closed: false,
+                            close_after_flush: false,
+                            discarding: false,
+                            paused: false,
+                            dead: false,
+                        },
+                    );
+                    self.read_conn(id);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: report, keep serving the others.
+                    (self.sink)(connection_error(&e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_conn(&mut self, id: u64) {
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut too_long = 0usize;
+        let mut socket_error = None;
+        {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let mut buf = [0u8; 64 * 1024];
+            loop {
+                if c.wbuf.len() > WRITE_HIGH_WATER {
+                    c.paused = true;
+                    break;
+                }
+                match c.stream.read(&mut buf) {
+                    Ok(0) => {
+                        c.read_closed = true;
+                        break;
+                    }
+                    Ok(n) => split_lines(c, &buf[..n], &mut lines, &mut too_long),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        c.read_closed = true;
+                        c.dead = true;
+                        socket_error = Some(connection_error(&e));
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(report) = socket_error {
+            (self.sink)(report);
+        }
+        for _ in 0..too_long {
+            let error = format!("Control request line exceeds {MAX_LINE_BYTES} bytes");
+            self.answer_locally(id, error);
+        }
+        for line in lines {
+            self.dispatch(id, &line);
+        }
+        self.maybe_close(id);
+    }
+
+    fn dispatch(&mut self, id: u64, line: &[u8]) {
+        match parse_request(line) {
+            Ok(request) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.pending += 1;
+                }
+                let reply = ReplyTo {
+                    conn: id,
+                    close_after: request.closes_connection(),
+                    sent: false,
+                    tx: self.tx.clone(),
+                    waker: self.waker.clone(),
+                };
+                (self.sink)(Incoming::Request { request, reply });
+            }
+            Err(error) => self.answer_locally(id, error),
+        }
+    }
+
+    fn answer_locally(&mut self, id: u64, error: String) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.wbuf
+                .extend_from_slice(response_line(&Err(error.clone())).as_bytes());
+            c.wbuf.push(b'\n');
+        }
+        (self.sink)(Incoming::Failed { error });
+        self.flush_conn(id);
+    }
+
+    fn flush_conn(&mut self, id: u64) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        while !c.wbuf.is_empty() {
+            match c.stream.write(&c.wbuf) {
+                Ok(0) => {
+                    c.dead = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.wbuf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // Vanished client: its replies are dropped.
+                    c.dead = true;
+                    c.wbuf.clear();
+                    break;
+                }
+            }
+        }
+        let resume = c.paused && c.wbuf.len() <= WRITE_HIGH_WATER / 2;
+        if resume {
+            c.paused = false;
+            self.read_conn(id);
+            return;
+        }
+        self.maybe_close(id);
+    }
+
+    fn maybe_close(&mut self, id: u64) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let flushed = c.wbuf.is_empty();
+        if (c.close_after_flush && flushed) || (c.read_closed && c.pending == 0 && flushed) {
+            c.dead = true;
+        }
+        if c.dead {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            self.conns.remove(&id);
+        }
+    }
+
+    fn close_listener(&mut self, keep: &[u64]) -> Option<String> {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            if !keep.contains(&id) {
+                if let Some(mut c) = self.conns.remove(&id) {
+                    let _ = self.poll.registry().deregister(&mut c.stream);
+                }
+            }
+        }
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => None,
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => Some(format!("control socket unlink failed: {e}")),
+        }
+    }
+
+    fn final_flush(&mut self) {
+        let deadline = Instant::now() + FINAL_FLUSH;
+        loop {
+            let ids: Vec<u64> = self.conns.keys().copied().collect();
+            for id in ids {
+                self.flush_conn(id);
+            }
+            let pending = self.conns.values().any(|c| !c.wbuf.is_empty() && !c.dead);
+            if !pending || Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+fn connection_error(e: &std::io::Error) -> Incoming {
+    let code = super::client::errno_text(e);
+    Incoming::ConnectionError {
+        code: code.starts_with('E').then_some(code),
+        error: e.to_string(),
+    }
+}
+
+/// Splits received bytes into complete lines, bounding the partial one.
+fn split_lines(c: &mut Conn, mut data: &[u8], lines: &mut Vec<Vec<u8>>, too_long: &mut usize) {
+    while !data.is_empty() {
+        let nl = data.iter().position(|&b| b == b'\n');
+        let (piece, rest, ended) = match nl {
+            Some(i) => (&data[..i], &data[i + 1..], true),
+            None => (data, &[][..], false),
+        };
+        data = rest;
+        if c.discarding {
+            if ended {
+                c.discarding = false;
+            }
+            continue;
+        }
+        if c.rbuf.len() + piece.len() > MAX_LINE_BYTES {
+            c.rbuf.clear();
+            *too_long += 1;
+            c.discarding = !ended;
+            continue;
+        }
+        c.rbuf.extend_from_slice(piece);
+        if ended {
+            lines.push(std::mem::take(&mut c.rbuf));
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The core loop: the single owner of daemon state (releases, services,
+//! singletons, the event ring, the shutdown run). Everything reaches it as a
+//! [`CoreMsg`] on one channel; it never blocks on a client, and its only
+//! synchronous call is a supervisor snapshot, which that thread answers at
+//! once. `status` therefore answers in microseconds whatever else runs.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::events::{Data, Event, EventRing};
+use super::log;
+use super::notify;
+use super::ops;
+use super::orphans::{self, Orphan};
+use super::persist::{self, PERSIST_EVERY, Persister};
+use super::proxy_port::ProxyPort;
+use super::runtime::RuntimeIdentity;
+use super::state::DaemonState;
+use super::status;
+use crate::config::Config;
+use crate::control::protocol::{Reply, Request};
+use crate::control::server::{ControlServer, Incoming, ReplyTo};
+use crate::supervisor::clock::iso_now;
+use crate::supervisor::{Notice, SupervisorHandle};
+
+pub enum CoreMsg {
+    Control(Incoming),
+    Supervisor(Notice),
+    /// SIGTERM / SIGINT / SIGHUP.
+    Signal(i32),
+    /// Shutdown step: control listener closed, socket unlinked (or error).
+    ControlClosed(Option<String>),
+    /// Shutdown step: every process stopped (`n` failed to stop).
+    AllStopped(usize),
+    /// A state file write failed.
+    PersistFailed(String),
+    /// An event from an operation thread.
+    Record(Event),
+    /// The running mutating operation finished: start the next queued one.
+    OpDone,
+}
+
+struct ShutdownRun {
+    waiters: Vec<ReplyTo>,
+    errors: Vec<String>,
+    by_signal: bool,
+}
+
+pub struct Core {
+    config: Config,
+    events: EventRing,
+    state: DaemonState,
+    supervisor: SupervisorHandle,
+    control: Option<ControlServer>,
+    proxy: ProxyPort,
+    tx: Sender<CoreMsg>,
+    shutdown: Option<ShutdownRun>,
+    orphans: Vec<Orphan>,
+    persister: Option<Persister>,
+    next_persist: Option<Instant>,
+    runtime: Option<RuntimeIdentity>,
+    /// A mutating operation (restart; deploy/stop/rollback next) runs.
+    op_busy: bool,
+    op_queue: VecDeque<(Request, ReplyTo)>,
+}
+
+impl Core {
+    pub fn new(
+        config: Config,
+        events: EventRing,
+        supervisor: SupervisorHandle,
+        proxy: ProxyPort,
+        tx: Sender<CoreMsg>,
+        orphans: Vec<Orphan>,
+    ) -> Core {
+        Core {
+            config,
+            events,
+            state: DaemonState::default(),
+            supervisor,
+            control: None,
+            proxy,
+            tx,
+            shutdown: None,
+            orphans,
+            persister: None,
+            next_persist: None,
+            runtime: None,
+            op_busy: false,
+            op_queue: VecDeque::new(),
+        }
+    }
+
+    /// The `daemonRuntime` status reports (absent when `None`).
+    pub fn set_runtime(&mut self, runtime: Option<RuntimeIdentity>) {
+        self.runtime = runtime;
+    }
+
+    /// Starts persistence (`statePath` set): first write now, then every
+    /// [`PERSIST_EVERY`]. Call once the control socket is exposed.
+    pub fn start_persistence(&mut self, state_path: &str) -> std::io::Result<()> {
+        let tx = self.tx.clone();
+        let persister = Persister::start(
+            state_path.into(),
+            Box::new(move |e| {
+                let _ = tx.send(CoreMsg::PersistFailed(e));
+            }),
+        )?;
+        self.persister = Some(persister);
+        self.persist_now();
+        Ok(())
+    }
+
+    /// Queues a state write (never while shutting down).
+    pub fn persist_now(&mut self) {
+        if self.shutdown.is_some() || self.persister.is_none() {
+            self.next_persist = None;
+            return;
+        }
+        let status = self.status_json();
+        let events =
+            serde_json::to_string(&self.events.select(None)).unwrap_or_else(|_| "[]".into());
+        let content = persist::content(&status, &events, &iso_now());
+        if let Some(p) = self.persister.as_ref() {
+            p.write(content);
+        }
+        self.next_persist = Some(Instant::now() + PERSIST_EVERY);
+    }
+
+    pub fn set_control(&mut self, control: ControlServer) {
+        self.control = Some(control);
+    }
+
+    /// Records an event: ring + stdout line.
+    pub fn record(&mut self, event: Event) {
+        log::event(&event);
+        self.events.push(event);
+    }
+
+    /// Runs until shutdown completes; returns the exit code.
+    pub fn run(mut self, rx: Receiver<CoreMsg>) -> i32 {
+        loop {
+            let msg = match self.next_persist {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.persist_now();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return 0,
+                },
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return 0,
+                },
+            };
+            if let Some(code) = self.handle(msg) {
+                return code;
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: CoreMsg) -> Option<i32> {
+        match msg {
+            CoreMsg::Control(Incoming::Failed { error }) => {
+                self.record(Event::new(
+                    "command failed",
+                    Data::new().with("error", error),
+                ));
+            }
+            CoreMsg::Control(Incoming::Request { request, reply }) => self.request(request, reply),
+            CoreMsg::Control(Incoming::ConnectionError { code, error }) => {
+                let code = code.map(serde_json::Value::from).unwrap_or_default();
+                self.record(Event::new(
+                    "control connection error",
+                    Data::new().with("code", code).with("error", error),
+                ));
+            }
+            CoreMsg::Supervisor(Notice::Event(event)) => self.record(event),
+            CoreMsg::Supervisor(Notice::Exited { .. }) => {}
+            CoreMsg::Signal(_) => self.begin_shutdown(None, true),
+            CoreMsg::ControlClosed(error) => {
+                if let Some(run) = self.shutdown.as_mut() {
+                    run.errors.extend(error);
+                }
+                let tx = self.tx.clone();
+                self.supervisor.stop_all(Box::new(move |failed| {
+                    let _ = tx.send(CoreMsg::AllStopped(failed));
+                }));
+            }
+            CoreMsg::AllStopped(failed) => return Some(self.finish_shutdown(failed)),
+            CoreMsg::Record(event) => self.record(event),
+            CoreMsg::OpDone => {
+                self.op_busy = false;
+                if let Some((request, reply)) = self.op_queue.pop_front() {
+                    self.request(request, reply);
+                }
+            }
+            CoreMsg::PersistFailed(error) => {
+                self.record(Event::new(
+                    "state persist failed",
+                    Data::new().with("error", error),
+                ));
+            }
+        }
+        None
+    }
+
+    fn request(&mut self, request: Request, reply: ReplyTo) {
+        let result: Reply = match request {
+            Request::Status => Ok(self.status_json()),
+            Request::Events { limit } => {
+                // Serialized straight from the structs: a serde_json Value
+                // would sort the keys of each event's data.
+                let events = self.events.select(limit);
+                let list = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
+                Ok(format!(r#"{{"events":{list}}}"#))
+            }
+            Request::Shutdown => {
+                self.begin_shutdown(Some(reply), false);
+                return;
+            }
+            Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
+                Err("Rollbridge is shutting down".into())
+            }
+            // Mutating operations run one at a time; later ones wait.
+            request @ Request::Restart { .. } if self.op_busy => {
+                self.op_queue.push_back((request, reply));
+                return;
+            }
+            Request::Restart { process_id, policy } => {
+                match ops::restart_targets(
+                    &self.config,
+                    &self.state,
+                    process_id.as_deref(),
+                    policy.as_deref(),
+                ) {
+                    Ok(targets) => {
+                        self.op_busy = true;
+                        ops::spawn_restart(
+                            targets,
+                            self.supervisor.clone(),
+                            self.tx.clone(),
+                            reply,
+                        );
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Request::Stop { release_id } => ops::stop_target(&self.state, release_id.as_deref())
+                .and_then(|_| Err("stop is not available in this build yet".to_owned())),
+            Request::Rollback { release_id } => {
+                ops::rollback_target(&self.state, release_id.as_deref())
+                    .and_then(|_| Err("rollback is not available in this build yet".to_owned()))
+            }
+            other => Err(format!(
+                "{} is not available in this build yet",
+                other.name()
+            )),
+        };
+        if let Err(error) = &result {
+            self.record(Event::new(
+                "command failed",
+                Data::new().with("error", error.as_str()),
+            ));
+        }
+        reply.send(result);
+    }
+
+    /// The status object as compact JSON (without the `status` member).
+    pub fn status_json(&mut self) -> String {
+        // Orphans: liveness re-checked on every call, dead ones dropped.
+        self.orphans.retain(|o| orphans::alive(o.pid));
+        let keys = self.state.all_keys();
+        let snaps = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.supervisor.snapshot(keys)
+        };
+        let view = status::build(
+            &self.config,
+            self.proxy.port(),
+            &self.state,
+            &self.orphans,
+            self.runtime.as_ref(),
+            snaps,
+        );
+        serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Idempotent: later callers share the run and get the same reply.
+    fn begin_shutdown(&mut self, requester: Option<ReplyTo>, by_signal: bool) {
+        if let Some(run) = self.shutdown.as_mut() {
+            run.waiters.extend(requester);
+            return;
+        }
+        notify::notify("STOPPING=1");
+        self.next_persist = None;
+        let keep: Vec<u64> = requester.iter().map(ReplyTo::conn).collect();
+        self.shutdown = Some(ShutdownRun {
+            waiters: requester.into_iter().collect(),
+            errors: Vec::new(),
+            by_signal,
+        });
+        let tx = self.tx.clone();
+        let done = Box::new(move |error: Option<String>| {
+            let _ = tx.send(CoreMsg::ControlClosed(error));
+        });
+        match self.control.as_ref() {
+            Some(control) => control.close(keep, done),
+            None => done(None),
+        }
+    }
+
+    fn finish_shutdown(&mut self, failed: usize) -> i32 {
+        self.proxy.close();
+        let Some(mut run) = self.shutdown.take() else {
+            return 0;
+        };
+        if let Some(persister) = self.persister.take() {
+            self.orphans.retain(|o| orphans::alive(o.pid));
+            let content = if self.orphans.is_empty() {
+                None
+            } else {
+                let list = serde_json::to_string(&self.orphans).unwrap_or_else(|_| "[]".into());
+                Some(persist::orphans_only(&list))
+            };
+            if let Err(e) = persister.finalize(content) {
+                run.errors
+                    .push(format!("persistent state cleanup failed: {e}"));
+            }
+        }
+        if failed > 0 {
+            let s = if failed == 1 { "" } else { "s" };
+            run.errors.push(format!(
+                "Shutdown failed to stop {failed} owned resource{s}."
+            ));
+        }
+        let reply: Reply = if run.errors.is_empty() {
+            Ok(r#"{"message":"shutdown"}"#.into())
+        } else {
+            Err(run.errors.join("; "))
+        };
+        for waiter in run.waiters {
+            waiter.send(reply.clone());
+        }
+        if let Some(control) = self.control.take() {
+            control.finish();
+        }
+        if run.errors.is_empty() || !run.by_signal {
+            0
+        } else {
+            1
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The daemon: startup order, the core loop that owns all daemon state,
+//! status building, shutdown. See docs/daemon.md for the thread map.
+//!
+//! Start order: config (by the caller) -> probe the control path (a live
+//! daemon is reported before anything binds) -> bind the proxy port ->
+//! bind the control socket (mode/owner applied) -> start the supervisor,
+//! control and signal threads -> `control socket listening` -> READY=1.
+
+pub mod core;
+pub mod durable;
+pub mod events;
+pub mod log;
+pub mod notify;
+pub mod ops;
+pub mod orphans;
+pub mod persist;
+pub mod proxy_port;
+pub mod runtime;
+pub mod sha256;
+pub mod state;
+pub mod status;
+
+use crossbeam_channel::unbounded;
+
+use self::core::{Core, CoreMsg};
+use self::events::{Data, Event, EventRing};
+use self::proxy_port::ProxyPort;
+use crate::config::Config;
+use crate::control::bind;
+use crate::control::server::{ControlServer, IncomingSink};
+use crate::supervisor::{Sink, Supervisor, spawn};
+
+/// Runs a foreground daemon until shutdown. Startup errors come back as
+/// `Err(message)` (nothing left bound); otherwise the exit code.
+pub fn run(config: Config) -> Result<i32, String> {
+    let mut events = EventRing::default();
+    let mut record = |e: Event| {
+        log::event(&e);
+        events.push(e);
+    };
+
+    // A manifest that does not verify fails the start before anything binds.
+    let runtime = runtime::for_daemon()?;
+    let orphans = match config.state_path.as_deref() {
+        Some(path) => orphans::detect(path),
+        None => Vec::new(),
+    };
+    for o in &orphans {
+        record(Event::new(
+            "orphaned managed process detected",
+            Data::new()
+                .with("pid", o.pid)
+                .with("processId", o.id.as_str())
+                .with(
+                    "releaseId",
+                    o.release_id
+                        .as_deref()
+                        .map(serde_json::Value::from)
+                        .unwrap_or_default(),
+                ),
+        ));
+    }
+    if !orphans.is_empty() {
+        record(Event::new(
+            "orphaned processes from a previous daemon",
+            Data::new()
+                .with("count", orphans.len())
+                .with("hint", orphans::HINT),
+        ));
+    }
+
+    bind::clear_path(&config.control.path)?;
+    let proxy = ProxyPort::bind(&config.proxy.host, config.proxy.port)?;
+    record(Event::new(
+        "proxy listening",
+        Data::new()
+            .with("host", config.proxy.host.as_str())
+            .with("port", proxy.port()),
+    ));
+    let listener = bind::bind(&config.control)?;
+
+    spawn::become_subreaper();
+    let (tx, rx) = unbounded::<CoreMsg>();
+    let sup_tx = tx.clone();
+    let sink: Sink = std::sync::Arc::new(move |n| {
+        let _ = sup_tx.send(CoreMsg::Supervisor(n));
+    });
+    let supervisor =
+        Supervisor::start(sink).map_err(|e| format!("Cannot start the supervisor: {e}"))?;
+
+    let ctl_tx = tx.clone();
+    let incoming: IncomingSink = std::sync::Arc::new(move |i| {
+        let _ = ctl_tx.send(CoreMsg::Control(i));
+    });
+    let path = config.control.path.clone();
+    let control = match ControlServer::start(listener, path.clone(), incoming) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(format!("Cannot serve the control socket: {e}"));
+        }
+    };
+    start_signal_thread(tx.clone()).map_err(|e| format!("Cannot install signal handlers: {e}"))?;
+
+    record(Event::new(
+        "control socket listening",
+        Data::new().with("path", path.as_str()),
+    ));
+    let state_path = config.state_path.clone();
+    let mut core = Core::new(config, events, supervisor.handle(), proxy, tx, orphans);
+    core.set_runtime(runtime);
+    core.set_control(control);
+    if let Some(path) = state_path {
+        if let Err(e) = core.start_persistence(&path) {
+            core.record(Event::new(
+                "state persist failed",
+                Data::new().with("error", format!("cannot start the state writer: {e}")),
+            ));
+        }
+    }
+    notify::notify("READY=1");
+    let code = core.run(rx);
+    supervisor.shutdown();
+    log::flush(std::time::Duration::from_secs(2));
+    Ok(code)
+}
+
+/// SIGTERM, SIGINT and SIGHUP all mean "clean shutdown"; repeated signals
+/// join the running shutdown instead of killing the daemon mid-way.
+fn start_signal_thread(tx: crossbeam_channel::Sender<CoreMsg>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(CoreMsg::Signal(sig)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The supervisor: one thread owns every managed child. It spawns, reaps
+//! (SIGCHLD + `waitpid(-1, WNOHANG)` until nothing is left), captures output
+//! on a poll loop, runs stop sequences and restart timers. Other threads
+//! talk to it through [`SupervisorHandle`] (a channel plus a poll waker);
+//! it never waits on anyone, so its replies are always quick.
+//!
+//! Results come back through [`Done`] callbacks (run on the supervisor
+//! thread: they must only send on a channel) and events through the sink.
+
+pub mod clock;
+pub mod memory;
+pub mod output;
+pub mod restart;
+mod run;
+pub mod spawn;
+pub mod spec;
+pub mod status;
+pub mod stop;
+pub mod timers;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use mio::Waker;
+
+pub use spec::ProcessSpec;
+pub use status::{ProcState, ProcessStatus, StartReason};
+
+use crate::daemon::events::Event;
+
+/// Identifies one managed process instance for its whole life in the
+/// supervisor (across restarts; each spawn also gets a generation).
+pub type ProcKey = u64;
+
+/// Completion callback, run on the supervisor thread.
+pub type Done<T> = Box<dyn FnOnce(T) + Send>;
+
+/// What the supervisor reports.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// An event for the ring and the log.
+    Event(Event),
+    /// The group leader of `key` exited (any reason). Deploys watching a
+    /// health check use it to fail fast.
+    Exited {
+        key: ProcKey,
+        requested: bool,
+        code: Option<i32>,
+        signal: Option<String>,
+    },
+}
+
+/// Receives notices (must not block: send on a channel).
+pub type Sink = Arc<dyn Fn(Notice) + Send + Sync>;
+
+pub(crate) enum Msg {
+    Register {
+        key: ProcKey,
+        spec: ProcessSpec,
+    },
+    Update {
+        key: ProcKey,
+        spec: ProcessSpec,
+    },
+    Start {
+        key: ProcKey,
+        reason: StartReason,
+        done: Option<Done<Result<u32, String>>>,
+    },
+    Stop {
+        key: ProcKey,
+        done: Option<Done<Result<(), String>>>,
+    },
+    SetCrashGate {
+        key: ProcKey,
+        allowed: bool,
+    },
+    Remove {
+        key: ProcKey,
+    },
+    Snapshot {
+        keys: Vec<ProcKey>,
+        reply: Sender<Vec<Option<ProcessStatus>>>,
+    },
+    StopAll {
+        done: Done<usize>,
+    },
+    /// Internal: one stop of a StopAll finished.
+    StopAllPart {
+        ok: bool,
+    },
+    /// Internal: the stop of a memory restart finished.
+    MemoryStopped {
+        key: ProcKey,
+    },
+    Exit,
+}
+
+/// Cloneable way in to the supervisor thread.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    tx: Sender<Msg>,
+    waker: Arc<Waker>,
+    next_key: Arc<AtomicU64>,
+}
+
+pub struct Supervisor {
+    handle: SupervisorHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Supervisor {
+    /// Starts the supervisor thread. Call [`spawn::become_subreaper`] in the
+    /// daemon first so grandchildren are reaped too.
+    pub fn start(sink: Sink) -> std::io::Result<Supervisor> {
+        let (tx, rx): (Sender<Msg>, Receiver<Msg>) = unbounded();
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), run::WAKER)?);
+        let looper = run::Loop::new(poll, rx, tx.clone(), sink)?;
+        let thread = std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || run::thread_main(looper))?;
+        Ok(Supervisor {
+            handle: SupervisorHandle {
+                tx,
+                waker,
+                next_key: Arc::new(AtomicU64::new(1)),
+            },
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> SupervisorHandle {
+        self.handle.clone()
+    }
+
+    /// Ends the thread (children are left as they are: stop them first).
+    pub fn shutdown(mut self) {
+        self.handle.send(Msg::Exit);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.handle.send(Msg::Exit);
+            let _ = t.join();
+        }
+    }
+}
+
+impl SupervisorHandle {
+    fn send(&self, msg: Msg) {
+        if self.tx.send(msg).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Registers a process (state `stopped`, crash gate open). Nothing runs
+    /// until [`start`](Self::start).
+    pub fn register(&self, spec: ProcessSpec) -> ProcKey {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.send(Msg::Register { key, spec });
+        key
+    }
+
+    /// Replaces the definition; the running child is untouched, the next
+    /// (re)start uses it.
+    pub fn update(&self, key: ProcKey, spec: ProcessSpec) {
+        self.send(Msg::Update { key, spec });
+    }
+
+    /// Spawns unless a child already runs (then `Ok(current pid)`).
+    pub fn start(&self, key: ProcKey, reason: StartReason, done: Done<Result<u32, String>>) {
+        self.send(Msg::Start {
+            key,
+            reason,
+            done: Some(done),
+        });
+    }
+
+    /// Blocking form of [`start`](Self::start), for operation threads.
+    pub fn start_wait(&self, key: ProcKey, reason: StartReason) -> Result<u32, String> {
+        let (tx, rx) = bounded(1);
+        self.start(
+            key,
+            reason,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .unwrap_or_else(|_| Err("supervisor is not running".into()))
+    }
+
+    /// Full graceful stop; `done` runs once the whole group is gone.
+    pub fn stop(&self, key: ProcKey, done: Done<Result<(), String>>) {
+        self.send(Msg::Stop {
+            key,
+            done: Some(done),
+        });
+    }
+
+    /// Blocking form of [`stop`](Self::stop), for operation threads.
+    pub fn stop_wait(&self, key: ProcKey) -> Result<(), String> {
+        let (tx, rx) = bounded(1);
+        self.stop(
+            key,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .unwrap_or_else(|_| Err("supervisor is not running".into()))
+    }
+
+    /// Whether a crash may auto-restart this process (the owner's gate:
+    /// release active/starting, daemon not shutting down, ...).
+    pub fn set_crash_gate(&self, key: ProcKey, allowed: bool) {
+        self.send(Msg::SetCrashGate { key, allowed });
+    }
+
+    /// Forgets a process once it is stopped (immediately if it is).
+    pub fn remove(&self, key: ProcKey) {
+        self.send(Msg::Remove { key });
+    }
+
+    /// Status entries, in the order asked (`None` for unknown keys).
+    pub fn snapshot(&self, keys: Vec<ProcKey>) -> Vec<Option<ProcessStatus>> {
+        let n = keys.len();
+        let (tx, rx) = bounded(1);
+        self.send(Msg::Snapshot { keys, reply: tx });
+        rx.recv().unwrap_or_else(|_| vec![None; n])
+    }
+
+    /// Shutdown: refuses further starts, cancels restart timers and stops
+    /// every process in parallel; `done(failures)` once all are gone.
+    pub fn stop_all(&self, done: Done<usize>) {
+        self.send(Msg::StopAll { done });
+    }
+}

@@ -1,0 +1,92 @@
+//! Memory samples and memory restarts.
+
+use super::*;
+
+impl Loop {
+    pub(super) fn memory_sample(&mut self, key: ProcKey, generation: u64) {
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        p.memory_timer = None;
+        let Some(cfg) = p.spec.memory.clone() else {
+            return;
+        };
+        if p.generation != generation || p.stop.is_some() || p.memory_restarting {
+            return;
+        }
+        let Some(pgid) = p.leader else {
+            return;
+        };
+        if let Some(members) = memory::sample_group(pgid) {
+            p.rss = memory::total_rss(&members).or(p.rss);
+            p.children = members;
+        }
+        let mut restart = false;
+        if let Some(rss) = p.rss {
+            match memory::judge(rss, &cfg, &mut p.warned) {
+                MemoryVerdict::Fine => {}
+                MemoryVerdict::Warn => {
+                    let data = p
+                        .data()
+                        .with("id", p.spec.id.as_str())
+                        .with("rssBytes", rss)
+                        .with("warnBytes", cfg.warn_bytes);
+                    self.notice_event("memory warning", data);
+                }
+                MemoryVerdict::Restart => {
+                    let data = p
+                        .data()
+                        .with("id", p.spec.id.as_str())
+                        .with("limitBytes", cfg.limit_bytes)
+                        .with("rssBytes", rss);
+                    self.notice_event("memory limit exceeded", data);
+                    restart = true;
+                }
+            }
+        }
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        if restart {
+            p.memory_restarting = true;
+            let tx = self.tx.clone();
+            self.stop_proc(
+                key,
+                Box::new(move |_| {
+                    let _ = tx.send(Msg::MemoryStopped { key });
+                }),
+            );
+        } else {
+            let at = Instant::now() + Duration::from_millis(cfg.check_interval_ms.max(1));
+            p.memory_timer = Some(
+                self.timers
+                    .insert(at, TimerKind::MemorySample { key, generation }),
+            );
+        }
+    }
+
+    /// After the stop of a memory restart: start again with reason
+    /// `memory` unless the crash gate now refuses.
+    pub(super) fn memory_restart_resume(&mut self, key: ProcKey) {
+        let shutting_down = self.shutting_down;
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        p.memory_restarting = false;
+        if !p.crash_gate || shutting_down || p.remove_when_stopped {
+            return;
+        }
+        p.memory_restarts += 1;
+        p.last_memory_restart_at = Some(iso_now());
+        p.warned = false;
+        if let Err(error) = self.start_proc(key, StartReason::Memory) {
+            if let Some(p) = self.procs.get(&key) {
+                let data = p
+                    .data()
+                    .with("error", error.as_str())
+                    .with("id", p.spec.id.as_str());
+                self.notice_event("memory restart failed", data);
+            }
+        }
+    }
+}
