@@ -284,10 +284,11 @@ impl Loop {
                     t => self.ready.push(t),
                 }
             }
-            // Reap every turn: one cheap syscall, and no exit is ever missed
-            // even if signals were coalesced.
-            self.reap();
+            // Output first, so a process's last lines are in its ring before
+            // its exit is recorded. Then reap, every turn: one cheap
+            // syscall, and no exit is ever missed even if signals coalesced.
             self.read_ready();
+            self.reap();
             while let Ok(msg) = self.rx.try_recv() {
                 self.handle(msg);
             }
