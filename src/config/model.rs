@@ -39,7 +39,8 @@ pub struct ControlConfig {
 }
 
 /// `control.owner` / `control.group`: resolved against /etc/passwd or
-/// /etc/group only when the daemon binds (never by `validate`).
+/// /etc/group only when the daemon binds (never by `validate`). A `Name`
+/// made of digits (`"1001"`) is an id; it stays a string for status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdOrName {
     Id(u32),

@@ -239,10 +239,9 @@ fn id_or_name(
         Some(Raw::Number(n)) if *n >= 0.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 => {
             Some(IdOrName::Id(*n as u32))
         }
-        Some(Raw::String(s)) if !s.is_empty() => Some(match s.parse::<u32>() {
-            Ok(id) if s.bytes().all(|b| b.is_ascii_digit()) => IdOrName::Id(id),
-            _ => IdOrName::Name(s.clone()),
-        }),
+        // Kept as written: status echoes it as configured; an all-digit
+        // string is resolved as an id when the daemon binds.
+        Some(Raw::String(s)) if !s.is_empty() => Some(IdOrName::Name(s.clone())),
         Some(_) => {
             issues.push(
                 format!("{path} must be a non-negative integer id or a name"),

@@ -214,7 +214,7 @@ fn control_fields() {
     assert_eq!(c.control.path, "/run/x.sock");
     assert_eq!(c.control.mode, Some(0o660));
     assert_eq!(c.control.owner, Some(IdOrName::Name("deploy".into())));
-    assert_eq!(c.control.group, Some(IdOrName::Id(1001)));
+    assert_eq!(c.control.group, Some(IdOrName::Name("1001".into())));
     fails(&cfg(r#""control":5"#, ""), "control must be an object");
     fails(
         &cfg(r#""control":{"path":1}"#, ""),
