@@ -431,8 +431,8 @@ impl Session {
             err.kind(),
             io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
         );
-        if retry_ok && sh.now + ex.backoff < ex.connect_deadline {
-            let at = sh.now + ex.backoff;
+        if retry_ok && sh.now < ex.connect_deadline {
+            let at = (sh.now + ex.backoff).min(ex.connect_deadline);
             ex.backoff = (ex.backoff * 2).min(RETRY_MAX);
             sh.retries.push(Reverse((at, self.idx, self.serial)));
             return Step::Idle;
