@@ -150,7 +150,7 @@ pub fn parse_response(
         && !up_close
         && (!up_http10 || up_keep_alive)
         && body != BodyKind::CloseDelimited
-        && !(te_seen && length.is_some());
+        && (!te_seen || length.is_none());
     // A refused upgrade ends the client connection: it may already have
     // sent frames we must not read as a request.
     let close_client = !interim
