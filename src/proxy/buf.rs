@@ -12,7 +12,7 @@
 pub const BUF_SIZE: usize = 16 * 1024;
 
 /// Most buffers kept on the free list; the rest are freed.
-const POOL_MAX: usize = 1024;
+const POOL_MAX: usize = 128;
 
 /// A byte buffer with a read cursor (`start`) and a write cursor (`end`).
 #[derive(Debug)]
