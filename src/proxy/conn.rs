@@ -18,6 +18,9 @@ pub struct Conn {
     pub writable: bool,
     /// The peer sent FIN (read returned 0).
     pub eof: bool,
+    /// An event said the peer closed (or the socket failed): keep reading
+    /// to the end instead of trusting a short read.
+    pub hup: bool,
     /// We shut down our write side.
     pub write_shut: bool,
     /// Bytes read from this socket, not yet consumed.
@@ -33,6 +36,7 @@ impl Conn {
             readable: true,
             writable: true,
             eof: false,
+            hup: false,
             write_shut: false,
             input: None,
             output: None,
@@ -48,7 +52,8 @@ impl Conn {
         let mut total = 0;
         loop {
             let space = buf.space();
-            if space.is_empty() {
+            let want = space.len();
+            if want == 0 {
                 break;
             }
             match self.sock.read(space) {
@@ -59,6 +64,14 @@ impl Conn {
                 Ok(n) => {
                     buf.commit(n);
                     total += n;
+                    // A short read drained the socket: skip the extra
+                    // read that would only say WouldBlock. Data or a FIN
+                    // arriving later raises a new edge; a FIN that came
+                    // with this data was flagged by the event (`hup`).
+                    if n < want && !self.hup {
+                        self.readable = false;
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
@@ -127,8 +140,13 @@ pub fn write_buf(
             match sock.write(buf.data()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
+                    let short = n < buf.len();
                     buf.consume(n);
                     total += n;
+                    if short {
+                        // The send buffer is full: wait for the next edge.
+                        *writable = false;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

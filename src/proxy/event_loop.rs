@@ -12,7 +12,7 @@ use super::buf::BufPool;
 use super::error::{ErrorKind, ProxyError, Side};
 use super::handle::{Command, LISTENER, ProxyEvent, WAKER};
 use super::options::ProxyOptions;
-use super::release::Releases;
+use super::release::{Owner, Releases};
 use super::session::{Session, Shared, Verdict, client_token};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
@@ -27,10 +27,6 @@ use std::time::{Duration, Instant};
 const SWEEP: Duration = Duration::from_millis(100);
 /// Pause after the process ran out of descriptors before accepting again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-fn idle_token(slot: usize) -> Token {
-    Token((slot << 2) | 2)
-}
 
 /// Thread entry: runs the loop under a last-resort panic guard.
 pub(crate) fn run(
@@ -72,7 +68,6 @@ pub(crate) fn run(
                 retries: BinaryHeap::new(),
                 shutting_down: false,
                 now,
-                idle_token,
             },
         };
         l.run();
@@ -133,15 +128,22 @@ impl Loop {
                     LISTENER => self.accept(),
                     Token(t) => {
                         let idx = t >> 2;
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                        let hup = ev.is_read_closed() || ev.is_error();
                         match t & 3 {
-                            0 | 1 => {
-                                let readable =
-                                    ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                                let writable =
-                                    ev.is_writable() || ev.is_write_closed() || ev.is_error();
-                                self.on_socket(idx, t & 3 == 1, readable, writable);
-                            }
-                            2 => self.sh.releases.close_idle(idx, self.poll.registry()),
+                            0 => self.on_socket(idx, false, readable, writable, hup),
+                            1 => match self.sh.releases.owner(idx) {
+                                Some(Owner::Session(s)) => {
+                                    self.on_socket(s, true, readable, writable, hup)
+                                }
+                                // Anything but "writable" on an idle
+                                // connection means it is closing or broken.
+                                Some(Owner::Idle(slot)) if readable => {
+                                    self.sh.releases.close_idle(slot, self.poll.registry())
+                                }
+                                _ => {}
+                            },
                             _ => {}
                         }
                     }
@@ -172,7 +174,7 @@ impl Loop {
         until.saturating_duration_since(now)
     }
 
-    fn on_socket(&mut self, idx: usize, upstream: bool, readable: bool, writable: bool) {
+    fn on_socket(&mut self, idx: usize, upstream: bool, readable: bool, writable: bool, hup: bool) {
         let Some(Some(s)) = self.sessions.get_mut(idx) else {
             return;
         };
@@ -186,6 +188,7 @@ impl Loop {
         };
         conn.readable |= readable;
         conn.writable |= writable;
+        conn.hup |= hup;
         self.drive(idx);
     }
 

@@ -8,7 +8,7 @@ use super::buf::BufPool;
 use super::conn::Conn;
 use super::handle::{ProxyEvent, ReleaseCounts};
 use crossbeam_channel::Sender;
-use mio::{Interest, Registry, Token};
+use mio::Registry;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -37,8 +37,20 @@ pub struct Release {
 #[derive(Debug)]
 pub struct IdleUp {
     pub conn: Conn,
+    pub uid: usize,
     pub release: usize,
     pub expires: Instant,
+}
+
+/// Who currently owns an upstream socket. Upstream sockets keep one token
+/// (`uid`) for life, so moving a connection in and out of the pool costs no
+/// `epoll_ctl`; events are routed through this table instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Session index.
+    Session(usize),
+    /// Pool slot.
+    Idle(usize),
 }
 
 /// Pool tokens are tagged by the event loop; this is only the slab.
@@ -48,9 +60,37 @@ pub struct Releases {
     pub active: Option<usize>,
     pub idle: Vec<Option<IdleUp>>,
     idle_free: Vec<usize>,
+    owners: Vec<Option<Owner>>,
+    owners_free: Vec<usize>,
 }
 
 impl Releases {
+    /// A new upstream socket id (its token is derived from it).
+    pub fn alloc_uid(&mut self, owner: Owner) -> usize {
+        match self.owners_free.pop() {
+            Some(uid) => {
+                self.owners[uid] = Some(owner);
+                uid
+            }
+            None => {
+                self.owners.push(Some(owner));
+                self.owners.len() - 1
+            }
+        }
+    }
+
+    pub fn free_uid(&mut self, uid: usize) {
+        if let Some(o) = self.owners.get_mut(uid) {
+            if o.take().is_some() {
+                self.owners_free.push(uid);
+            }
+        }
+    }
+
+    pub fn owner(&self, uid: usize) -> Option<Owner> {
+        self.owners.get(uid).copied().flatten()
+    }
+
     pub fn get(&self, idx: usize) -> Option<&Release> {
         self.slots.get(idx).and_then(Option::as_ref)
     }
@@ -170,8 +210,14 @@ impl Releases {
             .collect()
     }
 
-    /// Takes a live idle connection of `idx` out of the pool.
-    pub fn checkout(&mut self, idx: usize, registry: &Registry) -> Option<Conn> {
+    /// Takes a live idle connection of `idx` out of the pool for `session`;
+    /// returns it with its uid.
+    pub fn checkout(
+        &mut self,
+        idx: usize,
+        session: usize,
+        registry: &Registry,
+    ) -> Option<(Conn, usize)> {
         loop {
             let slot = self.slots.get_mut(idx)?.as_mut()?.idle.pop()?;
             let Some(mut idle) = self.idle.get_mut(slot).and_then(Option::take) else {
@@ -185,22 +231,24 @@ impl Releases {
             if alive {
                 idle.conn.readable = true;
                 idle.conn.writable = true;
-                return Some(idle.conn);
+                self.owners[idle.uid] = Some(Owner::Session(session));
+                return Some((idle.conn, idle.uid));
             }
             let _ = registry.deregister(&mut idle.conn.sock);
+            self.free_uid(idle.uid);
         }
     }
 
     /// Parks an idle upstream connection; returns false if it was closed
-    /// instead (retired release, pool full, registration failure).
+    /// instead (retired release, pool full).
     pub fn checkin(
         &mut self,
         idx: usize,
         mut conn: Conn,
+        uid: usize,
         expires: Instant,
         registry: &Registry,
         bufs: &mut BufPool,
-        token_of: impl Fn(usize) -> Token,
     ) -> bool {
         conn.release_bufs(bufs);
         let ok = self
@@ -208,6 +256,7 @@ impl Releases {
             .is_some_and(|r| !r.retired && r.idle.len() < MAX_IDLE_PER_RELEASE);
         if !ok {
             let _ = registry.deregister(&mut conn.sock);
+            self.free_uid(uid);
             return false;
         }
         let slot = match self.idle_free.pop() {
@@ -217,16 +266,12 @@ impl Releases {
                 self.idle.len() - 1
             }
         };
-        if registry
-            .reregister(&mut conn.sock, token_of(slot), Interest::READABLE)
-            .is_err()
-        {
-            self.idle_free.push(slot);
-            let _ = registry.deregister(&mut conn.sock);
-            return false;
+        if let Some(o) = self.owners.get_mut(uid) {
+            *o = Some(Owner::Idle(slot));
         }
         self.idle[slot] = Some(IdleUp {
             conn,
+            uid,
             release: idx,
             expires,
         });
@@ -241,6 +286,7 @@ impl Releases {
         if let Some(mut idle) = self.idle.get_mut(slot).and_then(Option::take) {
             self.idle_free.push(slot);
             let _ = registry.deregister(&mut idle.conn.sock);
+            self.free_uid(idle.uid);
             if let Some(r) = self.slots.get_mut(idle.release).and_then(Option::as_mut) {
                 r.idle.retain(|&s| s != slot);
             }

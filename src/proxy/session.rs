@@ -19,7 +19,7 @@ use super::conn::Conn;
 use super::error::{ErrorKind, ProxyError, WS_NO_RELEASE, canned_response};
 use super::handle::ProxyEvent;
 use super::options::ProxyOptions;
-use super::release::{Kind, Releases};
+use super::release::{Kind, Owner, Releases};
 use super::tunnel::{self, Tunnel};
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
@@ -52,7 +52,6 @@ pub struct Shared {
     pub default_host: String,
     pub shutting_down: bool,
     pub now: Instant,
-    pub idle_token: fn(usize) -> Token,
 }
 
 impl Shared {
@@ -93,6 +92,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Upstream {
     pub conn: Conn,
+    /// Stable id; the socket's token is `upstream_token(uid)`.
+    pub uid: usize,
     pub connecting: bool,
     /// Came out of the keep-alive pool.
     pub reused: bool,
@@ -149,9 +150,16 @@ pub fn client_token(idx: usize) -> Token {
     Token(idx << 2)
 }
 
-/// Token of a session's upstream socket.
-pub fn upstream_token(idx: usize) -> Token {
-    Token((idx << 2) | 1)
+/// Token of an upstream socket (by its uid, whoever owns it now).
+pub fn upstream_token(uid: usize) -> Token {
+    Token((uid << 2) | 1)
+}
+
+/// Closes an upstream connection for good.
+fn close_upstream(mut up: Upstream, sh: &mut Shared, reg: &Registry) {
+    let _ = reg.deregister(&mut up.conn.sock);
+    up.conn.release_bufs(&mut sh.bufs);
+    sh.releases.free_uid(up.uid);
 }
 
 impl Session {
@@ -217,9 +225,8 @@ impl Session {
     }
 
     fn drop_upstream(&mut self, sh: &mut Shared, reg: &Registry) {
-        if let Some(mut up) = self.up.take() {
-            let _ = reg.deregister(&mut up.conn.sock);
-            up.conn.release_bufs(&mut sh.bufs);
+        if let Some(up) = self.up.take() {
+            close_upstream(up, sh, reg);
         }
     }
 
@@ -375,26 +382,16 @@ impl Session {
         sh: &mut Shared,
         reg: &Registry,
     ) -> io::Result<bool> {
-        let token = upstream_token(self.idx);
         if pool {
-            if let Some(mut conn) = sh.releases.checkout(release, reg) {
-                if reg
-                    .reregister(
-                        &mut conn.sock,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_ok()
-                {
-                    self.up = Some(Upstream {
-                        conn,
-                        connecting: false,
-                        reused: true,
-                        got_bytes: false,
-                    });
-                    return Ok(true);
-                }
-                let _ = reg.deregister(&mut conn.sock);
+            if let Some((conn, uid)) = sh.releases.checkout(release, self.idx, reg) {
+                self.up = Some(Upstream {
+                    conn,
+                    uid,
+                    connecting: false,
+                    reused: true,
+                    got_bytes: false,
+                });
+                return Ok(true);
             }
         }
         let addr = sh
@@ -404,12 +401,18 @@ impl Session {
             .ok_or_else(|| io::Error::other("release vanished"))?;
         let mut sock = TcpStream::connect(addr)?;
         let _ = sock.set_nodelay(true);
-        reg.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
+        let uid = sh.releases.alloc_uid(Owner::Session(self.idx));
+        let token = upstream_token(uid);
+        if let Err(e) = reg.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE) {
+            sh.releases.free_uid(uid);
+            return Err(e);
+        }
         let mut conn = Conn::new(sock);
         conn.readable = false;
         conn.writable = false;
         self.up = Some(Upstream {
             conn,
+            uid,
             connecting: true,
             reused: false,
             got_bytes: false,
@@ -730,17 +733,10 @@ impl Session {
             if reusable {
                 let expires = sh.now + sh.opts.upstream_idle_timeout;
                 up.conn.readable = false;
-                sh.releases.checkin(
-                    ex.release,
-                    up.conn,
-                    expires,
-                    reg,
-                    &mut sh.bufs,
-                    sh.idle_token,
-                );
+                sh.releases
+                    .checkin(ex.release, up.conn, up.uid, expires, reg, &mut sh.bufs);
             } else {
-                let _ = reg.deregister(&mut up.conn.sock);
-                up.conn.release_bufs(&mut sh.bufs);
+                close_upstream(up, sh, reg);
             }
         }
         sh.releases.end(ex.release, ex.kind, reg, &sh.events);
