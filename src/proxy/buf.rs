@@ -153,10 +153,7 @@ impl BufPool {
         if slot.is_none() {
             *slot = Some(self.get());
         }
-        match slot {
-            Some(b) => b,
-            None => unreachable!("slot filled above"),
-        }
+        slot.get_or_insert_with(|| Buf::with_capacity(BUF_SIZE))
     }
 }
 

@@ -316,7 +316,7 @@ impl Loop {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.sh.shutting_down = true;
-        self.shutdown = Some((self.sh.now + within, reply));
+        self.shutdown = Some((super::session::later(self.sh.now, within), reply));
         self.sh.releases.close_all_idle(self.poll.registry());
         let idle: Vec<usize> = self
             .sessions

@@ -175,7 +175,7 @@ impl ProxyHandle {
         let (tx, rx) = bounded(1);
         let sent = self.send(Command::Shutdown { within, reply: tx });
         if sent.is_ok() {
-            let _ = rx.recv_timeout(within + Duration::from_secs(5));
+            let _ = rx.recv_timeout(within.saturating_add(Duration::from_secs(5)));
         }
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = thread {

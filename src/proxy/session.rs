@@ -145,6 +145,12 @@ pub struct Session {
     pub deadline: Option<Instant>,
 }
 
+/// `now + d` that cannot overflow whatever the configured durations are.
+pub fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
 /// Token of a session's client socket.
 pub fn client_token(idx: usize) -> Token {
     Token(idx << 2)
@@ -172,7 +178,7 @@ impl Session {
             trusted: sh.opts.is_trusted(peer),
             up: None,
             phase: Phase::Head { started: false },
-            deadline: Some(sh.now + sh.opts.header_timeout),
+            deadline: Some(later(sh.now, sh.opts.header_timeout)),
         }
     }
 
@@ -257,7 +263,7 @@ impl Session {
         if let Phase::Head { started } = &mut self.phase {
             if !*started {
                 *started = true;
-                self.deadline = Some(sh.now + sh.opts.header_timeout);
+                self.deadline = Some(later(sh.now, sh.opts.header_timeout));
             }
         }
         let fwd = Forwarding {
@@ -308,14 +314,12 @@ impl Session {
         } else {
             let started = self.client.pending_in() > 0;
             self.phase = Phase::Head { started };
-            self.deadline = Some(
-                sh.now
-                    + if started {
-                        sh.opts.header_timeout
-                    } else {
-                        sh.opts.client_idle_timeout
-                    },
-            );
+            let wait = if started {
+                sh.opts.header_timeout
+            } else {
+                sh.opts.client_idle_timeout
+            };
+            self.deadline = Some(later(sh.now, wait));
         }
     }
 
@@ -346,7 +350,7 @@ impl Session {
             up_reusable: false,
             replay: None,
             held: None,
-            connect_deadline: sh.now + sh.opts.connect_retry,
+            connect_deadline: later(sh.now, sh.opts.connect_retry),
             backoff: RETRY_FIRST,
             info,
         });
@@ -731,7 +735,7 @@ impl Session {
                 && up.conn.pending_in() == 0
                 && up.conn.pending_out() == 0;
             if reusable {
-                let expires = sh.now + sh.opts.upstream_idle_timeout;
+                let expires = later(sh.now, sh.opts.upstream_idle_timeout);
                 up.conn.readable = false;
                 sh.releases
                     .checkin(ex.release, up.conn, up.uid, expires, reg, &mut sh.bufs);
