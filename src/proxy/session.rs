@@ -130,8 +130,12 @@ pub enum Phase {
     },
     Exchange(Box<Exchange>),
     Tunnel(Tunnel),
-    /// Writing a final answer; then half-close and discard input until EOF.
-    Flush,
+    /// Writing a final answer, then closing. With `linger` (the client may
+    /// still be sending: an error answer, an unread body) we half-close and
+    /// discard input until its EOF so it reads our answer, not a reset.
+    Flush {
+        linger: bool,
+    },
 }
 
 pub struct Session {
@@ -203,7 +207,7 @@ impl Session {
                 Phase::Head { .. } => self.step_head(sh, reg),
                 Phase::Exchange(_) => self.step_exchange(sh, reg),
                 Phase::Tunnel(_) => self.step_tunnel(sh),
-                Phase::Flush => self.step_flush(sh),
+                Phase::Flush { linger } => self.step_flush(sh, linger),
             };
             match step {
                 Step::Progress => {}
@@ -216,7 +220,7 @@ impl Session {
 
     /// Releases everything; uncounts what was in flight (exactly once).
     pub fn teardown(&mut self, sh: &mut Shared, reg: &Registry) {
-        let phase = std::mem::replace(&mut self.phase, Phase::Flush);
+        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
         match phase {
             Phase::Exchange(mut ex) => {
                 sh.bufs.release(&mut ex.held);
@@ -303,13 +307,13 @@ impl Session {
         let keep = keep_alive && !sh.shutting_down;
         self.client
             .queue(&mut sh.bufs, &canned_response(status, keep));
-        self.enter_after_response(sh, !keep);
+        self.enter_after_response(sh, !keep, true);
         Step::Progress
     }
 
-    fn enter_after_response(&mut self, sh: &mut Shared, close: bool) {
+    fn enter_after_response(&mut self, sh: &mut Shared, close: bool, linger: bool) {
         if close {
-            self.phase = Phase::Flush;
+            self.phase = Phase::Flush { linger };
             self.deadline = Some(sh.now + FLUSH_GRACE);
         } else {
             let started = self.client.pending_in() > 0;
@@ -329,7 +333,7 @@ impl Session {
         let Some(release) = sh.releases.active else {
             if ws {
                 self.client.queue(&mut sh.bufs, WS_NO_RELEASE);
-                self.enter_after_response(sh, true);
+                self.enter_after_response(sh, true, true);
                 return Step::Progress;
             }
             // Without a body to skip the connection can stay open.
@@ -489,7 +493,7 @@ impl Session {
     /// Ends the exchange with a 502 if nothing was sent yet, else cuts.
     fn fail_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
         self.drop_upstream(sh, reg);
-        let phase = std::mem::replace(&mut self.phase, Phase::Flush);
+        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
         let Phase::Exchange(mut ex) = phase else {
             return Step::Close;
         };
@@ -669,7 +673,7 @@ impl Session {
 
     /// A bad request body: 400 if nothing was answered yet, else cut.
     fn client_error(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
-        let phase = std::mem::replace(&mut self.phase, Phase::Flush);
+        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
         let Phase::Exchange(mut ex) = phase else {
             return Step::Close;
         };
@@ -723,7 +727,7 @@ impl Session {
     /// The response is complete and written: uncount, pool the upstream,
     /// go back to reading the next request (or close).
     fn finish_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
-        let phase = std::mem::replace(&mut self.phase, Phase::Flush);
+        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
         let Phase::Exchange(mut ex) = phase else {
             return Step::Close;
         };
@@ -745,7 +749,8 @@ impl Session {
         }
         sh.releases.end(ex.release, ex.kind, reg, &sh.events);
         let close = ex.close_client || !ex.req_done || sh.shutting_down;
-        self.enter_after_response(sh, close);
+        let linger = !ex.req_done || self.client.pending_in() > 0;
+        self.enter_after_response(sh, close, linger);
         Step::Progress
     }
 
@@ -765,13 +770,16 @@ impl Session {
         step
     }
 
-    fn step_flush(&mut self, sh: &mut Shared) -> Step {
+    fn step_flush(&mut self, sh: &mut Shared, linger: bool) -> Step {
         let n = match self.client.flush(&mut sh.bufs) {
             Ok(n) => n,
             Err(_) => return Step::Close,
         };
         if self.client.pending_out() > 0 {
             return if n > 0 { Step::Progress } else { Step::Idle };
+        }
+        if !linger {
+            return Step::Close;
         }
         // Lingering close: half-close, then read and discard until the
         // client closes, so it reads our answer instead of a reset.
