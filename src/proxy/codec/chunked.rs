@@ -87,7 +87,8 @@ impl ChunkedDecoder {
     }
 
     /// Decodes as much of `input` as fits into `out`. Consumes nothing of a
-    /// line that is not complete yet; the caller keeps those bytes.
+    /// line that is not complete yet; the caller keeps those bytes. To be
+    /// sure of progress, `out` must offer `MAX_LINE` bytes once drained.
     pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<Step, ChunkError> {
         let reencode = self.mode == ChunkMode::Reencode;
         let mut step = Step::default();
@@ -154,17 +155,21 @@ impl ChunkedDecoder {
                         return Ok(step);
                     };
                     let line = &inp[..line_len];
+                    // Validate before waiting for output room: a bad line
+                    // is an error whatever the output buffer looks like.
+                    if line_len != 2 {
+                        validate_trailer(line)?;
+                        if self.trailer_bytes + line_len > self.max_trailer_bytes {
+                            return Err(ChunkError::TrailersTooLarge);
+                        }
+                    }
                     if reencode && room < line_len {
                         return Ok(step);
                     }
                     if line_len == 2 {
                         self.state = State::Done;
                     } else {
-                        validate_trailer(line)?;
                         self.trailer_bytes += line_len;
-                        if self.trailer_bytes > self.max_trailer_bytes {
-                            return Err(ChunkError::TrailersTooLarge);
-                        }
                     }
                     step.consumed += line_len;
                     if reencode {
@@ -368,6 +373,32 @@ mod tests {
             run(ChunkMode::Reencode, &input, 64),
             Err(ChunkError::TrailersTooLarge)
         );
+    }
+
+    /// Fuzz regression (chunked, crash-810505d0): both modes must reject
+    /// this input the same way. (The harness had used a 20-byte output,
+    /// smaller than one valid trailer line, so re-encoding stalled; a
+    /// caller must offer at least `MAX_LINE` bytes of output, as the
+    /// proxy's buffers do.)
+    #[test]
+    fn trailer_error_wins_over_full_output() {
+        let input = b"0\r\nA: \r\nA:\xff\xff\xff\xff\xff\xff\xff\xff\xff\xb7\xff\xfe\xff\xff\xff\xff \x32\x36\x31\r\nA\xff\xff:\"Ar\r\nbh";
+        for mode in [ChunkMode::Reencode, ChunkMode::Unwrap] {
+            let mut d = ChunkedDecoder::new(mode, 4096);
+            let mut out = [0u8; MAX_LINE + 2];
+            let mut pending = input.to_vec();
+            let mut result = Ok(Step::default());
+            for _ in 0..10 {
+                result = d.decode(&pending, &mut out);
+                match result {
+                    Ok(s) => {
+                        pending.drain(..s.consumed);
+                    }
+                    Err(_) => break,
+                }
+            }
+            assert_eq!(result, Err(ChunkError::BadTrailer), "{mode:?}");
+        }
     }
 
     #[test]
