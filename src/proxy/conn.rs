@@ -94,6 +94,45 @@ impl Conn {
         Ok(n)
     }
 
+    /// Writes `output` then `extra` with as few syscalls as possible
+    /// (writev). Returns (output bytes, extra bytes) written.
+    pub fn write_with(&mut self, extra: &[u8], bufs: &mut BufPool) -> io::Result<(usize, usize)> {
+        let (mut head_n, mut extra_n) = (0, 0);
+        while self.writable {
+            let head = self.output.as_ref().map_or(&[][..], |b| b.data());
+            let rest = &extra[extra_n..];
+            if head.is_empty() && rest.is_empty() {
+                break;
+            }
+            let want = head.len() + rest.len();
+            let res = if head.is_empty() {
+                self.sock.write(rest)
+            } else {
+                self.sock
+                    .write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(rest)])
+            };
+            match res {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let from_head = n.min(head.len());
+                    if let Some(b) = self.output.as_mut() {
+                        b.consume(from_head);
+                    }
+                    head_n += from_head;
+                    extra_n += n - from_head;
+                    if n < want {
+                        self.writable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        bufs.release_if_empty(&mut self.output);
+        Ok((head_n, extra_n))
+    }
+
     /// Bytes waiting in `output`.
     pub fn pending_out(&self) -> usize {
         self.output.as_ref().map_or(0, Buf::len)

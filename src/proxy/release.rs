@@ -229,7 +229,9 @@ impl Releases {
             let alive = matches!(idle.conn.sock.peek(&mut probe),
                 Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock);
             if alive {
-                idle.conn.readable = true;
+                // Nothing is pending (peek said so): the response raises
+                // a fresh edge, so no read is tried before it.
+                idle.conn.readable = false;
                 idle.conn.writable = true;
                 self.owners[idle.uid] = Some(Owner::Session(session));
                 return Some((idle.conn, idle.uid));

@@ -632,7 +632,25 @@ impl Session {
             }
         }
         if let Some(dec) = ex.resp.as_mut() {
-            if let Some(inb) = up.conn.input.as_mut() {
+            if let Some(direct) = dec.direct_len(up.conn.pending_in()) {
+                // Length/close-delimited body: written straight from the
+                // upstream buffer, together with any queued head (writev).
+                let body = up
+                    .conn
+                    .input
+                    .as_ref()
+                    .map_or(&[][..], |b| &b.data()[..direct]);
+                match self.client.write_with(body, &mut sh.bufs) {
+                    Ok((head, n)) => {
+                        dec.advance(n);
+                        if let Some(inb) = up.conn.input.as_mut() {
+                            inb.consume(n);
+                        }
+                        progress |= head + n > 0;
+                    }
+                    Err(_) => return Step::Close,
+                }
+            } else if let Some(inb) = up.conn.input.as_mut() {
                 let outb = sh.bufs.ensure(&mut self.client.output);
                 match dec.step(inb.data(), outb.space()) {
                     Ok(s) => {

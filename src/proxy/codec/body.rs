@@ -91,6 +91,25 @@ impl BodyDecoder {
         Ok(step)
     }
 
+    /// For bodies forwarded verbatim (length or close-delimited): how many
+    /// of `available` input bytes are body. `None` for chunked (decode
+    /// with [`BodyDecoder::step`]) and for no body.
+    pub fn direct_len(&self, available: usize) -> Option<usize> {
+        match self.kind {
+            BodyKind::Length(_) => Some(self.left.min(available as u64) as usize),
+            BodyKind::CloseDelimited if !self.done => Some(available),
+            _ => None,
+        }
+    }
+
+    /// Records `n` body bytes forwarded verbatim (see `direct_len`).
+    pub fn advance(&mut self, n: usize) {
+        if let BodyKind::Length(_) = self.kind {
+            self.left = self.left.saturating_sub(n as u64);
+            self.done = self.left == 0;
+        }
+    }
+
     /// The sender closed. Returns true if that ends the body cleanly.
     pub fn on_eof(&mut self) -> bool {
         if self.kind == BodyKind::CloseDelimited {
@@ -128,6 +147,18 @@ mod tests {
         let mut out = [0u8; 4];
         d.step(b"ab", &mut out).unwrap();
         assert!(!d.on_eof());
+    }
+
+    #[test]
+    fn direct_forwarding_stops_at_length() {
+        let mut d = BodyDecoder::new(BodyKind::Length(5), ChunkMode::Reencode, 0);
+        assert_eq!(d.direct_len(8), Some(5));
+        d.advance(3);
+        assert_eq!(d.direct_len(8), Some(2));
+        d.advance(2);
+        assert!(d.is_done());
+        let c = BodyDecoder::new(BodyKind::Chunked, ChunkMode::Reencode, 0);
+        assert_eq!(c.direct_len(8), None);
     }
 
     #[test]
