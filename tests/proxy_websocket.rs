@@ -212,3 +212,21 @@ fn websocket_and_sse_survive_flip_until_force_close() {
     p.wait_drained("v1");
     assert!(stream.is_closed());
 }
+
+#[test]
+fn retired_release_drains_when_its_websocket_closes() {
+    let p = Proxy::start();
+    p.handle.set_active("v1", ws_echo_backend()).unwrap();
+    let mut ws = ws_connect(&p);
+    echo(&mut ws, "hi");
+    p.handle.clear_active().unwrap();
+    p.handle.retire("v1").unwrap();
+    echo(&mut ws, "still here");
+    assert!(
+        p.events.try_recv().is_err(),
+        "drained while the tunnel is open"
+    );
+    ws.close(None).unwrap();
+    let _ = ws.read();
+    p.wait_drained("v1");
+}

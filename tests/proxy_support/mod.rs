@@ -135,6 +135,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub requests: Receiver<Req>,
     pub connections: Arc<AtomicUsize>,
+    /// Connections that ended (EOF or error) on the backend's side.
+    pub closed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
@@ -164,8 +166,14 @@ impl Backend {
         let (tx, rx) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let (st, cn, cs) = (stop.clone(), connections.clone(), conns.clone());
+        let (st, cn, cs, cl) = (
+            stop.clone(),
+            connections.clone(),
+            conns.clone(),
+            closed.clone(),
+        );
         let accept = std::thread::spawn(move || {
             for s in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -176,17 +184,30 @@ impl Backend {
                 if let Ok(c) = s.try_clone() {
                     cs.lock().unwrap().push(c);
                 }
-                let (h, tx) = (handler.clone(), tx.clone());
-                std::thread::spawn(move || serve(s, idx, h, tx));
+                let (h, tx, cl) = (handler.clone(), tx.clone(), cl.clone());
+                std::thread::spawn(move || {
+                    serve(s, idx, h, tx);
+                    cl.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         Backend {
             addr,
             requests: rx,
             connections,
+            closed,
             stop,
             accept: Some(accept),
             conns,
+        }
+    }
+
+    /// Waits until `n` backend connections have ended.
+    pub fn wait_closed(&self, n: usize) {
+        let end = Instant::now() + T;
+        while self.closed.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < end, "backend connections still open");
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
