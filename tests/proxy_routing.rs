@@ -290,3 +290,30 @@ fn bind_error_is_reported_with_os_text() {
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn error_events_are_rate_limited_with_a_summary() {
+    let p = Proxy::start();
+    let port = free_port();
+    p.handle
+        .set_active("v1", SocketAddr::from(([127, 0, 0, 1], port)))
+        .unwrap();
+    let mut c = p.connect();
+    for _ in 0..30 {
+        assert_eq!(c.get("/").status, 502);
+    }
+    let mut errors = 0;
+    let summary = loop {
+        match p
+            .events
+            .recv_timeout(Duration::from_secs(5))
+            .expect("summary event")
+        {
+            ProxyEvent::Error { message, .. } if message.contains("not reported") => break message,
+            ProxyEvent::Error { .. } => errors += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(errors, 20);
+    assert!(summary.starts_with("10 more"), "{summary}");
+}

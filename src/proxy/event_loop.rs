@@ -13,7 +13,7 @@ use super::error::{ErrorKind, ProxyError, Side};
 use super::handle::{Command, LISTENER, ProxyEvent, WAKER};
 use super::options::ProxyOptions;
 use super::release::{Owner, Releases};
-use super::session::{Session, Shared, Verdict, client_token};
+use super::session::{ErrorWindow, Session, Shared, Verdict, client_token};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -68,6 +68,11 @@ pub(crate) fn run(
                 retries: BinaryHeap::new(),
                 shutting_down: false,
                 now,
+                errors: ErrorWindow {
+                    window: now,
+                    sent: 0,
+                    suppressed: 0,
+                },
             },
         };
         l.run();
@@ -386,6 +391,7 @@ impl Loop {
             self.close(idx);
         }
         self.sh.releases.expire_idle(now, self.poll.registry());
+        self.sh.flush_suppressed();
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
             self.accept();

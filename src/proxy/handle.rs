@@ -184,3 +184,26 @@ impl ProxyHandle {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<ProxyHandle>();
+        fn check_events<T: Send + 'static>() {}
+        check_events::<Receiver<ProxyEvent>>();
+    }
+
+    #[test]
+    fn resolve_accepts_bracketed_ipv6() {
+        assert_eq!(resolve("[::1]", 80).unwrap(), "[::1]:80".parse().unwrap());
+        assert_eq!(resolve("::1", 80).unwrap(), "[::1]:80".parse().unwrap());
+        assert_eq!(
+            resolve("127.0.0.1", 1).unwrap(),
+            "127.0.0.1:1".parse().unwrap()
+        );
+    }
+}

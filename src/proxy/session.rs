@@ -16,7 +16,7 @@ use super::codec::{
     ResponseCtx, Upgrade, parse_request, parse_response,
 };
 use super::conn::Conn;
-use super::error::{ErrorKind, ProxyError, WS_NO_RELEASE, canned_response};
+use super::error::{ErrorKind, ProxyError, Side, WS_NO_RELEASE, canned_response};
 use super::handle::ProxyEvent;
 use super::options::ProxyOptions;
 use super::release::{Kind, Owner, Releases};
@@ -52,10 +52,20 @@ pub struct Shared {
     pub default_host: String,
     pub shutting_down: bool,
     pub now: Instant,
+    pub errors: ErrorWindow,
 }
 
 impl Shared {
-    pub fn error(&self, release: Option<usize>, err: &ProxyError) {
+    /// Reports an error worth logging. At most [`ERRORS_PER_SECOND`] go
+    /// out per second; the rest are counted and summarized, so an outage
+    /// cannot flood the daemon's event history.
+    pub fn error(&mut self, release: Option<usize>, err: &ProxyError) {
+        self.flush_suppressed();
+        if self.errors.sent >= ERRORS_PER_SECOND {
+            self.errors.suppressed += 1;
+            return;
+        }
+        self.errors.sent += 1;
         let release_id = release
             .and_then(|r| self.releases.get(r))
             .map(|r| r.id.clone());
@@ -66,6 +76,41 @@ impl Shared {
             message: err.detail.clone(),
         });
     }
+
+    /// Starts a new rate window when the old one is over, reporting how
+    /// many errors it suppressed.
+    pub fn flush_suppressed(&mut self) {
+        if self.now.saturating_duration_since(self.errors.window) < Duration::from_secs(1) {
+            return;
+        }
+        if self.errors.suppressed > 0 {
+            let _ = self.events.try_send(ProxyEvent::Error {
+                release_id: None,
+                side: Side::Internal,
+                kind: ErrorKind::Io,
+                message: format!(
+                    "{} more proxy errors in the last second were not reported",
+                    self.errors.suppressed
+                ),
+            });
+        }
+        self.errors = ErrorWindow {
+            window: self.now,
+            sent: 0,
+            suppressed: 0,
+        };
+    }
+}
+
+/// Most `ProxyEvent::Error`s per second.
+pub const ERRORS_PER_SECOND: u32 = 20;
+
+/// Error-event rate window.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorWindow {
+    pub window: Instant,
+    pub sent: u32,
+    pub suppressed: u32,
 }
 
 /// What a drive step achieved.

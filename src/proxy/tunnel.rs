@@ -81,7 +81,7 @@ pub fn pump(t: &mut Tunnel, client: &mut Conn, up: &mut Conn, sh: &mut Shared) -
     if progress { Step::Progress } else { Step::Idle }
 }
 
-fn upstream_error(t: &Tunnel, sh: &Shared, e: std::io::Error) -> Step {
+fn upstream_error(t: &Tunnel, sh: &mut Shared, e: std::io::Error) -> Step {
     let err = ProxyError::upstream(ErrorKind::Io, format!("websocket upstream: {e}"));
     sh.error(Some(t.release), &err);
     Step::Close
