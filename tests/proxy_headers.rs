@@ -141,3 +141,23 @@ fn upstream_request_is_http11_with_normalized_head() {
     assert!(req.head.starts_with("GET /x HTTP/1.1\r\n"));
     assert!(req.header("connection").is_none());
 }
+
+#[test]
+fn ipv6_listener_reports_ipv6_peer_and_trusts_it() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    }
+    let b = recording_backend();
+    let p = Proxy::with(|o| o.host = "::1".into());
+    assert!(p.addr.is_ipv6());
+    p.handle.set_active("v1", b.addr).unwrap();
+    let (_, req) = through(
+        &p,
+        &b,
+        b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\nX-Forwarded-Proto: https\r\n\r\n",
+    );
+    assert_eq!(req.header("x-forwarded-for"), Some("::1"));
+    assert_eq!(req.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(req.header("x-forwarded-port"), Some("8080"));
+}
