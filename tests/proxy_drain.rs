@@ -123,3 +123,21 @@ fn shutdown_is_bounded_by_its_deadline() {
     // commands after shutdown fail cleanly
     assert!(p.handle.counts().is_err());
 }
+
+#[test]
+fn dropping_every_handle_stops_the_proxy() {
+    let opts = rollbridge::proxy::ProxyOptions {
+        port: 0,
+        drain_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (handle, events) = rollbridge::proxy::start(opts).unwrap();
+    let addr = handle.local_addr();
+    drop(handle);
+    let t = Instant::now();
+    while TcpStream::connect(addr).is_ok() {
+        assert!(t.elapsed() < T, "port still open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(events);
+}

@@ -377,6 +377,8 @@ impl Loop {
     fn sweep(&mut self) {
         let now = self.sh.now;
         self.next_sweep = now + SWEEP;
+        // Notices a dropped last handle (dropping a waker does not wake).
+        self.commands();
         let expired: Vec<usize> = self
             .sessions
             .iter()
