@@ -107,3 +107,17 @@ fn request_waiting_for_connect_retry_survives_retire() {
     p.wait_drained("v1");
     assert_eq!(c.get("/").text(), "v2");
 }
+
+#[test]
+fn non_http_upstream_answer_is_502() {
+    let b = Backend::start(Arc::new(|_r, s| {
+        let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n");
+        After::KeepAlive
+    }));
+    let p = Proxy::start();
+    p.handle.set_active("v1", b.addr).unwrap();
+    let mut c = p.connect();
+    assert_eq!(c.get("/").status, 502);
+    let ev = p.wait_event(|e| matches!(e, rollbridge::proxy::ProxyEvent::Error { .. }));
+    assert!(format!("{ev:?}").contains("invalid response head"));
+}

@@ -248,10 +248,11 @@ fn serve(s: TcpStream, idx: usize, h: Handler, tx: Sender<Req>) {
         let after = h(&req, &mut w);
         let _ = tx.send(req);
         if matches!(after, After::Close) {
-            let _ = w.shutdown(Shutdown::Both);
-            return;
+            break;
         }
     }
+    // `Backend::conns` holds a clone: shut down so the peer sees the end.
+    let _ = w.shutdown(Shutdown::Both);
 }
 
 /// Reads one request (head + body by Content-Length or chunked).
@@ -293,7 +294,8 @@ pub fn read_head(r: &mut impl BufRead) -> Option<String> {
         }
         head.extend_from_slice(&line);
         if line == b"\r\n" {
-            return String::from_utf8(head).ok();
+            // obs-text is legal in field values: keep it, lossily.
+            return Some(String::from_utf8_lossy(&head).into_owned());
         }
     }
 }
