@@ -19,6 +19,7 @@ pub mod codec;
 mod conn;
 pub mod error;
 mod event_loop;
+mod exchange;
 mod handle;
 pub mod options;
 mod release;
