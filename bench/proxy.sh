@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Proxy benchmark (a harness, not a test): a fixed fast backend measured
+# direct, through rollbridge's proxy engine, and through nginx (1 worker,
+# upstream keepalive) when nginx is installed — interleaved and repeated in
+# one run, with each target's ratio to direct. Then RSS of the proxy idle,
+# after load, and with $TUNNELS idle WebSocket tunnels.
+#
+# Needs wrk (apt-get install -y wrk nginx). Loopback only.
+# Env: ROUNDS (3) DURATION seconds per run (5) CONNS (50) TUNNELS (10000)
+# Usage: bench/proxy.sh            (prints a report on stdout)
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-50}
+TUNNELS=${TUNNELS:-10000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+bin=$target/release/examples
+
+command -v wrk >/dev/null || { echo "wrk not installed (apt-get install -y wrk)" >&2; exit 1; }
+(cd "$root" && cargo build --release --examples -q)
+# 10,000 tunnels need ~20,000 descriptors in the proxy.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  exec 7>&- 2>/dev/null || true
+  exec 8>&- 2>/dev/null || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_line() { # file pattern
+  for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+"$bin/bench_backend" 0 >"$work/backend.out" 2>&1 &
+pids+=($!)
+wait_line "$work/backend.out" listening
+bport=$(awk '/listening/ {print $2}' "$work/backend.out")
+
+mkfifo "$work/hold"
+"$bin/proxy_bench" 0 "$bport" <"$work/hold" >"$work/proxy.out" 2>"$work/proxy.err" &
+ppid=$!
+pids+=($ppid)
+exec 7>"$work/hold"
+wait_line "$work/proxy.out" listening
+pport=$(awk '/listening/ {print $2}' "$work/proxy.out")
+sleep 0.2
+rss_idle=$(rss_kib "$ppid")
+
+targets="direct:$bport rollbridge:$pport"
+if command -v nginx >/dev/null; then
+  nport=$(free_port)
+  cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  upstream backend { server 127.0.0.1:$bport; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nport;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+  nginx -c "$work/nginx.conf" -p "$work" >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.05; done
+  targets="$targets nginx:$nport"
+fi
+
+shapes="ka-100B ka-64KiB close-100B close-64KiB 1conn-100B"
+echo "# rollbridge proxy benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r)" >&2
+echo "# rounds=$ROUNDS duration=${DURATION}s conns=$CONNS; targets: $targets" >&2
+results="$work/results.tsv"
+for round in $(seq 1 "$ROUNDS"); do
+  for shape in $shapes; do
+    case $shape in
+      ka-100B) args=(-c"$CONNS") path=/small ;;
+      ka-64KiB) args=(-c"$CONNS") path=/big ;;
+      close-100B) args=(-c"$CONNS" -H "Connection: close") path=/small ;;
+      close-64KiB) args=(-c"$CONNS" -H "Connection: close") path=/big ;;
+      1conn-100B) args=(-c1) path=/small ;;
+    esac
+    for t in $targets; do
+      name=${t%%:*} port=${t##*:}
+      out=$(wrk -t1 "${args[@]}" -d"${DURATION}s" --latency "http://127.0.0.1:$port$path" 2>&1)
+      python3 - "$round" "$shape" "$name" <<PY >>"$results"
+import re, sys
+out = """$out"""
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    f = float(m.group(1)); u = m.group(2)
+    return f / 1000 if u == "us" else f if u == "ms" else f * 1000
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+errs += int(non2xx.group(1)) if non2xx else 0
+print("\t".join(sys.argv[1:4] + [f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}", str(errs)]))
+PY
+      echo "round $round $shape $name: $(tail -1 "$results" | cut -f4-)" >&2
+    done
+  done
+done
+rss_loaded=$(rss_kib "$ppid")
+
+# Idle WebSocket tunnels through the proxy.
+mkfifo "$work/hold2"
+"$bin/ws_idle" "$pport" "$TUNNELS" <"$work/hold2" >"$work/ws.out" 2>&1 &
+pids+=($!)
+exec 8>"$work/hold2"
+for _ in $(seq 1 1200); do grep -q ready "$work/ws.out" && break; grep -qi error "$work/ws.out" && break; sleep 0.1; done
+sleep 0.5
+rss_ws=$(rss_kib "$ppid")
+ws_status=$(cat "$work/ws.out")
+
+python3 - "$results" "$rss_idle" "$rss_loaded" "$rss_ws" "$TUNNELS" "$ws_status" <<'PY'
+import sys, statistics, collections
+path, rss_idle, rss_loaded, rss_ws, tunnels, ws_status = sys.argv[1:7]
+rows = [l.rstrip("\n").split("\t") for l in open(path)]
+data = collections.defaultdict(list)
+for rnd, shape, name, rps, p50, p99, errs in rows:
+    data[(shape, name)].append((float(rps), float(p50), float(p99), int(errs)))
+shapes = list(dict.fromkeys(r[1] for r in rows))
+names = list(dict.fromkeys(r[2] for r in rows))
+print(f"| shape | target | req/s (median) | p50 ms | p99 ms | errors | req/s ratio to direct |")
+print(f"|---|---|---:|---:|---:|---:|---:|")
+for s in shapes:
+    base = statistics.median(x[0] for x in data[(s, "direct")])
+    base_p50 = statistics.median(x[1] for x in data[(s, "direct")])
+    for n in names:
+        v = data[(s, n)]
+        rps = statistics.median(x[0] for x in v)
+        p50 = statistics.median(x[1] for x in v)
+        p99 = statistics.median(x[2] for x in v)
+        errs = sum(x[3] for x in v)
+        extra = ""
+        if s.startswith("1conn") and n != "direct":
+            extra = f" (+{(p50 - base_p50) * 1000:.0f} µs p50 over direct)"
+        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {errs} | {rps / base:.2f}{extra} |")
+ri, rl, rw, t = int(rss_idle), int(rss_loaded), int(rss_ws), int(tunnels)
+print()
+print(f"rollbridge proxy RSS: idle {ri / 1024:.1f} MiB, after load {rl / 1024:.1f} MiB, "
+      f"with {t} idle WebSocket tunnels {rw / 1024:.1f} MiB "
+      f"(+{(rw - rl) * 1024 / t / 1024:.2f} KiB per tunnel) [{ws_status.strip()}]")
+PY

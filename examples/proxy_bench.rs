@@ -1,0 +1,38 @@
+//! Runs the proxy engine alone for `bench/proxy.sh`: binds, routes every
+//! request to one release, and runs until stdin closes or it is killed.
+//!
+//! Usage: `proxy_bench <listen-port> <backend-port>` (prints `listening <port>`).
+
+use rollbridge::proxy::{self, ProxyOptions};
+use std::io::Read;
+
+fn main() -> std::io::Result<()> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+    let mut args = std::env::args().skip(1);
+    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let backend: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(8000);
+    let (handle, events) = proxy::start(ProxyOptions {
+        port,
+        ..ProxyOptions::default()
+    })?;
+    handle.set_active_port("bench", backend)?;
+    println!("listening {}", handle.local_addr().port());
+    std::thread::spawn(move || {
+        for ev in events {
+            eprintln!("proxy event: {ev:?}");
+        }
+    });
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    handle.shutdown_within(std::time::Duration::from_secs(1))
+}

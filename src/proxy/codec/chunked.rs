@@ -1,0 +1,412 @@
+//! Strict, streaming decoder for `Transfer-Encoding: chunked` (RFC 9112 §7.1).
+//!
+//! Pure: bytes in, bytes out. It re-emits a *normalized* chunked stream
+//! (hex size without leading zeros or extensions, data, CRLF, validated
+//! trailer lines) so the next hop parses exactly what we parsed, or in
+//! [`ChunkMode::Unwrap`] only the data (for HTTP/1.0 clients). Anything
+//! ambiguous — bad size, missing CRLF, bare CR/LF, obs-fold in trailers,
+//! over-long lines — is an error, never a guess.
+
+use std::fmt;
+
+/// Longest size or trailer line accepted (including CRLF).
+pub const MAX_LINE: usize = 4096;
+/// Output space needed before a size line is processed.
+const SIZE_LINE_OUT: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkMode {
+    /// Re-encode as normalized chunked.
+    Reencode,
+    /// Emit only the payload (trailers dropped).
+    Unwrap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkError {
+    BadSize,
+    BadLineEnding,
+    LineTooLong,
+    BadTrailer,
+    TrailersTooLarge,
+}
+
+impl fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ChunkError::BadSize => "invalid chunk size",
+            ChunkError::BadLineEnding => "invalid chunk line ending",
+            ChunkError::LineTooLong => "chunk line too long",
+            ChunkError::BadTrailer => "invalid trailer field",
+            ChunkError::TrailersTooLarge => "trailer section too large",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Progress of one decoding step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Step {
+    /// Input bytes consumed.
+    pub consumed: usize,
+    /// Output bytes written.
+    pub produced: usize,
+    /// The message body is complete.
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Size,
+    Data(u64),
+    DataCrlf,
+    Trailer,
+    Done,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: State,
+    mode: ChunkMode,
+    trailer_bytes: usize,
+    max_trailer_bytes: usize,
+}
+
+impl ChunkedDecoder {
+    pub fn new(mode: ChunkMode, max_trailer_bytes: usize) -> ChunkedDecoder {
+        ChunkedDecoder {
+            state: State::Size,
+            mode,
+            trailer_bytes: 0,
+            max_trailer_bytes,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Decodes as much of `input` as fits into `out`. Consumes nothing of a
+    /// line that is not complete yet; the caller keeps those bytes. To be
+    /// sure of progress, `out` must offer `MAX_LINE` bytes once drained.
+    pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<Step, ChunkError> {
+        let reencode = self.mode == ChunkMode::Reencode;
+        let mut step = Step::default();
+        loop {
+            let inp = &input[step.consumed..];
+            let room = out.len() - step.produced;
+            match self.state {
+                State::Done => {
+                    step.done = true;
+                    return Ok(step);
+                }
+                State::Size => {
+                    if reencode && room < SIZE_LINE_OUT {
+                        return Ok(step);
+                    }
+                    let Some(line_len) = find_line(inp)? else {
+                        return Ok(step);
+                    };
+                    let size = parse_size_line(&inp[..line_len])?;
+                    step.consumed += line_len;
+                    if reencode {
+                        step.produced += write_hex_line(size, &mut out[step.produced..]);
+                    }
+                    self.state = if size == 0 {
+                        State::Trailer
+                    } else {
+                        State::Data(size)
+                    };
+                }
+                State::Data(left) => {
+                    let n = (left.min(inp.len() as u64) as usize).min(room);
+                    if n == 0 {
+                        return Ok(step);
+                    }
+                    out[step.produced..step.produced + n].copy_from_slice(&inp[..n]);
+                    step.consumed += n;
+                    step.produced += n;
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        State::DataCrlf
+                    } else {
+                        State::Data(left)
+                    };
+                }
+                State::DataCrlf => {
+                    if inp.is_empty() {
+                        return Ok(step);
+                    }
+                    if inp[0] != b'\r' || (inp.len() > 1 && inp[1] != b'\n') {
+                        return Err(ChunkError::BadLineEnding);
+                    }
+                    if inp.len() < 2 || (reencode && room < 2) {
+                        return Ok(step);
+                    }
+                    step.consumed += 2;
+                    if reencode {
+                        out[step.produced..step.produced + 2].copy_from_slice(b"\r\n");
+                        step.produced += 2;
+                    }
+                    self.state = State::Size;
+                }
+                State::Trailer => {
+                    let Some(line_len) = find_line(inp)? else {
+                        return Ok(step);
+                    };
+                    let line = &inp[..line_len];
+                    // Validate before waiting for output room: a bad line
+                    // is an error whatever the output buffer looks like.
+                    if line_len != 2 {
+                        validate_trailer(line)?;
+                        if self.trailer_bytes + line_len > self.max_trailer_bytes {
+                            return Err(ChunkError::TrailersTooLarge);
+                        }
+                    }
+                    if reencode && room < line_len {
+                        return Ok(step);
+                    }
+                    if line_len == 2 {
+                        self.state = State::Done;
+                    } else {
+                        self.trailer_bytes += line_len;
+                    }
+                    step.consumed += line_len;
+                    if reencode {
+                        out[step.produced..step.produced + line_len].copy_from_slice(line);
+                        step.produced += line_len;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Length of the CRLF-terminated line at the start of `inp` (CRLF included),
+/// or `None` if it is not complete yet.
+fn find_line(inp: &[u8]) -> Result<Option<usize>, ChunkError> {
+    let window = &inp[..inp.len().min(MAX_LINE)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(i) => {
+            if i == 0 || window[i - 1] != b'\r' {
+                return Err(ChunkError::BadLineEnding);
+            }
+            if window[..i - 1].contains(&b'\r') {
+                return Err(ChunkError::BadLineEnding);
+            }
+            Ok(Some(i + 1))
+        }
+        None if inp.len() >= MAX_LINE => Err(ChunkError::LineTooLong),
+        None => Ok(None),
+    }
+}
+
+/// Parses `1*HEXDIG [ chunk-ext ] CRLF`; extensions are validated and dropped.
+fn parse_size_line(line: &[u8]) -> Result<u64, ChunkError> {
+    let body = &line[..line.len() - 2];
+    let digits = body.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(ChunkError::BadSize);
+    }
+    let mut size: u64 = 0;
+    for &b in &body[..digits] {
+        let v = (b as char).to_digit(16).ok_or(ChunkError::BadSize)? as u64;
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(v))
+            .ok_or(ChunkError::BadSize)?;
+    }
+    let ext = &body[digits..];
+    if !ext.is_empty() {
+        let first = ext.iter().position(|&b| b != b' ' && b != b'\t');
+        match first {
+            Some(i) if ext[i] == b';' => {}
+            _ => return Err(ChunkError::BadSize),
+        }
+        if ext.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(ChunkError::BadSize);
+        }
+    }
+    Ok(size)
+}
+
+fn write_hex_line(size: u64, out: &mut [u8]) -> usize {
+    let mut tmp = [0u8; 16];
+    let mut n = size;
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = &tmp[i..];
+    out[..digits.len()].copy_from_slice(digits);
+    out[digits.len()..digits.len() + 2].copy_from_slice(b"\r\n");
+    digits.len() + 2
+}
+
+/// A trailer line: `token ":" OWS value OWS CRLF`, no obs-fold, no CTLs.
+fn validate_trailer(line: &[u8]) -> Result<(), ChunkError> {
+    let body = &line[..line.len() - 2];
+    let colon = body
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ChunkError::BadTrailer)?;
+    let name = &body[..colon];
+    if name.is_empty() || !name.iter().all(|&b| super::is_tchar(b)) {
+        return Err(ChunkError::BadTrailer);
+    }
+    if body[colon + 1..]
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return Err(ChunkError::BadTrailer);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mode: ChunkMode, input: &[u8], split: usize) -> Result<(Vec<u8>, bool), ChunkError> {
+        let mut d = ChunkedDecoder::new(mode, 1024);
+        let mut out = vec![0u8; 64 * 1024];
+        let mut produced = 0;
+        let mut pending: Vec<u8> = Vec::new();
+        for piece in input.chunks(split.max(1)) {
+            pending.extend_from_slice(piece);
+            let s = d.decode(&pending, &mut out[produced..])?;
+            pending.drain(..s.consumed);
+            produced += s.produced;
+        }
+        out.truncate(produced);
+        Ok((out, d.is_done()))
+    }
+
+    #[test]
+    fn chunked_is_normalized() {
+        let input = b"005;ext=1\r\nhello\r\n0\r\n\r\n";
+        let (out, done) = run(ChunkMode::Reencode, input, 100).unwrap();
+        assert_eq!(out, b"5\r\nhello\r\n0\r\n\r\n");
+        assert!(done);
+    }
+
+    #[test]
+    fn byte_by_byte_gives_same_result() {
+        let input = b"3\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\n";
+        let a = run(ChunkMode::Reencode, input, 1).unwrap();
+        let b = run(ChunkMode::Reencode, input, 1000).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.0, b"3\r\nabc\r\na\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn trailers_are_kept_when_reencoding() {
+        let (out, done) = run(ChunkMode::Reencode, b"0\r\nA: b\r\n\r\n", 3).unwrap();
+        assert_eq!(out, b"0\r\nA: b\r\n\r\n");
+        assert!(done);
+    }
+
+    #[test]
+    fn unwrap_mode_emits_only_data() {
+        let (out, done) = run(ChunkMode::Unwrap, b"2\r\nhi\r\n0\r\nA: b\r\n\r\n", 5).unwrap();
+        assert_eq!(out, b"hi");
+        assert!(done);
+    }
+
+    #[test]
+    fn bad_chunk_size_is_rejected() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"-1\r\n",
+            b"+5\r\n",
+            b"5 \r\n",
+            b"0x5\r\n",
+            b"11111111111111111\r\n",
+            b"\r\n",
+        ] {
+            assert!(run(ChunkMode::Reencode, bad, 100).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bare_lf_in_chunk_line_is_rejected() {
+        assert_eq!(
+            run(ChunkMode::Reencode, b"5\nhello", 100),
+            Err(ChunkError::BadLineEnding)
+        );
+        assert_eq!(
+            run(ChunkMode::Reencode, b"5\r\nhelloXY", 100),
+            Err(ChunkError::BadLineEnding)
+        );
+    }
+
+    #[test]
+    fn obs_fold_in_trailer_is_rejected() {
+        assert_eq!(
+            run(ChunkMode::Reencode, b"0\r\nA: b\r\n c\r\n\r\n", 100),
+            Err(ChunkError::BadTrailer)
+        );
+    }
+
+    #[test]
+    fn over_long_size_line_is_rejected() {
+        let mut input = b"5;".to_vec();
+        input.extend(std::iter::repeat_n(b'a', MAX_LINE));
+        assert_eq!(
+            run(ChunkMode::Reencode, &input, 100_000),
+            Err(ChunkError::LineTooLong)
+        );
+    }
+
+    #[test]
+    fn trailer_section_is_capped() {
+        let mut input = b"0\r\n".to_vec();
+        for _ in 0..200 {
+            input.extend_from_slice(b"X-Pad: 0123456789\r\n");
+        }
+        assert_eq!(
+            run(ChunkMode::Reencode, &input, 64),
+            Err(ChunkError::TrailersTooLarge)
+        );
+    }
+
+    /// Fuzz regression (chunked, crash-810505d0): both modes must reject
+    /// this input the same way. (The harness had used a 20-byte output,
+    /// smaller than one valid trailer line, so re-encoding stalled; a
+    /// caller must offer at least `MAX_LINE` bytes of output, as the
+    /// proxy's buffers do.)
+    #[test]
+    fn trailer_error_wins_over_full_output() {
+        let input = b"0\r\nA: \r\nA:\xff\xff\xff\xff\xff\xff\xff\xff\xff\xb7\xff\xfe\xff\xff\xff\xff \x32\x36\x31\r\nA\xff\xff:\"Ar\r\nbh";
+        for mode in [ChunkMode::Reencode, ChunkMode::Unwrap] {
+            let mut d = ChunkedDecoder::new(mode, 4096);
+            let mut out = [0u8; MAX_LINE + 2];
+            let mut pending = input.to_vec();
+            let mut result = Ok(Step::default());
+            for _ in 0..10 {
+                result = d.decode(&pending, &mut out);
+                match result {
+                    Ok(s) => {
+                        pending.drain(..s.consumed);
+                    }
+                    Err(_) => break,
+                }
+            }
+            assert_eq!(result, Err(ChunkError::BadTrailer), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn small_output_makes_progress() {
+        let mut d = ChunkedDecoder::new(ChunkMode::Reencode, 1024);
+        let mut out = [0u8; 24];
+        let s = d.decode(b"a\r\n0123456789\r\n0\r\n\r\n", &mut out).unwrap();
+        assert_eq!(&out[..s.produced], b"a\r\n0123456789\r\n");
+        assert!(!s.done);
+    }
+}

@@ -1,0 +1,301 @@
+use super::*;
+use std::net::Ipv4Addr;
+
+fn fwd(trusted: bool) -> Forwarding<'static> {
+    Forwarding {
+        peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        trusted,
+        default_host: "127.0.0.1:8182",
+    }
+}
+
+fn parse(raw: &[u8]) -> Result<(RequestInfo, String), HeadError> {
+    parse_with(raw, true)
+}
+
+fn parse_with(raw: &[u8], trusted: bool) -> Result<(RequestInfo, String), HeadError> {
+    let mut out = Vec::new();
+    match parse_request(raw, 65536, &fwd(trusted), &mut out)? {
+        HeadParse::Complete(info) => Ok((info, String::from_utf8(out).unwrap())),
+        HeadParse::Partial => panic!("partial"),
+    }
+}
+
+fn bad(raw: &[u8]) -> bool {
+    matches!(parse(raw), Err(HeadError::Bad(_)))
+}
+
+#[test]
+fn simple_get_is_reserialized() {
+    let (info, out) = parse(b"GET /a?b=1 HTTP/1.1\r\nHost: x:8080\r\nAccept: */*\r\n\r\n").unwrap();
+    assert_eq!(info.body, BodyKind::None);
+    assert!(info.keep_alive && info.idempotent && !info.http10);
+    assert_eq!(
+        out,
+        "GET /a?b=1 HTTP/1.1\r\nHost: x:8080\r\nAccept: */*\r\nX-Forwarded-For: 127.0.0.1\r\n\
+         X-Forwarded-Proto: http\r\nX-Forwarded-Host: x:8080\r\nX-Forwarded-Port: 8080\r\n\r\n"
+    );
+}
+
+#[test]
+fn partial_head_waits() {
+    let mut out = Vec::new();
+    let r = parse_request(
+        b"GET / HTTP/1.1\r\nHost: a\r\n",
+        65536,
+        &fwd(true),
+        &mut out,
+    );
+    assert_eq!(r, Ok(HeadParse::Partial));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn oversized_head_is_431() {
+    let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+    raw.extend(std::iter::repeat_n(b'a', 70000));
+    let mut out = Vec::new();
+    assert_eq!(
+        parse_request(&raw, 65536, &fwd(true), &mut out),
+        Err(HeadError::TooLarge)
+    );
+}
+
+#[test]
+fn too_many_headers_is_431() {
+    let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..300 {
+        raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    assert_eq!(parse(&raw).unwrap_err(), HeadError::TooLarge);
+}
+
+#[test]
+fn te_and_cl_is_rejected() {
+    assert!(bad(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ));
+}
+
+#[test]
+fn differing_duplicate_cl_is_rejected() {
+    assert!(bad(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+    ));
+    assert!(bad(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n"
+    ));
+}
+
+#[test]
+fn identical_duplicate_cl_is_collapsed() {
+    let (info, out) =
+        parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+            .unwrap();
+    assert_eq!(info.body, BodyKind::Length(5));
+    assert_eq!(out.matches("Content-Length").count(), 1);
+}
+
+#[test]
+fn te_not_ending_in_chunked_is_rejected() {
+    assert!(bad(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"
+    ));
+    assert!(bad(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+    ));
+    assert!(bad(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    assert!(bad(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, \r\n\r\n"
+    ));
+    assert!(bad(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n"
+    ));
+}
+
+#[test]
+fn te_gzip_chunked_is_forwarded_normalized() {
+    let (info, out) =
+        parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: GZIP ,Chunked\r\n\r\n").unwrap();
+    assert_eq!(info.body, BodyKind::Chunked);
+    assert!(out.contains("Transfer-Encoding: gzip, chunked\r\n"));
+}
+
+#[test]
+fn te_in_http10_is_rejected() {
+    assert!(bad(
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ));
+}
+
+#[test]
+fn obs_fold_is_rejected() {
+    assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"));
+}
+
+#[test]
+fn bare_lf_in_head_is_rejected() {
+    assert!(bad(b"GET / HTTP/1.1\nHost: a\n\n"));
+    assert!(bad(b"GET / HTTP/1.1\r\nHost: a\n\r\n"));
+}
+
+#[test]
+fn bare_cr_in_head_is_rejected() {
+    assert!(parse(b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n").is_err());
+}
+
+#[test]
+fn host_must_appear_exactly_once() {
+    assert!(bad(b"GET / HTTP/1.1\r\n\r\n"));
+    assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"));
+    assert!(bad(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"));
+}
+
+#[test]
+fn http10_without_host_gets_default_host() {
+    let (info, out) = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert!(info.http10 && !info.keep_alive);
+    assert!(out.contains("Host: 127.0.0.1:8182\r\n"));
+    assert!(out.starts_with("GET / HTTP/1.1\r\n"));
+}
+
+#[test]
+fn http10_keep_alive_is_honoured() {
+    let (info, _) = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    assert!(info.keep_alive);
+}
+
+#[test]
+fn connect_is_refused() {
+    assert!(bad(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"));
+}
+
+#[test]
+fn path_is_forwarded_byte_for_byte() {
+    let (_, out) = parse(b"GET //a///b?x=1//2&y=%2F HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert!(out.starts_with("GET //a///b?x=1//2&y=%2F HTTP/1.1\r\n"));
+}
+
+#[test]
+fn absolute_form_is_reduced_to_path() {
+    let (_, out) =
+        parse(b"GET http://example.com/p?q HTTP/1.1\r\nHost: example.com\r\n\r\n").unwrap();
+    assert!(out.starts_with("GET /p?q HTTP/1.1\r\n"));
+    let (_, out) = parse(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n").unwrap();
+    assert!(out.starts_with("GET / HTTP/1.1\r\n"));
+}
+
+#[test]
+fn hop_by_hop_headers_are_stripped() {
+    let (_, out) = parse(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: 5\r\n\
+          TE: trailers\r\nProxy-Connection: x\r\nUpgrade: h2c\r\nX-Secret: s\r\nX-Keep: k\r\n\r\n",
+    )
+    .unwrap();
+    for gone in [
+        "Connection",
+        "Keep-Alive",
+        "TE:",
+        "Proxy-Connection",
+        "Upgrade",
+        "X-Secret",
+    ] {
+        assert!(!out.contains(gone), "{gone} in {out}");
+    }
+    assert!(out.contains("X-Keep: k\r\n"));
+}
+
+#[test]
+fn connection_named_forwarding_headers_keep_ours() {
+    let (_, out) = parse(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-For, X-Forwarded-Proto, Host\r\n\
+          X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\r\n",
+    )
+    .unwrap();
+    assert!(out.contains("X-Forwarded-For: 127.0.0.1\r\n"));
+    assert!(out.contains("X-Forwarded-Proto: http\r\n"));
+    assert!(out.contains("Host: a\r\n"));
+}
+
+#[test]
+fn xff_is_appended() {
+    let (_, out) = parse(
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+    )
+    .unwrap();
+    assert!(out.contains("X-Forwarded-For: 203.0.113.9, 10.0.0.1, 127.0.0.1\r\n"));
+}
+
+#[test]
+fn trusted_peer_keeps_forwarded_proto_host_port() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n\
+                X-Forwarded-Host: example.com\r\nX-Forwarded-Port: 443\r\n\r\n";
+    let (_, out) = parse_with(raw, true).unwrap();
+    assert!(out.contains("X-Forwarded-Proto: https\r\n"));
+    assert!(out.contains("X-Forwarded-Host: example.com\r\n"));
+    assert!(out.contains("X-Forwarded-Port: 443\r\n"));
+    let (_, out) = parse_with(raw, false).unwrap();
+    assert!(out.contains("X-Forwarded-Proto: http\r\n"));
+    assert!(out.contains("X-Forwarded-Host: a\r\n"));
+    assert!(out.contains("X-Forwarded-Port: 80\r\n"));
+    assert_eq!(out.matches("X-Forwarded-Proto").count(), 1);
+}
+
+#[test]
+fn ipv6_host_port_is_parsed() {
+    assert_eq!(host_port(b"[::1]:8080"), Some(&b"8080"[..]));
+    assert_eq!(host_port(b"[::1]"), None);
+    assert_eq!(host_port(b"a:1"), Some(&b"1"[..]));
+    assert_eq!(host_port(b"a:"), None);
+}
+
+#[test]
+fn websocket_upgrade_is_detected_and_kept() {
+    let (info, out) = parse(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: k\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(info.upgrade, Upgrade::WebSocket);
+    assert!(out.contains("Connection: Upgrade\r\nUpgrade: websocket\r\n"));
+    assert!(out.contains("X-Forwarded-Proto: ws\r\n"));
+    assert!(out.contains("Sec-WebSocket-Key: k\r\n"));
+}
+
+#[test]
+fn websocket_upgrade_must_be_get() {
+    assert!(bad(
+        b"POST /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    ));
+}
+
+#[test]
+fn non_websocket_upgrade_is_plain_request() {
+    let (info, out) =
+        parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").unwrap();
+    assert_eq!(info.upgrade, Upgrade::None);
+    assert!(!out.contains("Upgrade"));
+}
+
+#[test]
+fn content_length_zero_means_no_body() {
+    let (info, out) = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").unwrap();
+    assert_eq!(info.body, BodyKind::None);
+    assert!(!info.idempotent);
+    assert!(!out.contains("Content-Length"));
+}
+
+#[test]
+fn pipelined_bytes_are_not_part_of_head() {
+    let raw = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let (info, _) = parse(raw).unwrap();
+    assert_eq!(&raw[info.head_len..info.head_len + 6], b"GET /2");
+}
+
+#[test]
+fn invalid_targets_are_rejected() {
+    assert!(bad(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"));
+    assert!(bad(b"GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n"));
+    assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+}

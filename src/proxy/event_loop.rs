@@ -1,0 +1,402 @@
+//! The single proxy thread: one mio `Poll` for the listener, every client
+//! and upstream socket, the command waker and the timers.
+//!
+//! Tokens carry their meaning in the two low bits: `idx << 2 | 0` is a
+//! session's client socket, `| 1` its upstream socket, `| 2` an idle pooled
+//! upstream connection; the listener and the waker sit at the top of the
+//! token space. Timers are coarse: deadlines (header, idle, grace, pool
+//! expiry) are checked by a sweep every [`SWEEP`]; connect-retry wake-ups
+//! are exact, from a small heap.
+
+use super::buf::BufPool;
+use super::error::{ErrorKind, ProxyError, Side};
+use super::handle::{Command, LISTENER, ProxyEvent, WAKER};
+use super::options::ProxyOptions;
+use super::release::{Owner, Releases};
+use super::session::{ErrorWindow, Session, Shared, Verdict, client_token};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+/// How often deadlines are checked.
+const SWEEP: Duration = Duration::from_millis(100);
+/// Pause after the process ran out of descriptors before accepting again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Thread entry: runs the loop under a last-resort panic guard.
+pub(crate) fn run(
+    poll: Poll,
+    mut listener: TcpListener,
+    rx: Receiver<Command>,
+    events: Sender<ProxyEvent>,
+    opts: ProxyOptions,
+    local_addr: SocketAddr,
+) {
+    let guard_events = events.clone();
+    let result = catch_unwind(AssertUnwindSafe(move || {
+        if let Err(e) = poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+        {
+            report(&events, format!("cannot register listener: {e}"));
+            return;
+        }
+        let now = Instant::now();
+        let mut l = Loop {
+            poll,
+            listener: Some(listener),
+            rx,
+            sessions: Vec::new(),
+            free: Vec::new(),
+            next_serial: 0,
+            again: Vec::new(),
+            next_sweep: now + SWEEP,
+            accept_paused_until: None,
+            shutdown: None,
+            sh: Shared {
+                default_host: local_addr.to_string(),
+                opts,
+                bufs: BufPool::default(),
+                releases: Releases::default(),
+                scratch: Vec::with_capacity(4096),
+                events,
+                retries: BinaryHeap::new(),
+                shutting_down: false,
+                now,
+                errors: ErrorWindow {
+                    window: now,
+                    sent: 0,
+                    suppressed: 0,
+                },
+            },
+        };
+        l.run();
+    }));
+    if let Err(panic) = result {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        eprintln!("rollbridge: PROXY EVENT LOOP PANICKED, proxy stopped: {what}");
+        report(&guard_events, format!("proxy event loop panicked: {what}"));
+    }
+}
+
+fn report(events: &Sender<ProxyEvent>, message: String) {
+    let _ = events.try_send(ProxyEvent::Error {
+        release_id: None,
+        side: Side::Internal,
+        kind: ErrorKind::Io,
+        message,
+    });
+}
+
+struct Loop {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    rx: Receiver<Command>,
+    sessions: Vec<Option<Session>>,
+    free: Vec<usize>,
+    next_serial: u64,
+    /// Sessions that yielded with work left.
+    again: Vec<usize>,
+    next_sweep: Instant,
+    accept_paused_until: Option<Instant>,
+    shutdown: Option<(Instant, Option<Sender<()>>)>,
+    sh: Shared,
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.sh.error(
+                        None,
+                        &ProxyError::new(ErrorKind::Io, Side::Internal, format!("poll: {e}")),
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            self.sh.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => self.commands(),
+                    LISTENER => self.accept(),
+                    Token(t) => {
+                        let idx = t >> 2;
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                        let hup = ev.is_read_closed() || ev.is_error();
+                        match t & 3 {
+                            0 => self.on_socket(idx, false, readable, writable, hup),
+                            1 => match self.sh.releases.owner(idx) {
+                                Some(Owner::Session(s)) => {
+                                    self.on_socket(s, true, readable, writable, hup)
+                                }
+                                // Anything but "writable" on an idle
+                                // connection means it is closing or broken.
+                                Some(Owner::Idle(slot)) if readable => {
+                                    self.sh.releases.close_idle(slot, self.poll.registry())
+                                }
+                                _ => {}
+                            },
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            for idx in std::mem::take(&mut self.again) {
+                self.drive(idx);
+            }
+            self.fire_retries();
+            if self.sh.now >= self.next_sweep {
+                self.sweep();
+            }
+            if self.shutdown_done() {
+                return;
+            }
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        if !self.again.is_empty() {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let mut until = self.next_sweep;
+        if let Some(std::cmp::Reverse((at, _, _))) = self.sh.retries.peek() {
+            until = until.min(*at);
+        }
+        until.saturating_duration_since(now)
+    }
+
+    fn on_socket(&mut self, idx: usize, upstream: bool, readable: bool, writable: bool, hup: bool) {
+        let Some(Some(s)) = self.sessions.get_mut(idx) else {
+            return;
+        };
+        let conn = if upstream {
+            match s.up.as_mut() {
+                Some(u) => &mut u.conn,
+                None => return,
+            }
+        } else {
+            &mut s.client
+        };
+        conn.readable |= readable;
+        conn.writable |= writable;
+        conn.hup |= hup;
+        self.drive(idx);
+    }
+
+    fn drive(&mut self, idx: usize) {
+        let Some(Some(s)) = self.sessions.get_mut(idx) else {
+            return;
+        };
+        let verdict = s.drive(&mut self.sh, self.poll.registry());
+        self.apply(idx, verdict);
+    }
+
+    fn apply(&mut self, idx: usize, verdict: Verdict) {
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::Again => self.again.push(idx),
+            Verdict::Close => self.close(idx),
+        }
+    }
+
+    fn close(&mut self, idx: usize) {
+        if let Some(mut s) = self.sessions.get_mut(idx).and_then(Option::take) {
+            s.teardown(&mut self.sh, self.poll.registry());
+            self.free.push(idx);
+        }
+    }
+
+    fn accept(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut sock, addr)) => {
+                    let _ = sock.set_nodelay(true);
+                    let idx = self.free.pop().unwrap_or_else(|| {
+                        self.sessions.push(None);
+                        self.sessions.len() - 1
+                    });
+                    if self
+                        .poll
+                        .registry()
+                        .register(
+                            &mut sock,
+                            client_token(idx),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_err()
+                    {
+                        self.free.push(idx);
+                        continue;
+                    }
+                    self.next_serial += 1;
+                    let peer = addr.ip().to_canonical();
+                    self.sessions[idx] =
+                        Some(Session::new(idx, self.next_serial, sock, peer, &self.sh));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    // Out of descriptors: stop accepting for a moment; open
+                    // connections are unaffected.
+                    self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
+                    return;
+                }
+                Err(_) => {} // ECONNABORTED and friends: next one
+            }
+        }
+    }
+
+    fn commands(&mut self) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(cmd) => self.command(cmd),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    // Every handle is gone: stop gracefully.
+                    if self.shutdown.is_none() {
+                        self.begin_shutdown(self.sh.opts.drain_timeout, None);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let reg = self.poll.registry();
+        match cmd {
+            Command::SetActive { id, addr } => {
+                self.sh.releases.set_active(id, addr, reg);
+            }
+            Command::ClearActive => self.sh.releases.active = None,
+            Command::Retire { id } => self.sh.releases.retire(&id, reg, &self.sh.events),
+            Command::ForceClose { id } => {
+                if let Some(r) = self.sh.releases.find(&id) {
+                    let victims: Vec<usize> = self
+                        .sessions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.release() == Some(r)))
+                        .map(|(i, _)| i)
+                        .collect();
+                    for idx in victims {
+                        self.close(idx);
+                    }
+                    self.sh.releases.close_idle_of(r, self.poll.registry());
+                }
+            }
+            Command::Counts(reply) => {
+                let _ = reply.try_send(self.sh.releases.counts());
+            }
+            Command::Shutdown { within, reply } => self.begin_shutdown(within, Some(reply)),
+        }
+    }
+
+    fn begin_shutdown(&mut self, within: Duration, reply: Option<Sender<()>>) {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.sh.shutting_down = true;
+        self.shutdown = Some((super::session::later(self.sh.now, within), reply));
+        self.sh.releases.close_all_idle(self.poll.registry());
+        let idle: Vec<usize> = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.as_ref().is_some_and(|s| {
+                    s.is_idle() || matches!(s.phase, super::session::Phase::Tunnel(_))
+                })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for idx in idle {
+            self.close(idx);
+        }
+    }
+
+    fn shutdown_done(&mut self) -> bool {
+        let Some((deadline, _)) = &self.shutdown else {
+            return false;
+        };
+        let empty = self.sessions.iter().all(Option::is_none);
+        if !empty && self.sh.now < *deadline {
+            return false;
+        }
+        for idx in 0..self.sessions.len() {
+            self.close(idx);
+        }
+        self.sh.releases.close_all_idle(self.poll.registry());
+        if let Some((_, Some(reply))) = self.shutdown.take() {
+            let _ = reply.send(());
+        }
+        true
+    }
+
+    fn fire_retries(&mut self) {
+        while let Some(std::cmp::Reverse((at, idx, serial))) = self.sh.retries.peek().copied() {
+            if at > self.sh.now {
+                break;
+            }
+            self.sh.retries.pop();
+            let Some(Some(s)) = self.sessions.get_mut(idx) else {
+                continue;
+            };
+            if s.serial != serial {
+                continue;
+            }
+            let verdict = s.retry_connect(&mut self.sh, self.poll.registry());
+            self.apply(idx, verdict);
+        }
+    }
+
+    fn sweep(&mut self) {
+        let now = self.sh.now;
+        self.next_sweep = now + SWEEP;
+        // Notices a dropped last handle (dropping a waker does not wake).
+        self.commands();
+        let expired: Vec<usize> = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.as_ref()
+                    .is_some_and(|s| s.deadline.is_some_and(|d| d <= now))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for idx in expired {
+            self.close(idx);
+        }
+        self.sh.releases.expire_idle(now, self.poll.registry());
+        self.sh.flush_suppressed();
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.accept();
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! One request routed to one release: connect (or take a pooled
+//! connection, or wait for a connect retry), send the normalized head and
+//! the body, parse and forward the response, then pool the upstream and
+//! hand the client connection back to `Head`. Also the retry rules and the
+//! 502 / cut decisions.
+
+use super::buf::BUF_SIZE;
+use super::codec::{
+    BodyDecoder, BodyKind, ChunkMode, RequestInfo, RespParse, ResponseCtx, Upgrade, parse_response,
+};
+use super::conn::Conn;
+use super::error::{ErrorKind, ProxyError, WS_NO_RELEASE};
+use super::release::{Kind, Owner};
+use super::session::{FLUSH_GRACE, Phase, Session, Shared, Step, Verdict, later, upstream_token};
+use super::tunnel::Tunnel;
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+use std::cmp::Reverse;
+use std::io;
+use std::time::{Duration, Instant};
+
+/// First and largest pause between connect attempts during connect-retry.
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// The upstream half of an exchange or tunnel.
+#[derive(Debug)]
+pub struct Upstream {
+    pub conn: Conn,
+    /// Stable id; the socket's token is `upstream_token(uid)`.
+    pub uid: usize,
+    pub connecting: bool,
+    /// Came out of the keep-alive pool.
+    pub reused: bool,
+    /// Any response byte was received on it.
+    pub got_bytes: bool,
+}
+
+/// One request routed to one release.
+#[derive(Debug)]
+pub struct Exchange {
+    pub release: usize,
+    pub kind: Kind,
+    pub info: RequestInfo,
+    pub(super) req_body: BodyDecoder,
+    pub(super) req_done: bool,
+    pub(super) resp: Option<BodyDecoder>,
+    /// Bytes of the response were queued for the client.
+    pub(super) resp_started: bool,
+    pub(super) close_client: bool,
+    pub(super) up_reusable: bool,
+    /// The serialized request, kept to replay a bodiless idempotent request
+    /// on a fresh connection if a reused one turns out dead.
+    pub(super) replay: Option<Vec<u8>>,
+    /// Unsent request bytes kept while waiting for a connect retry.
+    pub(super) held: Option<super::buf::Buf>,
+    pub(super) connect_deadline: Instant,
+    pub(super) backoff: Duration,
+}
+
+/// Closes an upstream connection for good.
+pub(super) fn close_upstream(mut up: Upstream, sh: &mut Shared, reg: &Registry) {
+    let _ = reg.deregister(&mut up.conn.sock);
+    up.conn.release_bufs(&mut sh.bufs);
+    sh.releases.free_uid(up.uid);
+}
+
+/// Ok(true) once a non-blocking connect has completed, Ok(false) while in
+/// progress, Err with the connect error otherwise.
+fn connect_result(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl Session {
+    /// Picks the active release at this instant and starts the exchange.
+    pub(super) fn route(&mut self, info: RequestInfo, sh: &mut Shared, reg: &Registry) -> Step {
+        let ws = info.upgrade == Upgrade::WebSocket;
+        let Some(release) = sh.releases.active else {
+            if ws {
+                self.client.queue(&mut sh.bufs, WS_NO_RELEASE);
+                self.enter_after_response(sh, true, true);
+                return Step::Progress;
+            }
+            // Without a body to skip the connection can stay open.
+            let keep = info.keep_alive && info.body == BodyKind::None;
+            return self.answer(sh, 503, keep);
+        };
+        let kind = if ws { Kind::WebSocket } else { Kind::Http };
+        sh.releases.begin(release, kind);
+        self.deadline = None;
+        let mut ex = Box::new(Exchange {
+            release,
+            kind,
+            req_body: BodyDecoder::new(info.body, ChunkMode::Reencode, sh.opts.max_head_bytes),
+            req_done: info.body == BodyKind::None,
+            resp: None,
+            resp_started: false,
+            close_client: !info.keep_alive,
+            up_reusable: false,
+            replay: None,
+            held: None,
+            connect_deadline: later(sh.now, sh.opts.connect_retry),
+            backoff: RETRY_FIRST,
+            info,
+        });
+        let mut held = sh.bufs.get();
+        if held.free() < sh.scratch.len() {
+            held.grow(sh.scratch.len());
+        }
+        held.push(&sh.scratch);
+        let reused = match self.attach(release, true, sh, reg) {
+            Ok(reused) => reused,
+            Err(e) => {
+                ex.held = Some(held);
+                self.phase = Phase::Exchange(ex);
+                return self.connect_failed(e, sh, reg);
+            }
+        };
+        if reused && ex.info.idempotent && ex.info.body == BodyKind::None {
+            ex.replay = Some(sh.scratch.clone());
+        }
+        if let Some(up) = self.up.as_mut() {
+            up.conn.output = Some(held);
+        }
+        self.phase = Phase::Exchange(ex);
+        Step::Progress
+    }
+
+    /// Connects (or takes a pooled connection) to `release`. Returns
+    /// whether the connection was reused.
+    fn attach(
+        &mut self,
+        release: usize,
+        pool: bool,
+        sh: &mut Shared,
+        reg: &Registry,
+    ) -> io::Result<bool> {
+        if pool {
+            if let Some((conn, uid)) = sh.releases.checkout(release, self.idx, reg) {
+                self.up = Some(Upstream {
+                    conn,
+                    uid,
+                    connecting: false,
+                    reused: true,
+                    got_bytes: false,
+                });
+                return Ok(true);
+            }
+        }
+        let addr = sh
+            .releases
+            .get(release)
+            .map(|r| r.addr)
+            .ok_or_else(|| io::Error::other("release vanished"))?;
+        let mut sock = TcpStream::connect(addr)?;
+        let _ = sock.set_nodelay(true);
+        let uid = sh.releases.alloc_uid(Owner::Session(self.idx));
+        let token = upstream_token(uid);
+        if let Err(e) = reg.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE) {
+            sh.releases.free_uid(uid);
+            return Err(e);
+        }
+        let mut conn = Conn::new(sock);
+        conn.readable = false;
+        conn.writable = false;
+        self.up = Some(Upstream {
+            conn,
+            uid,
+            connecting: true,
+            reused: false,
+            got_bytes: false,
+        });
+        Ok(false)
+    }
+
+    /// A connect failed: retry within the window, else 502.
+    fn connect_failed(&mut self, err: io::Error, sh: &mut Shared, reg: &Registry) -> Step {
+        let held = self.up.as_mut().and_then(|u| u.conn.output.take());
+        self.drop_upstream(sh, reg);
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Step::Close;
+        };
+        if held.is_some() {
+            ex.held = held;
+        }
+        let retry_ok = matches!(
+            err.kind(),
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+        );
+        if retry_ok && sh.now < ex.connect_deadline {
+            let at = (sh.now + ex.backoff).min(ex.connect_deadline);
+            ex.backoff = (ex.backoff * 2).min(RETRY_MAX);
+            sh.retries.push(Reverse((at, self.idx, self.serial)));
+            return Step::Idle;
+        }
+        let addr = sh.releases.get(ex.release).map(|r| r.addr);
+        let e = ProxyError::upstream(
+            ErrorKind::ConnectFailed,
+            format!(
+                "connect {}: {err}",
+                addr.map_or_else(|| "?".into(), |a| a.to_string())
+            ),
+        )
+        .retryable();
+        sh.error(Some(ex.release), &e);
+        self.fail_exchange(sh, reg)
+    }
+
+    /// Called by the loop when a connect-retry timer fires.
+    pub fn retry_connect(&mut self, sh: &mut Shared, reg: &Registry) -> Verdict {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Verdict::Keep;
+        };
+        if self.up.is_some() {
+            return Verdict::Keep;
+        }
+        let release = ex.release;
+        let held = ex.held.take();
+        match self.attach(release, false, sh, reg) {
+            Ok(_) => {
+                if let Some(up) = self.up.as_mut() {
+                    up.conn.output = held;
+                }
+                self.drive(sh, reg)
+            }
+            Err(e) => {
+                if let Phase::Exchange(ex) = &mut self.phase {
+                    ex.held = held;
+                }
+                match self.connect_failed(e, sh, reg) {
+                    Step::Close => Verdict::Close,
+                    _ => self.drive(sh, reg),
+                }
+            }
+        }
+    }
+
+    /// Ends the exchange with a 502 if nothing was sent yet, else cuts.
+    fn fail_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
+        self.drop_upstream(sh, reg);
+        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
+        let Phase::Exchange(mut ex) = phase else {
+            return Step::Close;
+        };
+        sh.bufs.release(&mut ex.held);
+        sh.releases.end(ex.release, ex.kind, reg, &sh.events);
+        if ex.resp_started {
+            // The client already has part of a response: end it unfinished.
+            self.deadline = Some(sh.now + FLUSH_GRACE);
+            return Step::Progress;
+        }
+        let keep = ex.req_done && !ex.close_client && ex.kind == Kind::Http;
+        self.answer(sh, 502, keep)
+    }
+
+    // ----- Exchange -----
+
+    pub(super) fn step_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
+        let Some(up) = self.up.as_mut() else {
+            return Step::Idle; // waiting for a connect retry
+        };
+        if up.connecting {
+            match connect_result(&up.conn.sock) {
+                Ok(true) => {
+                    up.connecting = false;
+                    up.conn.readable = true;
+                    up.conn.writable = true;
+                }
+                Ok(false) => {
+                    up.conn.readable = false;
+                    up.conn.writable = false;
+                    return Step::Idle;
+                }
+                Err(e) => return self.connect_failed(e, sh, reg),
+            }
+        }
+        let mut progress = false;
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Step::Close;
+        };
+
+        // Request body: client -> upstream.
+        if !ex.req_done {
+            match self.client.fill(&mut sh.bufs) {
+                Ok(n) => progress |= n > 0,
+                Err(_) => return Step::Close,
+            }
+            if let Some(inb) = self.client.input.as_mut() {
+                let outb = sh.bufs.ensure(&mut up.conn.output);
+                match ex.req_body.step(inb.data(), outb.space()) {
+                    Ok(s) => {
+                        inb.consume(s.consumed);
+                        outb.commit(s.produced);
+                        progress |= s.consumed > 0;
+                        ex.req_done = s.done;
+                    }
+                    Err(_) => {
+                        // Bad chunked framing from the client.
+                        ex.close_client = true;
+                        self.drop_upstream(sh, reg);
+                        return self.client_error(sh, reg);
+                    }
+                }
+                sh.bufs.release_if_empty(&mut up.conn.output);
+            }
+            sh.bufs.release_if_empty(&mut self.client.input);
+            if !ex.req_done && self.client.eof && self.client.pending_in() == 0 {
+                return Step::Close; // client aborted mid-request
+            }
+        }
+        match up.conn.flush(&mut sh.bufs) {
+            Ok(n) => progress |= n > 0,
+            Err(e) => return self.upstream_failed(e, sh, reg),
+        }
+
+        // Response: upstream -> client.
+        if self.client.pending_out() < BUF_SIZE {
+            match up.conn.fill(&mut sh.bufs) {
+                Ok(n) => {
+                    progress |= n > 0;
+                    up.got_bytes |= n > 0;
+                }
+                Err(e) => return self.upstream_failed(e, sh, reg),
+            }
+        }
+        if ex.resp.is_none() && up.conn.pending_in() > 0 {
+            let ctx = ResponseCtx {
+                request_is_head: ex.info.is_head,
+                client_http10: ex.info.http10,
+                client_close: ex.close_client || sh.shutting_down || !ex.req_done,
+                upgrade_requested: ex.info.upgrade == Upgrade::WebSocket,
+            };
+            sh.scratch.clear();
+            let data = up.conn.input.as_ref().map_or(&[][..], |b| b.data());
+            match parse_response(data, sh.opts.max_head_bytes, ctx, &mut sh.scratch) {
+                Ok(RespParse::Partial) => {
+                    if let Some(buf) = up.conn.input.as_mut() {
+                        if buf.free() == 0 && buf.capacity() <= sh.opts.max_head_bytes {
+                            buf.grow(sh.opts.max_head_bytes + 1);
+                            return Step::Progress;
+                        }
+                    }
+                }
+                Err(_) => {
+                    let e = ProxyError::upstream(
+                        ErrorKind::UpstreamProtocol,
+                        "invalid response head from upstream",
+                    );
+                    sh.error(Some(ex.release), &e);
+                    return self.fail_exchange(sh, reg);
+                }
+                Ok(RespParse::Complete(info)) => {
+                    if let Some(buf) = up.conn.input.as_mut() {
+                        buf.consume(info.head_len);
+                    }
+                    if !sh.scratch.is_empty() {
+                        self.client.queue(&mut sh.bufs, &sh.scratch);
+                        ex.resp_started = true;
+                    }
+                    progress = true;
+                    if info.switching {
+                        let release = ex.release;
+                        self.phase = Phase::Tunnel(Tunnel::new(release));
+                        return Step::Progress;
+                    }
+                    if !info.interim {
+                        ex.close_client |= info.close_client;
+                        ex.up_reusable = info.upstream_reusable;
+                        let mode = if ex.info.http10 {
+                            ChunkMode::Unwrap
+                        } else {
+                            ChunkMode::Reencode
+                        };
+                        ex.resp = Some(BodyDecoder::new(info.body, mode, sh.opts.max_head_bytes));
+                    }
+                }
+            }
+        }
+        if let Some(dec) = ex.resp.as_mut() {
+            if let Some(direct) = dec.direct_len(up.conn.pending_in()) {
+                // Length/close-delimited body: written straight from the
+                // upstream buffer, together with any queued head (writev).
+                let body = up
+                    .conn
+                    .input
+                    .as_ref()
+                    .map_or(&[][..], |b| &b.data()[..direct]);
+                match self.client.write_with(body, &mut sh.bufs) {
+                    Ok((head, n)) => {
+                        dec.advance(n);
+                        if let Some(inb) = up.conn.input.as_mut() {
+                            inb.consume(n);
+                        }
+                        progress |= head + n > 0;
+                    }
+                    Err(_) => return Step::Close,
+                }
+            } else if let Some(inb) = up.conn.input.as_mut() {
+                let outb = sh.bufs.ensure(&mut self.client.output);
+                match dec.step(inb.data(), outb.space()) {
+                    Ok(s) => {
+                        inb.consume(s.consumed);
+                        outb.commit(s.produced);
+                        progress |= s.consumed > 0;
+                    }
+                    Err(_) => {
+                        let e = ProxyError::upstream(
+                            ErrorKind::UpstreamProtocol,
+                            "invalid chunked response body from upstream",
+                        );
+                        sh.error(Some(ex.release), &e);
+                        return self.fail_exchange(sh, reg);
+                    }
+                }
+                sh.bufs.release_if_empty(&mut self.client.output);
+            }
+            sh.bufs.release_if_empty(&mut up.conn.input);
+        }
+        if up.conn.eof && up.conn.pending_in() == 0 {
+            let clean = ex.resp.as_mut().is_some_and(BodyDecoder::on_eof);
+            if !clean {
+                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "upstream closed");
+                return self.upstream_failed(e, sh, reg);
+            }
+        }
+        match self.client.flush(&mut sh.bufs) {
+            Ok(n) => progress |= n > 0,
+            Err(_) => return Step::Close,
+        }
+        let resp_done = ex.resp.as_ref().is_some_and(BodyDecoder::is_done);
+        if resp_done && self.client.pending_out() == 0 {
+            return self.finish_exchange(sh, reg);
+        }
+        if progress { Step::Progress } else { Step::Idle }
+    }
+
+    /// A bad request body: 400 if nothing was answered yet, else cut.
+    fn client_error(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
+        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
+        let Phase::Exchange(mut ex) = phase else {
+            return Step::Close;
+        };
+        sh.bufs.release(&mut ex.held);
+        sh.releases.end(ex.release, ex.kind, reg, &sh.events);
+        if ex.resp_started {
+            self.deadline = Some(sh.now + FLUSH_GRACE);
+            return Step::Progress;
+        }
+        self.answer(sh, 400, false)
+    }
+
+    /// The upstream failed or closed before the response was complete.
+    fn upstream_failed(&mut self, err: io::Error, sh: &mut Shared, reg: &Registry) -> Step {
+        let Some(up) = self.up.as_ref() else {
+            return Step::Close;
+        };
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Step::Close;
+        };
+        if up.reused && !up.got_bytes && ex.resp.is_none() {
+            if let Some(replay) = ex.replay.take() {
+                // A stale pooled connection: the request never reached the
+                // app (idempotent, no body, no response byte); go again on
+                // a fresh connection.
+                let release = ex.release;
+                self.drop_upstream(sh, reg);
+                return match self.attach(release, false, sh, reg) {
+                    Ok(_) => {
+                        if let Some(up) = self.up.as_mut() {
+                            up.conn.queue(&mut sh.bufs, &replay);
+                        }
+                        Step::Progress
+                    }
+                    Err(e) => self.connect_failed(e, sh, reg),
+                };
+            }
+        }
+        let addr = sh.releases.get(ex.release).map(|r| r.addr);
+        let e = ProxyError::upstream(
+            ErrorKind::UpstreamClosed,
+            format!(
+                "upstream {}: {err}",
+                addr.map_or_else(|| "?".into(), |a| a.to_string())
+            ),
+        );
+        sh.error(Some(ex.release), &e);
+        self.fail_exchange(sh, reg)
+    }
+
+    /// The response is complete and written: uncount, pool the upstream,
+    /// go back to reading the next request (or close).
+    fn finish_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
+        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
+        let Phase::Exchange(mut ex) = phase else {
+            return Step::Close;
+        };
+        sh.bufs.release(&mut ex.held);
+        if let Some(mut up) = self.up.take() {
+            let reusable = ex.up_reusable
+                && ex.req_done
+                && !up.conn.eof
+                && up.conn.pending_in() == 0
+                && up.conn.pending_out() == 0;
+            if reusable {
+                let expires = later(sh.now, sh.opts.upstream_idle_timeout);
+                up.conn.readable = false;
+                sh.releases
+                    .checkin(ex.release, up.conn, up.uid, expires, reg, &mut sh.bufs);
+            } else {
+                close_upstream(up, sh, reg);
+            }
+        }
+        sh.releases.end(ex.release, ex.kind, reg, &sh.events);
+        let close = ex.close_client || !ex.req_done || sh.shutting_down;
+        let linger = !ex.req_done || self.client.pending_in() > 0;
+        self.enter_after_response(sh, close, linger);
+        Step::Progress
+    }
+}

@@ -1,0 +1,209 @@
+//! The proxy's public face: start it, steer it, hear from it.
+//!
+//! The engine runs on its own thread; the handle only sends commands over a
+//! channel and wakes the loop with a `mio::Waker`. Nothing here blocks the
+//! loop, and the loop never blocks on the daemon.
+
+use super::error::{ErrorKind, Side};
+use super::event_loop;
+use super::options::ProxyOptions;
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use mio::{Poll, Token, Waker};
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Most undelivered events kept; beyond that errors are dropped (an outage
+/// must not grow memory). `Drained` events are never dropped in practice:
+/// there is one per retire.
+const EVENT_QUEUE: usize = 10_000;
+
+/// What the proxy tells the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyEvent {
+    /// A retired release has no request or tunnel left.
+    Drained { release_id: String },
+    /// Worth a `proxy error` log line (upstream refused, died mid-response,
+    /// the loop caught a panic...).
+    Error {
+        release_id: Option<String>,
+        side: Side,
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// Live counts of one release (status `connections`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseCounts {
+    pub release_id: String,
+    /// Requests in flight.
+    pub http: u64,
+    /// Open WebSocket tunnels.
+    pub websocket: u64,
+    /// False once retired (draining).
+    pub active: bool,
+}
+
+pub(crate) enum Command {
+    SetActive { id: String, addr: SocketAddr },
+    ClearActive,
+    Retire { id: String },
+    ForceClose { id: String },
+    Counts(Sender<Vec<ReleaseCounts>>),
+    Shutdown { within: Duration, reply: Sender<()> },
+}
+
+/// A cloneable, sendable handle to the running proxy.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+    local_addr: SocketAddr,
+    upstream_host: String,
+    drain_timeout: Duration,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+pub(crate) const WAKER: Token = Token(usize::MAX);
+pub(crate) const LISTENER: Token = Token(usize::MAX - 4);
+
+/// Binds the listener, starts the loop thread, and returns the handle plus
+/// the event stream. Bind errors carry the OS text ("Address in use").
+pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent>)> {
+    let addr = resolve(&opts.host, opts.port)?;
+    let listener = mio::net::TcpListener::bind(addr)?;
+    let local_addr = listener.local_addr()?;
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = unbounded();
+    let (etx, erx) = bounded(EVENT_QUEUE);
+    let upstream_host = opts.upstream_host.clone();
+    let drain_timeout = opts.drain_timeout;
+    let thread = std::thread::Builder::new()
+        .name("rollbridge-proxy".into())
+        .spawn(move || event_loop::run(poll, listener, rx, etx, opts, local_addr))?;
+    Ok((
+        ProxyHandle {
+            tx,
+            waker,
+            local_addr,
+            upstream_host,
+            drain_timeout,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        },
+        erx,
+    ))
+}
+
+/// `host:port` to a socket address (IP literals, or a name such as
+/// `localhost`, resolved once).
+pub fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {host}")))
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "proxy loop has stopped")
+}
+
+impl ProxyHandle {
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn send(&self, cmd: Command) -> io::Result<()> {
+        self.tx.send(cmd).map_err(|_| gone())?;
+        self.waker.wake()
+    }
+
+    /// Routes every new request to release `id` at `addr`.
+    pub fn set_active(&self, id: impl Into<String>, addr: SocketAddr) -> io::Result<()> {
+        self.send(Command::SetActive {
+            id: id.into(),
+            addr,
+        })
+    }
+
+    /// Same, with the address `upstream_host:port` from the options.
+    pub fn set_active_port(&self, id: impl Into<String>, port: u16) -> io::Result<()> {
+        let addr = resolve(&self.upstream_host, port)?;
+        self.set_active(id, addr)
+    }
+
+    /// No active release: new requests get 503.
+    pub fn clear_active(&self) -> io::Result<()> {
+        self.send(Command::ClearActive)
+    }
+
+    /// Stops routing to `id`; `ProxyEvent::Drained` follows as soon as its
+    /// in-flight requests and tunnels reach zero (at once if already zero).
+    pub fn retire(&self, id: impl Into<String>) -> io::Result<()> {
+        self.send(Command::Retire { id: id.into() })
+    }
+
+    /// Closes every connection routed to `id` now (drain deadline, rollback).
+    pub fn force_close(&self, id: impl Into<String>) -> io::Result<()> {
+        self.send(Command::ForceClose { id: id.into() })
+    }
+
+    /// Live counts of every release the proxy still knows.
+    pub fn counts(&self) -> io::Result<Vec<ReleaseCounts>> {
+        let (tx, rx) = bounded(1);
+        self.send(Command::Counts(tx))?;
+        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| gone())
+    }
+
+    /// Graceful stop bounded by `drain_timeout`: see [`ProxyHandle::shutdown_within`].
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.shutdown_within(self.drain_timeout)
+    }
+
+    /// Stops accepting (the port is closed at once), closes idle connections
+    /// and tunnels, lets in-flight requests finish for at most `within`,
+    /// then closes everything. Returns when the loop thread has exited.
+    pub fn shutdown_within(&self, within: Duration) -> io::Result<()> {
+        let (tx, rx) = bounded(1);
+        let sent = self.send(Command::Shutdown { within, reply: tx });
+        if sent.is_ok() {
+            let _ = rx.recv_timeout(within.saturating_add(Duration::from_secs(5)));
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<ProxyHandle>();
+        fn check_events<T: Send + 'static>() {}
+        check_events::<Receiver<ProxyEvent>>();
+    }
+
+    #[test]
+    fn resolve_accepts_bracketed_ipv6() {
+        assert_eq!(resolve("[::1]", 80).unwrap(), "[::1]:80".parse().unwrap());
+        assert_eq!(resolve("::1", 80).unwrap(), "[::1]:80".parse().unwrap());
+        assert_eq!(
+            resolve("127.0.0.1", 1).unwrap(),
+            "127.0.0.1:1".parse().unwrap()
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! The stable HTTP/1.1 + WebSocket proxy: one mio event-loop thread in
+//! front of the active release (contract: `shared/spec/proxy.md`; design:
+//! `docs/proxy.md`).
+//!
+//! ```no_run
+//! use rollbridge::proxy::{self, ProxyOptions};
+//! let (handle, events) = proxy::start(ProxyOptions { port: 0, ..Default::default() })?;
+//! handle.set_active("v1", "127.0.0.1:3000".parse().unwrap())?;
+//! // ... deploy v2:
+//! handle.set_active("v2", "127.0.0.1:3001".parse().unwrap())?;
+//! handle.retire("v1")?; // ProxyEvent::Drained { release_id: "v1" } follows
+//! # drop(events);
+//! handle.shutdown()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+pub mod buf;
+pub mod codec;
+mod conn;
+pub mod error;
+mod event_loop;
+mod exchange;
+mod handle;
+pub mod options;
+mod release;
+mod session;
+mod tunnel;
+
+pub use error::{ErrorKind, ProxyError, Side};
+pub use handle::{ProxyEvent, ProxyHandle, ReleaseCounts, resolve, start};
+pub use options::{IpNet, ProxyOptions};

@@ -1,0 +1,329 @@
+//! Releases as the proxy sees them: id, upstream address, live counts,
+//! retirement, and the pool of idle keep-alive upstream connections.
+//!
+//! Owned by the event-loop thread only; the daemon reads counts through a
+//! request/reply command, so no lock is ever taken per request.
+
+use super::buf::BufPool;
+use super::conn::Conn;
+use super::handle::{ProxyEvent, ReleaseCounts};
+use crossbeam_channel::Sender;
+use mio::Registry;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Most idle upstream connections kept per release.
+const MAX_IDLE_PER_RELEASE: usize = 256;
+
+/// Which counter a routed request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Http,
+    WebSocket,
+}
+
+#[derive(Debug)]
+pub struct Release {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub http: u64,
+    pub websocket: u64,
+    pub retired: bool,
+    /// Pool slots of this release's idle upstream connections (LIFO).
+    pub idle: Vec<usize>,
+}
+
+/// An idle upstream connection waiting in the pool.
+#[derive(Debug)]
+pub struct IdleUp {
+    pub conn: Conn,
+    pub uid: usize,
+    pub release: usize,
+    pub expires: Instant,
+}
+
+/// Who currently owns an upstream socket. Upstream sockets keep one token
+/// (`uid`) for life, so moving a connection in and out of the pool costs no
+/// `epoll_ctl`; events are routed through this table instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Session index.
+    Session(usize),
+    /// Pool slot.
+    Idle(usize),
+}
+
+/// Pool tokens are tagged by the event loop; this is only the slab.
+#[derive(Debug, Default)]
+pub struct Releases {
+    slots: Vec<Option<Release>>,
+    pub active: Option<usize>,
+    pub idle: Vec<Option<IdleUp>>,
+    idle_free: Vec<usize>,
+    owners: Vec<Option<Owner>>,
+    owners_free: Vec<usize>,
+}
+
+impl Releases {
+    /// A new upstream socket id (its token is derived from it).
+    pub fn alloc_uid(&mut self, owner: Owner) -> usize {
+        match self.owners_free.pop() {
+            Some(uid) => {
+                self.owners[uid] = Some(owner);
+                uid
+            }
+            None => {
+                self.owners.push(Some(owner));
+                self.owners.len() - 1
+            }
+        }
+    }
+
+    pub fn free_uid(&mut self, uid: usize) {
+        if let Some(o) = self.owners.get_mut(uid) {
+            if o.take().is_some() {
+                self.owners_free.push(uid);
+            }
+        }
+    }
+
+    pub fn owner(&self, uid: usize) -> Option<Owner> {
+        self.owners.get(uid).copied().flatten()
+    }
+
+    pub fn get(&self, idx: usize) -> Option<&Release> {
+        self.slots.get(idx).and_then(Option::as_ref)
+    }
+
+    pub fn find(&self, id: &str) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|r| r.id == id))
+    }
+
+    /// Makes `id` the release new requests go to.
+    pub fn set_active(&mut self, id: String, addr: SocketAddr, registry: &Registry) -> usize {
+        let idx = match self.find(&id) {
+            Some(idx) => {
+                let changed = self.get(idx).is_some_and(|r| r.addr != addr);
+                if changed {
+                    self.close_idle_of(idx, registry);
+                }
+                if let Some(r) = self.slots[idx].as_mut() {
+                    r.addr = addr;
+                    r.retired = false;
+                }
+                idx
+            }
+            None => {
+                let r = Release {
+                    id,
+                    addr,
+                    http: 0,
+                    websocket: 0,
+                    retired: false,
+                    idle: Vec::new(),
+                };
+                match self.slots.iter().position(Option::is_none) {
+                    Some(i) => {
+                        self.slots[i] = Some(r);
+                        i
+                    }
+                    None => {
+                        self.slots.push(Some(r));
+                        self.slots.len() - 1
+                    }
+                }
+            }
+        };
+        self.active = Some(idx);
+        idx
+    }
+
+    /// Stops routing to `id`; reports `Drained` now if nothing is in flight.
+    pub fn retire(&mut self, id: &str, registry: &Registry, events: &Sender<ProxyEvent>) {
+        let Some(idx) = self.find(id) else {
+            let _ = events.try_send(ProxyEvent::Drained {
+                release_id: id.to_string(),
+            });
+            return;
+        };
+        if self.active == Some(idx) {
+            self.active = None;
+        }
+        if let Some(r) = self.slots[idx].as_mut() {
+            r.retired = true;
+        }
+        self.close_idle_of(idx, registry);
+        self.check_drained(idx, registry, events);
+    }
+
+    /// Counts a request/tunnel routed to `idx`.
+    pub fn begin(&mut self, idx: usize, kind: Kind) {
+        if let Some(r) = self.slots.get_mut(idx).and_then(Option::as_mut) {
+            match kind {
+                Kind::Http => r.http += 1,
+                Kind::WebSocket => r.websocket += 1,
+            }
+        }
+    }
+
+    /// Uncounts a request/tunnel (exactly once per `begin`).
+    pub fn end(
+        &mut self,
+        idx: usize,
+        kind: Kind,
+        registry: &Registry,
+        events: &Sender<ProxyEvent>,
+    ) {
+        if let Some(r) = self.slots.get_mut(idx).and_then(Option::as_mut) {
+            match kind {
+                Kind::Http => r.http = r.http.saturating_sub(1),
+                Kind::WebSocket => r.websocket = r.websocket.saturating_sub(1),
+            }
+        }
+        self.check_drained(idx, registry, events);
+    }
+
+    fn check_drained(&mut self, idx: usize, registry: &Registry, events: &Sender<ProxyEvent>) {
+        let done = self
+            .get(idx)
+            .is_some_and(|r| r.retired && r.http == 0 && r.websocket == 0);
+        if done {
+            self.close_idle_of(idx, registry);
+            if let Some(r) = self.slots[idx].take() {
+                let _ = events.try_send(ProxyEvent::Drained { release_id: r.id });
+            }
+        }
+    }
+
+    pub fn counts(&self) -> Vec<ReleaseCounts> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|r| ReleaseCounts {
+                release_id: r.id.clone(),
+                http: r.http,
+                websocket: r.websocket,
+                active: !r.retired,
+            })
+            .collect()
+    }
+
+    /// Takes a live idle connection of `idx` out of the pool for `session`;
+    /// returns it with its uid.
+    pub fn checkout(
+        &mut self,
+        idx: usize,
+        session: usize,
+        registry: &Registry,
+    ) -> Option<(Conn, usize)> {
+        loop {
+            let slot = self.slots.get_mut(idx)?.as_mut()?.idle.pop()?;
+            let Some(mut idle) = self.idle.get_mut(slot).and_then(Option::take) else {
+                continue;
+            };
+            self.idle_free.push(slot);
+            // A FIN or stray bytes on an idle connection mean it is dead.
+            let mut probe = [0u8; 1];
+            let alive = matches!(idle.conn.sock.peek(&mut probe),
+                Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            if alive {
+                // Nothing is pending (peek said so): the response raises
+                // a fresh edge, so no read is tried before it.
+                idle.conn.readable = false;
+                idle.conn.writable = true;
+                self.owners[idle.uid] = Some(Owner::Session(session));
+                return Some((idle.conn, idle.uid));
+            }
+            let _ = registry.deregister(&mut idle.conn.sock);
+            self.free_uid(idle.uid);
+        }
+    }
+
+    /// Parks an idle upstream connection; returns false if it was closed
+    /// instead (retired release, pool full).
+    pub fn checkin(
+        &mut self,
+        idx: usize,
+        mut conn: Conn,
+        uid: usize,
+        expires: Instant,
+        registry: &Registry,
+        bufs: &mut BufPool,
+    ) -> bool {
+        conn.release_bufs(bufs);
+        let ok = self
+            .get(idx)
+            .is_some_and(|r| !r.retired && r.idle.len() < MAX_IDLE_PER_RELEASE);
+        if !ok {
+            let _ = registry.deregister(&mut conn.sock);
+            self.free_uid(uid);
+            return false;
+        }
+        let slot = match self.idle_free.pop() {
+            Some(s) => s,
+            None => {
+                self.idle.push(None);
+                self.idle.len() - 1
+            }
+        };
+        if let Some(o) = self.owners.get_mut(uid) {
+            *o = Some(Owner::Idle(slot));
+        }
+        self.idle[slot] = Some(IdleUp {
+            conn,
+            uid,
+            release: idx,
+            expires,
+        });
+        if let Some(r) = self.slots.get_mut(idx).and_then(Option::as_mut) {
+            r.idle.push(slot);
+        }
+        true
+    }
+
+    /// Closes one idle connection (it got an event, or expired).
+    pub fn close_idle(&mut self, slot: usize, registry: &Registry) {
+        if let Some(mut idle) = self.idle.get_mut(slot).and_then(Option::take) {
+            self.idle_free.push(slot);
+            let _ = registry.deregister(&mut idle.conn.sock);
+            self.free_uid(idle.uid);
+            if let Some(r) = self.slots.get_mut(idle.release).and_then(Option::as_mut) {
+                r.idle.retain(|&s| s != slot);
+            }
+        }
+    }
+
+    /// Closes all idle connections of a release.
+    pub fn close_idle_of(&mut self, idx: usize, registry: &Registry) {
+        let slots = match self.slots.get_mut(idx).and_then(Option::as_mut) {
+            Some(r) => std::mem::take(&mut r.idle),
+            None => return,
+        };
+        for slot in slots {
+            self.close_idle(slot, registry);
+        }
+    }
+
+    /// Closes every idle connection whose time is up.
+    pub fn expire_idle(&mut self, now: Instant, registry: &Registry) {
+        let expired: Vec<usize> = self
+            .idle
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.as_ref().is_some_and(|i| i.expires <= now))
+            .map(|(i, _)| i)
+            .collect();
+        for slot in expired {
+            self.close_idle(slot, registry);
+        }
+    }
+
+    /// Closes the whole pool (shutdown).
+    pub fn close_all_idle(&mut self, registry: &Registry) {
+        for slot in 0..self.idle.len() {
+            self.close_idle(slot, registry);
+        }
+    }
+}
