@@ -64,6 +64,27 @@ pub fn compact(ms: u64) -> String {
     iso(ms).chars().filter(char::is_ascii_digit).collect()
 }
 
+/// Parses our own [`iso`] format back to epoch milliseconds.
+pub fn parse_iso(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[10] != b'T' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| s.get(from..to)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss, ms) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    // Inverse of `civil` (days from civil, Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let total = ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms;
+    u64::try_from(total).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +104,14 @@ mod tests {
     fn leap_day_is_formatted() {
         // 2024-02-29T23:59:59.999Z
         assert_eq!(iso(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+    }
+
+    #[test]
+    fn parse_iso_inverts_iso() {
+        for ms in [0, 1_709_251_199_999, 1_779_453_296_789, now_ms()] {
+            assert_eq!(parse_iso(&iso(ms)), Some(ms));
+        }
+        assert_eq!(parse_iso("yesterday"), None);
     }
 
     #[test]

@@ -173,7 +173,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             DAEMON_RUNTIME,
             DAEMON_TIMEOUT,
         ],
-        run: commands::pending::run,
+        run: commands::deploy::run,
     },
     CommandSpec {
         name: "rollback",
@@ -181,7 +181,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Re-activate a retained release",
         about: "Re-activate a retained release (default: the most recently activated one other than the active release) through the normal deploy flow.",
         options: &[CONFIG, RELEASE_ID],
-        run: commands::pending::run,
+        run: commands::deploy::rollback,
     },
     CommandSpec {
         name: "ensure-daemon",
@@ -211,7 +211,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Stop the active release (or --release-id)",
         about: "Stop every process of the active release, or of the release given with --release-id. With no active release the proxy answers 503.",
         options: &[CONFIG, RELEASE_ID],
-        run: commands::pending::run,
+        run: commands::deploy::stop,
     },
     CommandSpec {
         name: "restart",

@@ -4,6 +4,7 @@
 pub mod completion;
 pub mod daemon;
 pub mod demo_app;
+pub mod deploy;
 pub mod ensure_daemon;
 pub mod events;
 pub mod logs;

@@ -4,11 +4,12 @@
 //! synchronous call is a supervisor snapshot, which that thread answers at
 //! once. `status` therefore answers in microseconds whatever else runs.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::deploy::{self, DeployMsg, retire};
 use super::events::{Data, Event, EventRing};
 use super::log;
 use super::notify;
@@ -17,13 +18,16 @@ use super::orphans::{self, Orphan};
 use super::persist::{self, PERSIST_EVERY, Persister};
 use super::proxy_port::ProxyPort;
 use super::runtime::RuntimeIdentity;
-use super::state::DaemonState;
+use super::state::{DaemonState, Named, Release, ReleaseState};
 use super::status;
-use crate::config::Config;
+use crate::config::{Config, DeployStrategy, Policy};
 use crate::control::protocol::{Reply, Request};
 use crate::control::server::{ControlServer, Incoming, ReplyTo};
+use crate::proxy::ProxyEvent;
 use crate::supervisor::clock::iso_now;
-use crate::supervisor::{Notice, SupervisorHandle};
+use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
+
+mod releases;
 
 pub enum CoreMsg {
     Control(Incoming),
@@ -40,7 +44,16 @@ pub enum CoreMsg {
     Record(Event),
     /// The running mutating operation finished: start the next queued one.
     OpDone,
+    /// From the proxy thread (drained releases, errors worth logging).
+    Proxy(ProxyEvent),
+    /// From a deploy/stop operation or a retirement thread.
+    Deploy(DeployMsg),
+    /// Shutdown step: the proxy finished its graceful stop.
+    ProxyClosed,
 }
+
+/// Exit notices forwarded to a running deploy (health-check fail-fast).
+type ExitSender = Sender<(ProcKey, Option<i32>, Option<String>)>;
 
 struct ShutdownRun {
     waiters: Vec<ReplyTo>,
@@ -64,6 +77,11 @@ pub struct Core {
     /// A mutating operation (restart; deploy/stop/rollback next) runs.
     op_busy: bool,
     op_queue: VecDeque<(Request, ReplyTo)>,
+    /// The file the daemon was started with, reloaded before each deploy.
+    config_path: Option<String>,
+    op_exits: Option<ExitSender>,
+    /// Retiring releases waiting for the proxy's "drained".
+    drain_waiters: HashMap<String, Sender<()>>,
 }
 
 impl Core {
@@ -90,7 +108,15 @@ impl Core {
             runtime: None,
             op_busy: false,
             op_queue: VecDeque::new(),
+            config_path: None,
+            op_exits: None,
+            drain_waiters: HashMap::new(),
         }
+    }
+
+    /// The config file to reload before each deploy.
+    pub fn set_config_path(&mut self, path: Option<String>) {
+        self.config_path = path;
     }
 
     /// The `daemonRuntime` status reports (absent when `None`).
@@ -179,21 +205,58 @@ impl Core {
                 ));
             }
             CoreMsg::Supervisor(Notice::Event(event)) => self.record(event),
-            CoreMsg::Supervisor(Notice::Exited { .. }) => {}
-            CoreMsg::Signal(_) => self.begin_shutdown(None, true),
-            CoreMsg::ControlClosed(error) => {
-                if let Some(run) = self.shutdown.as_mut() {
-                    run.errors.extend(error);
+            CoreMsg::Supervisor(Notice::Exited {
+                key,
+                requested,
+                code,
+                signal,
+            }) => {
+                if let (false, Some(tx)) = (requested, self.op_exits.as_ref()) {
+                    let _ = tx.send((key, code, signal));
                 }
+            }
+            CoreMsg::Proxy(ProxyEvent::Drained { release_id }) => {
+                if let Some(tx) = self.drain_waiters.remove(&release_id) {
+                    let _ = tx.send(());
+                }
+            }
+            CoreMsg::Proxy(ProxyEvent::Error {
+                release_id,
+                message,
+                ..
+            }) => {
+                let mut data = Data::new().with("error", message);
+                if let Some(id) = release_id {
+                    data = data.with("releaseId", id);
+                }
+                self.record(Event::new("proxy error", data));
+            }
+            CoreMsg::Deploy(msg) => self.deploy_msg(msg),
+            CoreMsg::ProxyClosed => {
                 let tx = self.tx.clone();
                 self.supervisor.stop_all(Box::new(move |failed| {
                     let _ = tx.send(CoreMsg::AllStopped(failed));
                 }));
             }
+            CoreMsg::Signal(_) => self.begin_shutdown(None, true),
+            CoreMsg::ControlClosed(error) => {
+                if let Some(run) = self.shutdown.as_mut() {
+                    run.errors.extend(error);
+                }
+                // Stop accepting, let in-flight requests finish (bounded by
+                // proxy.drainTimeoutMs) while their backends still run.
+                let proxy = self.proxy.handle().clone();
+                let tx = self.tx.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy.shutdown();
+                    let _ = tx.send(CoreMsg::ProxyClosed);
+                });
+            }
             CoreMsg::AllStopped(failed) => return Some(self.finish_shutdown(failed)),
             CoreMsg::Record(event) => self.record(event),
             CoreMsg::OpDone => {
                 self.op_busy = false;
+                self.op_exits = None;
                 if let Some((request, reply)) = self.op_queue.pop_front() {
                     self.request(request, reply);
                 }
@@ -226,9 +289,60 @@ impl Core {
                 Err("Rollbridge is shutting down".into())
             }
             // Mutating operations run one at a time; later ones wait.
-            request @ Request::Restart { .. } if self.op_busy => {
+            request @ (Request::Restart { .. }
+            | Request::Deploy { .. }
+            | Request::Rollback { .. }
+            | Request::Stop { .. })
+                if self.op_busy =>
+            {
                 self.op_queue.push_back((request, reply));
                 return;
+            }
+            Request::Deploy {
+                release_path,
+                release_id,
+                revision,
+            } => {
+                let request = deploy::Request {
+                    release_path,
+                    release_id,
+                    revision,
+                };
+                match self.start_deploy(request, false, reply) {
+                    Ok(()) => return,
+                    Err((e, reply)) => {
+                        self.fail(reply, e);
+                        return;
+                    }
+                }
+            }
+            Request::Rollback { release_id } => {
+                let target = ops::rollback_target(&self.state, release_id.as_deref()).map(|r| {
+                    deploy::Request {
+                        release_path: r.path.clone(),
+                        release_id: Some(r.id.clone()),
+                        revision: Some(r.revision.clone()),
+                    }
+                });
+                match target {
+                    Ok(request) => match self.start_deploy(request, true, reply) {
+                        Ok(()) => return,
+                        Err((e, reply)) => {
+                            self.fail(reply, e);
+                            return;
+                        }
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            Request::Stop { release_id } => {
+                match ops::stop_target(&self.state, release_id.as_deref()).map(|r| r.id.clone()) {
+                    Ok(id) => {
+                        self.start_stop(id, reply);
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Request::Restart { process_id, policy } => {
                 match ops::restart_targets(
@@ -250,12 +364,6 @@ impl Core {
                     Err(e) => Err(e),
                 }
             }
-            Request::Stop { release_id } => ops::stop_target(&self.state, release_id.as_deref())
-                .and_then(|_| Err("stop is not available in this build yet".to_owned())),
-            Request::Rollback { release_id } => {
-                ops::rollback_target(&self.state, release_id.as_deref())
-                    .and_then(|_| Err("rollback is not available in this build yet".to_owned()))
-            }
             other => Err(format!(
                 "{} is not available in this build yet",
                 other.name()
@@ -270,8 +378,25 @@ impl Core {
         reply.send(result);
     }
 
+    /// Records `command failed` and answers with the error.
+    fn fail(&mut self, reply: ReplyTo, error: String) {
+        self.record(Event::new(
+            "command failed",
+            Data::new().with("error", error.as_str()),
+        ));
+        reply.send(Err(error));
+    }
+
     /// The status object as compact JSON (without the `status` member).
     pub fn status_json(&mut self) -> String {
+        // Live connection counts from the proxy thread (one round trip).
+        if let Ok(counts) = self.proxy.handle().counts() {
+            for r in &mut self.state.releases {
+                let c = counts.iter().find(|c| c.release_id == r.id);
+                r.http = c.map_or(0, |c| c.http);
+                r.websocket = c.map_or(0, |c| c.websocket);
+            }
+        }
         // Orphans: liveness re-checked on every call, dead ones dropped.
         self.orphans.retain(|o| orphans::alive(o.pid));
         let keys = self.state.all_keys();
@@ -316,7 +441,6 @@ impl Core {
     }
 
     fn finish_shutdown(&mut self, failed: usize) -> i32 {
-        self.proxy.close();
         let Some(mut run) = self.shutdown.take() else {
             return 0;
         };

@@ -7,6 +7,7 @@
 //! control and signal threads -> `control socket listening` -> READY=1.
 
 pub mod core;
+pub mod deploy;
 pub mod durable;
 pub mod events;
 pub mod log;
@@ -32,7 +33,7 @@ use crate::supervisor::{Sink, Supervisor, spawn};
 
 /// Runs a foreground daemon until shutdown. Startup errors come back as
 /// `Err(message)` (nothing left bound); otherwise the exit code.
-pub fn run(config: Config) -> Result<i32, String> {
+pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
     let mut events = EventRing::default();
     let mut record = |e: Event| {
         log::event(&e);
@@ -70,7 +71,7 @@ pub fn run(config: Config) -> Result<i32, String> {
     }
 
     bind::clear_path(&config.control.path)?;
-    let proxy = ProxyPort::bind(&config.proxy.host, config.proxy.port)?;
+    let (proxy, proxy_events) = ProxyPort::bind(&config.proxy)?;
     record(Event::new(
         "proxy listening",
         Data::new()
@@ -107,7 +108,19 @@ pub fn run(config: Config) -> Result<i32, String> {
         Data::new().with("path", path.as_str()),
     ));
     let state_path = config.state_path.clone();
+    let proxy_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("proxy-events".into())
+        .spawn(move || {
+            for event in proxy_events {
+                if proxy_tx.send(CoreMsg::Proxy(event)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("Cannot start the proxy event thread: {e}"))?;
     let mut core = Core::new(config, events, supervisor.handle(), proxy, tx, orphans);
+    core.set_config_path(config_path);
     core.set_runtime(runtime);
     core.set_control(control);
     if let Some(path) = state_path {

@@ -279,6 +279,7 @@ mod tests {
                 id: "db".into(),
                 key: 10,
             }],
+            service_ports: Vec::new(),
             singletons: vec![Named {
                 id: "cron".into(),
                 key: 11,

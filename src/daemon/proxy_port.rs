@@ -1,18 +1,45 @@
-//! Placeholder for the proxy listener until the proxy engine is merged: it
-//! binds `proxy.host:proxy.port` (so start order, bind errors and the real
-//! port in `status.proxy.port` already behave) and holds the socket.
+//! The daemon's side of the proxy engine: starts it from the config and
+//! owns its handle. The core is the only caller (set/clear/retire/close).
 
-use std::net::TcpListener;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use crate::config::ProxyConfig;
+use crate::proxy::{self, IpNet, ProxyEvent, ProxyHandle, ProxyOptions};
 
 pub struct ProxyPort {
-    listener: Option<TcpListener>,
-    host: String,
+    handle: ProxyHandle,
     port: u16,
 }
 
+/// The engine's options from the normalized config.
+pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
+    ProxyOptions {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        upstream_host: cfg.upstream_host.clone(),
+        // Validation already checked every entry.
+        trusted_proxies: cfg
+            .trusted_proxies
+            .iter()
+            .filter_map(|s| IpNet::from_str(s).ok())
+            .collect(),
+        max_head_bytes: cfg.max_header_bytes,
+        header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+        client_idle_timeout: Duration::from_millis(cfg.client_idle_timeout_ms),
+        upstream_idle_timeout: Duration::from_millis(cfg.upstream_idle_timeout_ms),
+        connect_retry: Duration::from_millis(cfg.connect_retry_ms),
+        drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
+    }
+}
+
 impl ProxyPort {
-    pub fn bind(host: &str, port: u16) -> Result<ProxyPort, String> {
-        let listener = TcpListener::bind((host, port)).map_err(|e| {
+    /// Binds `proxy.host:proxy.port` and starts the proxy thread.
+    pub fn bind(cfg: &ProxyConfig) -> Result<(ProxyPort, Receiver<ProxyEvent>), String> {
+        let (host, port) = (&cfg.host, cfg.port);
+        let (handle, events) = proxy::start(options(cfg)).map_err(|e| {
             let code = crate::control::client::errno_text(&e);
             if e.raw_os_error() == Some(libc::EADDRINUSE) {
                 format!("listen EADDRINUSE: address already in use {host}:{port}")
@@ -20,12 +47,8 @@ impl ProxyPort {
                 format!("listen {code}: cannot bind proxy to {host}:{port}: {e}")
             }
         })?;
-        let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-        Ok(ProxyPort {
-            listener: Some(listener),
-            host: host.to_owned(),
-            port: bound,
-        })
+        let port = handle.local_addr().port();
+        Ok((ProxyPort { handle, port }, events))
     }
 
     /// The actually bound port (differs from the configured one for 0).
@@ -33,12 +56,7 @@ impl ProxyPort {
         self.port
     }
 
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// Stops listening (idempotent).
-    pub fn close(&mut self) {
-        self.listener = None;
+    pub fn handle(&self) -> &ProxyHandle {
+        &self.handle
     }
 }

@@ -46,6 +46,8 @@ pub struct DaemonState {
     /// First-insertion order.
     pub releases: Vec<Release>,
     pub services: Vec<Named>,
+    /// Stable ports of running persistent services (id -> port).
+    pub service_ports: Vec<(String, u16)>,
     pub singletons: Vec<Named>,
 }
 

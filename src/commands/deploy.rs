@@ -1,0 +1,59 @@
+//! `rollbridge deploy` (cli.md §2.3) and `rollbridge rollback` (§2.4).
+//! No client timeout: a deploy waits for its health check, which has its
+//! own deadline.
+
+use crate::cli::Args;
+use crate::control::pretty::pretty;
+
+pub fn run(args: &Args) -> i32 {
+    if args.ensure_daemon {
+        if let Err(e) = super::ensure_daemon::ensure(args) {
+            eprintln!("{e}");
+            return 1;
+        }
+    }
+    let mut request = serde_json::Map::new();
+    request.insert("command".into(), "deploy".into());
+    if let Some(id) = &args.release_id {
+        request.insert("releaseId".into(), id.as_str().into());
+    }
+    request.insert(
+        "releasePath".into(),
+        args.release_path.as_deref().unwrap_or_default().into(),
+    );
+    if let Some(rev) = &args.revision {
+        request.insert("revision".into(), rev.as_str().into());
+    }
+    send(args, &serde_json::Value::Object(request).to_string())
+}
+
+pub fn rollback(args: &Args) -> i32 {
+    let mut request = serde_json::Map::new();
+    request.insert("command".into(), "rollback".into());
+    if let Some(id) = &args.release_id {
+        request.insert("releaseId".into(), id.as_str().into());
+    }
+    send(args, &serde_json::Value::Object(request).to_string())
+}
+
+pub fn stop(args: &Args) -> i32 {
+    let mut request = serde_json::Map::new();
+    request.insert("command".into(), "stop".into());
+    if let Some(id) = &args.release_id {
+        request.insert("releaseId".into(), id.as_str().into());
+    }
+    send(args, &serde_json::Value::Object(request).to_string())
+}
+
+fn send(args: &Args, request: &str) -> i32 {
+    match super::status::send(args, request, None) {
+        Ok(line) => {
+            println!("{}", pretty(&line));
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! `deploy` (and the deploy half of `rollback`) on an operation thread
+//! (`daemon.md` §4.3–§4.4). The thread does the slow steps — config reload,
+//! port probes, spawns, the health check, singleton replacement — and asks
+//! the core, by message, for every change to daemon state. So `status`
+//! answers at once throughout, and the core stays the only owner.
+
+pub mod build;
+pub mod retire;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use super::core::CoreMsg;
+use super::events::{Data, Event};
+use super::state::{Named, Release, ReleaseState};
+use crate::config::{Config, DeployStrategy, Policy, ProcessConfig};
+use crate::control::server::ReplyTo;
+use crate::release::{compat, health, ports};
+use crate::supervisor::{ProcKey, ProcessStatus, StartReason, SupervisorHandle};
+use build::ReleaseIds;
+
+/// What the op thread asks the core to do.
+pub enum DeployMsg {
+    /// A persistent service this deploy started.
+    ServiceStarted {
+        id: String,
+        key: ProcKey,
+        port: Option<u16>,
+    },
+    /// A service this deploy started was rolled back.
+    ServiceRemoved {
+        id: String,
+    },
+    /// Switch traffic: adopt `config`, make `release` active. The reply is
+    /// the previous active release id, or the reason it could not switch.
+    Activate {
+        release: Box<Release>,
+        config: Box<Config>,
+        upstream: SocketAddr,
+        reply: Sender<Result<Option<String>, String>>,
+    },
+    SingletonReplaced {
+        id: String,
+        key: ProcKey,
+    },
+    /// Retire (drain, then stop) a release in the background.
+    Retire {
+        release_id: String,
+    },
+    /// A release was stopped without a drain (`stop`, rollback target).
+    Stopped {
+        release_id: String,
+        reply: Option<ReplyTo>,
+        event: bool,
+    },
+    /// A retirement finished (`error`: some process did not stop).
+    Retired {
+        release_id: String,
+        error: Option<String>,
+    },
+    /// Close every proxied connection of a release now.
+    ForceClose {
+        release_id: String,
+    },
+    /// Write the state file now.
+    Persist,
+}
+
+/// The identity a deploy was asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub release_path: String,
+    pub release_id: Option<String>,
+    pub revision: Option<String>,
+}
+
+/// A retained release that must stop before the deploy (a rollback target
+/// or a re-deployed id still draining).
+pub struct PreStop {
+    pub release_id: String,
+    pub keys: Vec<ProcKey>,
+}
+
+/// Everything the op thread needs, copied out of the core at request time.
+pub struct Plan {
+    pub request: Request,
+    /// Set for `rollback`: event `rollback starting` first.
+    pub rollback: bool,
+    pub pre_stop: Option<PreStop>,
+    pub config_path: Option<String>,
+    pub adopted: Config,
+    /// Running persistent services: id, key, stable port.
+    pub services: Vec<(String, ProcKey, Option<u16>)>,
+    pub singletons: Vec<Named>,
+    /// Ports of releases still starting, active or draining: never reused.
+    pub held_ports: HashSet<u16>,
+    pub supervisor: SupervisorHandle,
+    pub core: Sender<CoreMsg>,
+    /// Exits of managed processes while this deploy runs (health fail-fast).
+    pub exits: Receiver<(ProcKey, Option<i32>, Option<String>)>,
+}
+
+/// Runs the deploy on its own thread; replies, then frees the op slot.
+pub fn spawn(plan: Plan, reply: ReplyTo) {
+    let core = plan.core.clone();
+    let run = move || {
+        let result = run(&plan).map(|(active, previous)| {
+            serde_json::json!({"activeReleaseId": active, "previousReleaseId": previous})
+                .to_string()
+        });
+        if let Err(e) = &result {
+            record(
+                &plan.core,
+                "command failed",
+                Data::new().with("error", e.as_str()),
+            );
+        }
+        reply.send(result);
+        let _ = plan.core.send(CoreMsg::OpDone);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("op-deploy".into())
+        .spawn(run)
+    {
+        let _ = core.send(CoreMsg::Record(Event::new(
+            "command failed",
+            Data::new().with("error", format!("cannot start the deploy thread: {e}")),
+        )));
+        let _ = core.send(CoreMsg::OpDone);
+    }
+}
+
+fn record(core: &Sender<CoreMsg>, message: &str, data: Data) {
+    let _ = core.send(CoreMsg::Record(Event::new(message, data)));
+}
+
+fn send(core: &Sender<CoreMsg>, msg: DeployMsg) {
+    let _ = core.send(CoreMsg::Deploy(msg));
+}
+
+/// What a deploy has started so far (undone on failure).
+#[derive(Default)]
+struct Started {
+    services: Vec<(String, ProcKey)>,
+    processes: Vec<Named>,
+}
+
+fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
+    let core = &plan.core;
+    if let Some(pre) = &plan.pre_stop {
+        send(
+            core,
+            DeployMsg::ForceClose {
+                release_id: pre.release_id.clone(),
+            },
+        );
+        stop_parallel(&plan.supervisor, &pre.keys);
+        send(
+            core,
+            DeployMsg::Stopped {
+                release_id: pre.release_id.clone(),
+                reply: None,
+                event: false,
+            },
+        );
+    }
+    let config = reload(plan)?;
+    let req = &plan.request;
+    let release_id = req
+        .release_id
+        .clone()
+        .or_else(|| req.revision.clone())
+        .unwrap_or_else(|| crate::timefmt::compact(crate::timefmt::now_ms()));
+    let revision = req.revision.clone().unwrap_or_else(|| release_id.clone());
+    if plan.rollback {
+        record(
+            core,
+            "rollback starting",
+            Data::new()
+                .with("releaseId", release_id.as_str())
+                .with("releasePath", req.release_path.as_str()),
+        );
+    }
+    let mut data = Data::new()
+        .with("releaseId", release_id.as_str())
+        .with("releasePath", req.release_path.as_str());
+    if let Some(r) = &req.revision {
+        data = data.with("revision", r.as_str());
+    }
+    record(core, "deploy starting", data);
+
+    let mut started = Started::default();
+    let fail_services = |started: &Started, error: String| -> String {
+        record(
+            core,
+            "deploy failed",
+            Data::new()
+                .with("error", error.as_str())
+                .with("releaseId", release_id.as_str()),
+        );
+        for (id, key) in started.services.iter().rev() {
+            plan.supervisor.set_crash_gate(*key, false);
+            let _ = plan.supervisor.stop_wait(*key);
+            plan.supervisor.remove(*key);
+            send(core, DeployMsg::ServiceRemoved { id: id.clone() });
+        }
+        error
+    };
+
+    // Ports, then services (daemon-wide, started once).
+    let ports = allocate_ports(plan, &config).map_err(|e| fail_services(&started, e))?;
+    let ids = ReleaseIds {
+        id: &release_id,
+        path: &req.release_path,
+        revision: &revision,
+        ports: &ports,
+    };
+    for cfg in config.processes.iter().filter(|p| is_persistent_service(p)) {
+        if plan.services.iter().any(|(id, _, _)| *id == cfg.id) {
+            continue;
+        }
+        let key = start_instances(plan, &config, cfg, &ids)
+            .map_err(|e| fail_services(&started, e))?
+            .into_iter()
+            .next();
+        if let Some(named) = key {
+            started.services.push((cfg.id.clone(), named.key));
+            let port = ports.iter().find(|(id, _)| *id == cfg.id).map(|(_, p)| *p);
+            send(
+                core,
+                DeployMsg::ServiceStarted {
+                    id: cfg.id.clone(),
+                    key: named.key,
+                    port,
+                },
+            );
+        }
+    }
+
+    // Release processes: handoff services, companions, then the proxied one.
+    let fail_release = |started: &Started, error: String| -> String {
+        release_failed(plan, &release_id, &started.processes, &error);
+        fail_services(started, error)
+    };
+    let groups: [fn(&ProcessConfig) -> bool; 3] = [
+        |p: &ProcessConfig| {
+            p.policy == Policy::Service && p.deploy_strategy == DeployStrategy::Handoff
+        },
+        |p: &ProcessConfig| p.policy == Policy::Companion,
+        |p: &ProcessConfig| p.policy == Policy::Proxied,
+    ];
+    for group in groups {
+        for cfg in config.processes.iter().filter(|p| group(p)) {
+            match start_instances(plan, &config, cfg, &ids) {
+                Ok(list) => started.processes.extend(list),
+                Err(e) => return Err(fail_release(&started, e)),
+            }
+        }
+    }
+    let Some(proxied) = config.proxied() else {
+        return Err(fail_release(
+            &started,
+            "Config must define exactly one proxied process".into(),
+        ));
+    };
+    let proxied_key = started
+        .processes
+        .iter()
+        .find(|p| p.id == proxied.id)
+        .map(|p| p.key);
+    let Some(port) = ports
+        .iter()
+        .find(|(id, _)| *id == proxied.id)
+        .map(|(_, p)| *p)
+    else {
+        return Err(fail_release(
+            &started,
+            format!("Proxied process {} must define a port range", proxied.id),
+        ));
+    };
+    if let (Some(hc), Some(key)) = (proxied.health.as_ref(), proxied_key) {
+        let url = health::url(&config.proxy.upstream_host, port, &hc.path);
+        if let Err(e) = health_check(plan, &config, hc, url, port, key, &proxied.id) {
+            return Err(fail_release(&started, e));
+        }
+    }
+
+    // Switch traffic.
+    let upstream = crate::proxy::resolve(&config.proxy.upstream_host, port).map_err(|e| {
+        fail_release(
+            &started,
+            format!("Cannot resolve {}: {e}", config.proxy.upstream_host),
+        )
+    })?;
+    let release = Release {
+        id: release_id.clone(),
+        path: req.release_path.clone(),
+        revision: revision.clone(),
+        state: ReleaseState::Active,
+        activated_at: Some(crate::timefmt::iso(crate::timefmt::now_ms())),
+        drain_started_at: None,
+        stopped_at: None,
+        ports: ports.clone(),
+        processes: started.processes.clone(),
+        http: 0,
+        websocket: 0,
+    };
+    let (tx, rx) = bounded(1);
+    send(
+        core,
+        DeployMsg::Activate {
+            release: Box::new(release),
+            config: Box::new(config.clone()),
+            upstream,
+            reply: tx,
+        },
+    );
+    let previous = match rx.recv() {
+        Ok(Ok(previous)) => previous,
+        Ok(Err(e)) => return Err(fail_release(&started, e)),
+        Err(_) => return Err(fail_release(&started, "Rollbridge is shutting down".into())),
+    };
+
+    // Service definitions follow the newest release (running ones untouched).
+    for (id, key, _) in plan.services.iter().cloned().chain(
+        started
+            .services
+            .iter()
+            .map(|(id, k)| (id.clone(), *k, None)),
+    ) {
+        if let Some(cfg) = config.process(&id) {
+            if let Ok(mut specs) = build::instance_specs(&config, cfg, &ids) {
+                if let Some(spec) = specs.pop() {
+                    plan.supervisor.update(key, spec);
+                }
+            }
+        }
+    }
+
+    // Singletons: stop the old copy fully, then start the new one.
+    let mut singleton_error = None;
+    for cfg in config
+        .processes
+        .iter()
+        .filter(|p| p.policy == Policy::Singleton)
+    {
+        if let Some(old) = plan.singletons.iter().find(|s| s.id == cfg.id) {
+            plan.supervisor.set_crash_gate(old.key, false);
+            let _ = plan.supervisor.stop_wait(old.key);
+            plan.supervisor.remove(old.key);
+        }
+        match start_instances(plan, &config, cfg, &ids) {
+            Ok(list) => {
+                for n in list {
+                    send(
+                        core,
+                        DeployMsg::SingletonReplaced {
+                            id: n.id,
+                            key: n.key,
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                singleton_error = Some(e);
+                break;
+            }
+        }
+    }
+
+    // Traffic already moved: the previous release drains in any case.
+    if let Some(prev) = &previous {
+        if *prev != release_id {
+            send(
+                core,
+                DeployMsg::Retire {
+                    release_id: prev.clone(),
+                },
+            );
+        }
+    }
+    send(core, DeployMsg::Persist);
+    match singleton_error {
+        Some(e) => Err(e),
+        None => Ok((release_id, previous)),
+    }
+}
+
+fn is_persistent_service(p: &ProcessConfig) -> bool {
+    p.policy == Policy::Service && p.deploy_strategy == DeployStrategy::Persistent
+}
+
+/// Re-reads the daemon's config file and refuses changes that need a
+/// restart (`config.md` §11).
+fn reload(plan: &Plan) -> Result<Config, String> {
+    let Some(path) = plan.config_path.as_deref() else {
+        return Ok(plan.adopted.clone());
+    };
+    let loaded = crate::config::load(Some(path))?;
+    let changes = compat::incompatible_changes(&plan.adopted, &loaded.config);
+    if !changes.is_empty() {
+        return Err(compat::message(&changes));
+    }
+    Ok(loaded.config)
+}
+
+/// One port per ported process, config order. Running persistent services
+/// keep theirs; ports of live releases are never handed out again.
+fn allocate_ports(plan: &Plan, config: &Config) -> Result<Vec<(String, u16)>, String> {
+    let mut reserved = HashSet::new();
+    let mut out = Vec::new();
+    let held = &plan.held_ports;
+    let mut probe = |host: &str, port: u16| {
+        if port != 0 && held.contains(&port) {
+            ports::Probe::InUse
+        } else {
+            ports::probe(host, port)
+        }
+    };
+    for cfg in &config.processes {
+        let Some(range) = cfg.port else { continue };
+        if is_persistent_service(cfg) {
+            if let Some(port) = plan
+                .services
+                .iter()
+                .find(|(id, _, _)| *id == cfg.id)
+                .and_then(|(_, _, p)| *p)
+            {
+                reserved.insert(port);
+                out.push((cfg.id.clone(), port));
+                continue;
+            }
+        }
+        let port = ports::allocate(
+            range,
+            &config.proxy.upstream_host,
+            &mut reserved,
+            &mut probe,
+        )?;
+        out.push((cfg.id.clone(), port));
+    }
+    Ok(out)
+}
+
+/// Renders, registers and spawns every instance of `cfg`; waits only for
+/// the spawn. A failed spawn forgets its registration.
+fn start_instances(
+    plan: &Plan,
+    config: &Config,
+    cfg: &ProcessConfig,
+    ids: &ReleaseIds,
+) -> Result<Vec<Named>, String> {
+    let specs = build::instance_specs(config, cfg, ids)?;
+    let mut out = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let id = spec.id.clone();
+        let key = plan.supervisor.register(spec);
+        plan.supervisor.set_crash_gate(key, true);
+        if let Err(e) = plan.supervisor.start_wait(key, StartReason::Deploy) {
+            plan.supervisor.set_crash_gate(key, false);
+            plan.supervisor.remove(key);
+            // Instances of this process already started are undone by the
+            // caller's failure path along with everything else.
+            for n in &out {
+                let n: &Named = n;
+                let _ = plan.supervisor.stop_wait(n.key);
+                plan.supervisor.remove(n.key);
+            }
+            return Err(e);
+        }
+        out.push(Named { id, key });
+    }
+    Ok(out)
+}
+
+/// Probes until healthy, the deadline, or the process exits (fail fast).
+fn health_check(
+    plan: &Plan,
+    config: &Config,
+    hc: &crate::config::HealthConfig,
+    url: String,
+    port: u16,
+    key: ProcKey,
+    id: &str,
+) -> Result<(), String> {
+    let mut schedule = health::Schedule::new(Instant::now(), hc, url);
+    let mut next = schedule.first_probe();
+    loop {
+        // Wait for the next probe, watching for the process exiting.
+        loop {
+            let now = Instant::now();
+            if now >= next {
+                break;
+            }
+            match plan.exits.recv_timeout(next - now) {
+                Ok((k, code, signal)) if k == key => {
+                    let how = match (code, signal) {
+                        (_, Some(sig)) => format!("signal {sig}"),
+                        (Some(c), None) => format!("code {c}"),
+                        (None, None) => "unknown status".into(),
+                    };
+                    return Err(format!(
+                        "Health check failed for {}: process \"{id}\" exited ({how}) before it became healthy",
+                        schedule.url()
+                    ));
+                }
+                Ok(_) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+            }
+        }
+        let now = Instant::now();
+        let outcome = health::probe(
+            &config.proxy.upstream_host,
+            port,
+            &hc.path,
+            schedule.probe_timeout(now),
+        );
+        match schedule.record(Instant::now(), outcome) {
+            health::Verdict::Healthy => return Ok(()),
+            health::Verdict::ProbeAt(at) => next = at,
+            health::Verdict::Failed(e) => return Err(e),
+        }
+    }
+}
+
+/// `release startup failed` before and after stopping the release's
+/// processes, with one `release startup process status` per process.
+fn release_failed(plan: &Plan, release_id: &str, processes: &[Named], error: &str) {
+    let core = &plan.core;
+    let report = |phase: &str| {
+        record(
+            core,
+            "release startup failed",
+            Data::new()
+                .with("error", error)
+                .with("phase", phase)
+                .with("releaseId", release_id),
+        );
+        let keys: Vec<ProcKey> = processes.iter().map(|p| p.key).collect();
+        let snaps = if keys.is_empty() {
+            Vec::new()
+        } else {
+            plan.supervisor.snapshot(keys)
+        };
+        for (named, snap) in processes.iter().zip(snaps) {
+            record(
+                core,
+                "release startup process status",
+                process_status_data(named, snap, phase, release_id),
+            );
+        }
+    };
+    report("before cleanup");
+    for p in processes {
+        plan.supervisor.set_crash_gate(p.key, false);
+    }
+    let keys: Vec<ProcKey> = processes.iter().map(|p| p.key).collect();
+    stop_parallel(&plan.supervisor, &keys);
+    report("after cleanup");
+    for k in keys {
+        plan.supervisor.remove(k);
+    }
+}
+
+fn process_status_data(
+    named: &Named,
+    snap: Option<ProcessStatus>,
+    phase: &str,
+    release_id: &str,
+) -> Data {
+    use serde_json::Value;
+    let (command, code, signal, logs, pid, state) = match snap {
+        Some(s) => (
+            Value::from(s.command),
+            s.exit_code
+                .flatten()
+                .map(Value::from)
+                .unwrap_or(Value::Null),
+            s.exit_signal
+                .flatten()
+                .map(Value::from)
+                .unwrap_or(Value::Null),
+            serde_json::to_value(&s.logs).unwrap_or(Value::Null),
+            s.pid.map(Value::from).unwrap_or(Value::Null),
+            Value::from(s.state.as_str()),
+        ),
+        None => (
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Array(vec![]),
+            Value::Null,
+            Value::Null,
+        ),
+    };
+    Data::new()
+        .with("command", command)
+        .with("exitCode", code)
+        .with("exitSignal", signal)
+        .with("logs", logs)
+        .with("phase", phase)
+        .with("pid", pid)
+        .with("processId", named.id.as_str())
+        .with("releaseId", release_id)
+        .with("state", state)
+}
+
+/// Stops every key at once; returns when all groups are gone.
+pub fn stop_parallel(supervisor: &SupervisorHandle, keys: &[ProcKey]) -> usize {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for &key in keys {
+        supervisor.set_crash_gate(key, false);
+        let tx = tx.clone();
+        supervisor.stop(
+            key,
+            Box::new(move |r: Result<(), String>| {
+                let _ = tx.send(r.is_ok());
+            }),
+        );
+    }
+    drop(tx);
+    let mut failed = 0;
+    for _ in keys {
+        match rx.recv_timeout(Duration::from_secs(24 * 3600)) {
+            Ok(true) => {}
+            _ => failed += 1,
+        }
+    }
+    failed
+}
