@@ -201,11 +201,16 @@ fn events_limit_rules() {
 }
 
 #[test]
-fn deploy_answers_a_clear_error_in_this_build() {
+fn deploy_without_a_release_path_is_refused() {
     let d = TestDaemon::start("later");
-    let v: serde_json::Value =
-        serde_json::from_str(&d.request(r#"{"command":"deploy","releasePath":"/tmp"}"#)).unwrap();
-    assert_eq!(v["error"], "deploy is not available in this build yet");
+    for line in [
+        r#"{"command":"deploy"}"#,
+        r#"{"command":"deploy","releasePath":""}"#,
+    ] {
+        let v: serde_json::Value = serde_json::from_str(&d.request(line)).unwrap();
+        assert_eq!(v["error"], "releasePath is required");
+        assert_eq!(v["status"], "error");
+    }
 }
 
 #[test]
