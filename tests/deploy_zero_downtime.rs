@@ -1,0 +1,193 @@
+//! The headline guarantee: no failed request across back-to-back deploys
+//! under concurrent keep-alive and connection-per-request load, and an open
+//! WebSocket on an old release kept until it closes or the drain deadline.
+
+mod deploy_support;
+use deploy_support::*;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn node_web(range: &str) -> String {
+    format!(
+        r#"[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{range},"health":{{"intervalMs":20,"timeoutMs":10000}}}}]"#,
+        fixture("app.js")
+    )
+}
+
+/// Reads one Content-Length response from a keep-alive connection.
+fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                buf.drain(..end + 4 + len);
+                return Ok(status);
+            }
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+struct Load {
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn spawn_load(port: u16, keep_alive: bool, stop: Arc<AtomicBool>, load: &Load) -> std::thread::JoinHandle<()> {
+    let (ok, failed, errors) = (load.ok.clone(), load.failed.clone(), load.errors.clone());
+    std::thread::spawn(move || {
+        let fail = |e: String| {
+            failed.fetch_add(1, Ordering::Relaxed);
+            errors.lock().unwrap().push(e);
+        };
+        let mut conn: Option<TcpStream> = None;
+        let mut buf = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            if !keep_alive {
+                match get(port, "/") {
+                    Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok((s, b)) => {
+                        fail(format!("status {s}: {b}"));
+                        continue;
+                    }
+                    Err(e) => {
+                        fail(format!("conn-per-request: {e}"));
+                        continue;
+                    }
+                };
+                continue;
+            }
+            if conn.is_none() {
+                let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                conn = Some(s);
+                buf.clear();
+            }
+            let s = conn.as_mut().unwrap();
+            let result = s
+                .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                .and_then(|_| read_response(s, &mut buf));
+            match result {
+                Ok(200) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(status) => fail(format!("keep-alive status {status}")),
+                Err(e) => {
+                    fail(format!("keep-alive: {e}"));
+                    conn = None;
+                }
+            }
+        }
+    })
+}
+
+fn open_ws(port: u16) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (ws, response) = tungstenite::client::client(format!("ws://127.0.0.1:{port}/ws"), stream).unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+fn echo(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) -> String {
+    ws.send(tungstenite::Message::text(text)).unwrap();
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) => return t.to_string(),
+            _ => continue,
+        }
+    }
+}
+
+#[test]
+fn twenty_back_to_back_deploys_under_load_fail_no_request() {
+    if !have_node() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let d = Deployment::start("zero", r#""drainTimeoutMs":30000"#, &node_web(&range(22100, 60)));
+    d.deploy_ok("v1");
+    let port = d.proxy_port();
+    let mut ws = open_ws(port);
+    assert_eq!(echo(&mut ws, "hello"), "v1:hello");
+
+    let load = Load {
+        ok: Arc::new(AtomicU64::new(0)),
+        failed: Arc::new(AtomicU64::new(0)),
+        errors: Arc::new(std::sync::Mutex::new(Vec::new())),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = [true, true, false, false]
+        .into_iter()
+        .map(|ka| spawn_load(port, ka, stop.clone(), &load))
+        .collect();
+    for i in 2..=21 {
+        d.deploy_ok(&format!("v{i}"));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (ok, failed) = (load.ok.load(Ordering::Relaxed), load.failed.load(Ordering::Relaxed));
+    eprintln!("requests ok: {ok}, failed: {failed}");
+    assert_eq!(failed, 0, "failed requests: {:?}", load.errors.lock().unwrap());
+    assert!(ok > 100, "too little load to mean anything: {ok}");
+
+    // The WebSocket still talks to v1, which keeps draining for it.
+    assert_eq!(echo(&mut ws, "still there"), "v1:still there");
+    let v1 = d.release("v1");
+    assert_eq!(v1["state"], "draining");
+    assert_eq!(v1["connections"]["websocket"], 1);
+    let (_, body) = get(port, "/").unwrap();
+    assert!(body.starts_with("release v21"), "{body}");
+    // Closing it lets v1 finish its drain at once.
+    ws.close(None).unwrap();
+    let _ = ws.read();
+    d.wait_status("v1 drained", 10, |s| {
+        s["releases"].as_array().unwrap().iter().any(|r| r["releaseId"] == "v1" && r["state"] == "stopped")
+    });
+}
+
+#[test]
+fn websocket_is_closed_at_the_drain_deadline() {
+    if !have_node() {
+        return;
+    }
+    let d = Deployment::start("deadline", r#""drainTimeoutMs":800"#, &node_web(&range(22200, 20)));
+    d.deploy_ok("v1");
+    let port = d.proxy_port();
+    let mut ws = open_ws(port);
+    assert_eq!(echo(&mut ws, "a"), "v1:a");
+    let switched = Instant::now();
+    d.deploy_ok("v2");
+    assert_eq!(echo(&mut ws, "b"), "v1:b", "the tunnel survives the switch");
+    // At the deadline the proxy tears the tunnel down and v1 stops.
+    let closed = loop {
+        match ws.read() {
+            Ok(_) => continue,
+            Err(_) => break switched.elapsed(),
+        }
+    };
+    assert!(closed >= Duration::from_millis(700), "closed too early: {closed:?}");
+    assert!(closed < Duration::from_secs(8), "closed too late: {closed:?}");
+    d.wait_status("v1 stopped", 10, |s| s["releases"][0]["state"] == "stopped");
+    let mut fresh = open_ws(port);
+    assert_eq!(echo(&mut fresh, "c"), "v2:c");
+}
