@@ -77,3 +77,19 @@ fn rejects_a_bad_port() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port must be a port number"));
 }
+
+#[test]
+fn demo_runs_two_deploys_with_zero_failures() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("release one  deployed"), "{text}");
+    assert!(text.contains("traffic switched from release one"), "{text}");
+    assert!(text.contains(", 0 failed"), "{text}");
+    assert!(text.contains("Zero-downtime deploy: no request failed."));
+}

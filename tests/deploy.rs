@@ -419,3 +419,54 @@ fn status_answers_while_a_deploy_waits_on_its_health_check() {
     assert!(stderr(&out).contains("Release not found: active"));
     assert_eq!(deploying.join().unwrap().status.code(), Some(1));
 }
+
+#[test]
+fn deploy_with_ensure_daemon_starts_one_and_reuses_it() {
+    let dir = temp_dir("ensure");
+    let config = dir.join("rollbridge.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"application":"ensure-deploy","control":{{"path":"{}"}},"proxy":{{"port":0}},"processes":[{}]}}"#,
+            dir.join("c.sock").display(),
+            web(&range(22300, 10))
+        ),
+    )
+    .unwrap();
+    let release = dir.join("r1");
+    std::fs::create_dir_all(&release).unwrap();
+    let run = |id: &str| {
+        deploy_support::daemon_support::cli(
+            &config,
+            &[
+                "deploy",
+                "--ensure-daemon",
+                "--release-path",
+                release.to_str().unwrap(),
+                "--release-id",
+                id,
+                "--daemon-log-path",
+                dir.join("d.log").to_str().unwrap(),
+                "--daemon-pid-path",
+                dir.join("d.pid").to_str().unwrap(),
+                "--daemon-runtime-path",
+                dir.join("rt").to_str().unwrap(),
+            ],
+        )
+    };
+    let out = run("v1");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pid = std::fs::read_to_string(dir.join("d.pid")).unwrap();
+    let out = run("v2");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("d.pid")).unwrap(),
+        pid,
+        "one daemon"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["previousReleaseId"], "v1");
+    let out = deploy_support::daemon_support::cli(&config, &["shutdown"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}

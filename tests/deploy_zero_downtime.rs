@@ -30,7 +30,11 @@ fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
-                let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 buf.drain(..end + 4 + len);
                 return Ok(status);
             }
@@ -49,7 +53,12 @@ struct Load {
     errors: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-fn spawn_load(port: u16, keep_alive: bool, stop: Arc<AtomicBool>, load: &Load) -> std::thread::JoinHandle<()> {
+fn spawn_load(
+    port: u16,
+    keep_alive: bool,
+    stop: Arc<AtomicBool>,
+    load: &Load,
+) -> std::thread::JoinHandle<()> {
     let (ok, failed, errors) = (load.ok.clone(), load.failed.clone(), load.errors.clone());
     std::thread::spawn(move || {
         let fail = |e: String| {
@@ -99,8 +108,11 @@ fn spawn_load(port: u16, keep_alive: bool, stop: Arc<AtomicBool>, load: &Load) -
 
 fn open_ws(port: u16) -> tungstenite::WebSocket<TcpStream> {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (ws, response) = tungstenite::client::client(format!("ws://127.0.0.1:{port}/ws"), stream).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (ws, response) =
+        tungstenite::client::client(format!("ws://127.0.0.1:{port}/ws"), stream).unwrap();
     assert_eq!(response.status(), 101);
     ws
 }
@@ -121,7 +133,11 @@ fn twenty_back_to_back_deploys_under_load_fail_no_request() {
         eprintln!("skipped: node is not installed");
         return;
     }
-    let d = Deployment::start("zero", r#""drainTimeoutMs":30000"#, &node_web(&range(22100, 60)));
+    let d = Deployment::start(
+        "zero",
+        r#""drainTimeoutMs":30000"#,
+        &node_web(&range(22100, 60)),
+    );
     d.deploy_ok("v1");
     let port = d.proxy_port();
     let mut ws = open_ws(port);
@@ -145,9 +161,17 @@ fn twenty_back_to_back_deploys_under_load_fail_no_request() {
     for t in threads {
         t.join().unwrap();
     }
-    let (ok, failed) = (load.ok.load(Ordering::Relaxed), load.failed.load(Ordering::Relaxed));
+    let (ok, failed) = (
+        load.ok.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+    );
     eprintln!("requests ok: {ok}, failed: {failed}");
-    assert_eq!(failed, 0, "failed requests: {:?}", load.errors.lock().unwrap());
+    assert_eq!(
+        failed,
+        0,
+        "failed requests: {:?}",
+        load.errors.lock().unwrap()
+    );
     assert!(ok > 100, "too little load to mean anything: {ok}");
 
     // The WebSocket still talks to v1, which keeps draining for it.
@@ -161,7 +185,11 @@ fn twenty_back_to_back_deploys_under_load_fail_no_request() {
     ws.close(None).unwrap();
     let _ = ws.read();
     d.wait_status("v1 drained", 10, |s| {
-        s["releases"].as_array().unwrap().iter().any(|r| r["releaseId"] == "v1" && r["state"] == "stopped")
+        s["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["releaseId"] == "v1" && r["state"] == "stopped")
     });
 }
 
@@ -170,7 +198,11 @@ fn websocket_is_closed_at_the_drain_deadline() {
     if !have_node() {
         return;
     }
-    let d = Deployment::start("deadline", r#""drainTimeoutMs":800"#, &node_web(&range(22200, 20)));
+    let d = Deployment::start(
+        "deadline",
+        r#""drainTimeoutMs":800"#,
+        &node_web(&range(22200, 20)),
+    );
     d.deploy_ok("v1");
     let port = d.proxy_port();
     let mut ws = open_ws(port);
@@ -185,8 +217,14 @@ fn websocket_is_closed_at_the_drain_deadline() {
             Err(_) => break switched.elapsed(),
         }
     };
-    assert!(closed >= Duration::from_millis(700), "closed too early: {closed:?}");
-    assert!(closed < Duration::from_secs(8), "closed too late: {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(700),
+        "closed too early: {closed:?}"
+    );
+    assert!(
+        closed < Duration::from_secs(8),
+        "closed too late: {closed:?}"
+    );
     d.wait_status("v1 stopped", 10, |s| s["releases"][0]["state"] == "stopped");
     let mut fresh = open_ws(port);
     assert_eq!(echo(&mut fresh, "c"), "v2:c");

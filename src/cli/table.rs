@@ -312,6 +312,14 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: commands::completion::run,
     },
     CommandSpec {
+        name: "demo",
+        positional: None,
+        summary: "Run a real zero-downtime deploy on built-in defaults",
+        about: "Start a daemon on free local ports with the built-in example app, deploy release one, then release two while clients send requests through the proxy, and report requests, failures, the switch and the drain. Needs no config.",
+        options: &[],
+        run: commands::demo::run,
+    },
+    CommandSpec {
         name: "demo-app",
         positional: None,
         summary: "Serve the built-in example web app",
@@ -361,6 +369,7 @@ mod tests {
                 "predeploy-cleanup",
                 "recover",
                 "completion",
+                "demo",
                 "demo-app"
             ]
         );
@@ -369,7 +378,7 @@ mod tests {
     #[test]
     fn every_command_but_completion_takes_config_first() {
         for c in COMMANDS {
-            if c.name == "completion" || c.name == "demo-app" {
+            if matches!(c.name, "completion" | "demo" | "demo-app") {
                 assert!(!c.takes_config());
             } else {
                 assert_eq!(c.options[0].long, "config", "{}", c.name);

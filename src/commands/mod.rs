@@ -3,6 +3,7 @@
 
 pub mod completion;
 pub mod daemon;
+pub mod demo;
 pub mod demo_app;
 pub mod deploy;
 pub mod ensure_daemon;

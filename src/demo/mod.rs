@@ -2,3 +2,4 @@
 //! app it deploys.
 
 pub mod app;
+pub mod run;
