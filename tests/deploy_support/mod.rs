@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use daemon_support::{BIN, TestDaemon, stderr, stdout, temp_dir};
 
 pub fn fixture(name: &str) -> String {
