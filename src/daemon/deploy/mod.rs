@@ -107,7 +107,17 @@ pub struct Plan {
 pub fn spawn(plan: Plan, reply: ReplyTo) {
     let core = plan.core.clone();
     let run = move || {
-        let result = run(&plan).map(|(active, previous)| {
+        // A bug must not leave the op slot taken: a panic becomes an error.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&plan)));
+        let outcome = outcome.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("Internal error during deploy: {what}"))
+        });
+        let result = outcome.map(|(active, previous)| {
             serde_json::json!({"activeReleaseId": active, "previousReleaseId": previous})
                 .to_string()
         });
