@@ -20,8 +20,13 @@ bin=$target/release/examples
 
 command -v wrk >/dev/null || { echo "wrk not installed (apt-get install -y wrk)" >&2; exit 1; }
 (cd "$root" && cargo build --release --examples -q)
-# 10,000 tunnels need ~20,000 descriptors in the proxy.
+# 10,000 tunnels need ~20,000 descriptors in the proxy (two per tunnel).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+nofile=$(ulimit -n)
+if [ "$nofile" != unlimited ] && [ $((TUNNELS * 2 + 64)) -gt "$nofile" ]; then
+  echo "# RLIMIT_NOFILE is $nofile (hard limit, cannot be raised here): TUNNELS $TUNNELS -> $(((nofile - 64) / 2))" >&2
+  TUNNELS=$(((nofile - 64) / 2))
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -124,9 +129,15 @@ rss_loaded=$(rss_kib "$ppid")
 # Idle WebSocket tunnels through the proxy.
 mkfifo "$work/hold2"
 "$bin/ws_idle" "$pport" "$TUNNELS" <"$work/hold2" >"$work/ws.out" 2>&1 &
-pids+=($!)
+wspid=$!
+pids+=($wspid)
 exec 8>"$work/hold2"
-for _ in $(seq 1 1200); do grep -q ready "$work/ws.out" && break; grep -qi error "$work/ws.out" && break; sleep 0.1; done
+for _ in $(seq 1 1200); do
+  grep -q ready "$work/ws.out" && break
+  kill -0 "$wspid" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q ready "$work/ws.out" || echo "ws_idle did not finish: $(cat "$work/ws.out")" >&2
 sleep 0.5
 rss_ws=$(rss_kib "$ppid")
 ws_status=$(cat "$work/ws.out")
