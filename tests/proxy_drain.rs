@@ -141,3 +141,22 @@ fn dropping_every_handle_stops_the_proxy() {
     }
     drop(events);
 }
+
+#[test]
+fn port_can_be_rebound_right_after_shutdown() {
+    let p = Proxy::start();
+    let b = rollbridge::proxy::ProxyOptions::default();
+    let port = p.addr.port();
+    let backend = Backend::named("v1");
+    p.handle.set_active("v1", backend.addr).unwrap();
+    // a connection the proxy closes first leaves TIME_WAIT on its side
+    let mut c = p.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+    assert!(c.is_closed());
+    p.handle.shutdown_within(Duration::from_secs(1)).unwrap();
+    let again = rollbridge::proxy::start(rollbridge::proxy::ProxyOptions { port, ..b })
+        .expect("SO_REUSEADDR lets the successor bind");
+    assert_eq!(again.0.local_addr().port(), port);
+    again.0.shutdown_within(Duration::from_millis(100)).unwrap();
+}
