@@ -43,6 +43,14 @@ fn request_started_before_retire_completes() {
     p.wait_counts("v1", (1, 0));
     p.handle.set_active("v2", b2.addr).unwrap();
     p.handle.retire("v1").unwrap();
+    let v1 = p
+        .handle
+        .counts()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.release_id == "v1")
+        .unwrap();
+    assert!(v1.draining && v1.http == 1 && v1.websocket == 0);
     // new traffic goes to v2 meanwhile, the idle keep-alive does not pin v1
     assert_eq!(p.connect().get("/").text(), "v2");
     assert!(p.events.try_recv().is_err(), "drained too early");
