@@ -147,14 +147,22 @@ import sys, statistics, collections
 path, rss_idle, rss_loaded, rss_ws, tunnels, ws_status = sys.argv[1:7]
 rows = [l.rstrip("\n").split("\t") for l in open(path)]
 data = collections.defaultdict(list)
+by_round = {}
 for rnd, shape, name, rps, p50, p99, errs in rows:
     data[(shape, name)].append((float(rps), float(p50), float(p99), int(errs)))
+    by_round[(rnd, shape, name)] = float(rps)
+rounds = sorted(set(r[0] for r in rows))
 shapes = list(dict.fromkeys(r[1] for r in rows))
 names = list(dict.fromkeys(r[2] for r in rows))
-print(f"| shape | target | req/s (median) | p50 ms | p99 ms | errors | req/s ratio to direct |")
-print(f"|---|---|---:|---:|---:|---:|---:|")
+def ratio(shape, a, b):
+    # median over rounds of a/b measured back to back (robust to load drift)
+    rs = [by_round[(r, shape, a)] / by_round[(r, shape, b)]
+          for r in rounds if (r, shape, a) in by_round and (r, shape, b) in by_round]
+    return statistics.median(rs) if rs else float("nan")
+has_nginx = "nginx" in names
+print("| shape | target | req/s (median) | p50 ms | p99 ms | errors | ratio to direct | ratio to nginx |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
 for s in shapes:
-    base = statistics.median(x[0] for x in data[(s, "direct")])
     base_p50 = statistics.median(x[1] for x in data[(s, "direct")])
     for n in names:
         v = data[(s, n)]
@@ -164,8 +172,11 @@ for s in shapes:
         errs = sum(x[3] for x in v)
         extra = ""
         if s.startswith("1conn") and n != "direct":
-            extra = f" (+{(p50 - base_p50) * 1000:.0f} µs p50 over direct)"
-        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {errs} | {rps / base:.2f}{extra} |")
+            extra = f" (+{(p50 - base_p50) * 1000:.0f} µs p50)"
+        vs_nginx = f"{ratio(s, n, 'nginx'):.2f}" if has_nginx and n != "nginx" else ""
+        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {errs} | {ratio(s, n, 'direct'):.2f}{extra} | {vs_nginx} |")
+print()
+print("Ratios are medians of per-round ratios (targets run back to back in each round).")
 ri, rl, rw, t = int(rss_idle), int(rss_loaded), int(rss_ws), int(tunnels)
 print()
 print(f"rollbridge proxy RSS: idle {ri / 1024:.1f} MiB, after load {rl / 1024:.1f} MiB, "
