@@ -20,8 +20,13 @@ bin=$target/release/examples
 
 command -v wrk >/dev/null || { echo "wrk not installed (apt-get install -y wrk)" >&2; exit 1; }
 (cd "$root" && cargo build --release --examples -q)
-# 10,000 tunnels need ~20,000 descriptors in the proxy.
+# 10,000 tunnels need ~20,000 descriptors in the proxy (two per tunnel).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+nofile=$(ulimit -n)
+if [ "$nofile" != unlimited ] && [ $((TUNNELS * 2 + 64)) -gt "$nofile" ]; then
+  echo "# RLIMIT_NOFILE is $nofile (hard limit, cannot be raised here): TUNNELS $TUNNELS -> $(((nofile - 64) / 2))" >&2
+  TUNNELS=$(((nofile - 64) / 2))
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -124,9 +129,15 @@ rss_loaded=$(rss_kib "$ppid")
 # Idle WebSocket tunnels through the proxy.
 mkfifo "$work/hold2"
 "$bin/ws_idle" "$pport" "$TUNNELS" <"$work/hold2" >"$work/ws.out" 2>&1 &
-pids+=($!)
+wspid=$!
+pids+=($wspid)
 exec 8>"$work/hold2"
-for _ in $(seq 1 1200); do grep -q ready "$work/ws.out" && break; grep -qi error "$work/ws.out" && break; sleep 0.1; done
+for _ in $(seq 1 1200); do
+  grep -q ready "$work/ws.out" && break
+  kill -0 "$wspid" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q ready "$work/ws.out" || echo "ws_idle did not finish: $(cat "$work/ws.out")" >&2
 sleep 0.5
 rss_ws=$(rss_kib "$ppid")
 ws_status=$(cat "$work/ws.out")
@@ -136,14 +147,22 @@ import sys, statistics, collections
 path, rss_idle, rss_loaded, rss_ws, tunnels, ws_status = sys.argv[1:7]
 rows = [l.rstrip("\n").split("\t") for l in open(path)]
 data = collections.defaultdict(list)
+by_round = {}
 for rnd, shape, name, rps, p50, p99, errs in rows:
     data[(shape, name)].append((float(rps), float(p50), float(p99), int(errs)))
+    by_round[(rnd, shape, name)] = float(rps)
+rounds = sorted(set(r[0] for r in rows))
 shapes = list(dict.fromkeys(r[1] for r in rows))
 names = list(dict.fromkeys(r[2] for r in rows))
-print(f"| shape | target | req/s (median) | p50 ms | p99 ms | errors | req/s ratio to direct |")
-print(f"|---|---|---:|---:|---:|---:|---:|")
+def ratio(shape, a, b):
+    # median over rounds of a/b measured back to back (robust to load drift)
+    rs = [by_round[(r, shape, a)] / by_round[(r, shape, b)]
+          for r in rounds if (r, shape, a) in by_round and (r, shape, b) in by_round]
+    return statistics.median(rs) if rs else float("nan")
+has_nginx = "nginx" in names
+print("| shape | target | req/s (median) | p50 ms | p99 ms | errors | ratio to direct | ratio to nginx |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
 for s in shapes:
-    base = statistics.median(x[0] for x in data[(s, "direct")])
     base_p50 = statistics.median(x[1] for x in data[(s, "direct")])
     for n in names:
         v = data[(s, n)]
@@ -153,8 +172,11 @@ for s in shapes:
         errs = sum(x[3] for x in v)
         extra = ""
         if s.startswith("1conn") and n != "direct":
-            extra = f" (+{(p50 - base_p50) * 1000:.0f} µs p50 over direct)"
-        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {errs} | {rps / base:.2f}{extra} |")
+            extra = f" (+{(p50 - base_p50) * 1000:.0f} µs p50)"
+        vs_nginx = f"{ratio(s, n, 'nginx'):.2f}" if has_nginx and n != "nginx" else ""
+        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {errs} | {ratio(s, n, 'direct'):.2f}{extra} | {vs_nginx} |")
+print()
+print("Ratios are medians of per-round ratios (targets run back to back in each round).")
 ri, rl, rw, t = int(rss_idle), int(rss_loaded), int(rss_ws), int(tunnels)
 print()
 print(f"rollbridge proxy RSS: idle {ri / 1024:.1f} MiB, after load {rl / 1024:.1f} MiB, "

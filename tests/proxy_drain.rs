@@ -43,6 +43,14 @@ fn request_started_before_retire_completes() {
     p.wait_counts("v1", (1, 0));
     p.handle.set_active("v2", b2.addr).unwrap();
     p.handle.retire("v1").unwrap();
+    let v1 = p
+        .handle
+        .counts()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.release_id == "v1")
+        .unwrap();
+    assert!(v1.draining && v1.http == 1 && v1.websocket == 0);
     // new traffic goes to v2 meanwhile, the idle keep-alive does not pin v1
     assert_eq!(p.connect().get("/").text(), "v2");
     assert!(p.events.try_recv().is_err(), "drained too early");
@@ -140,4 +148,23 @@ fn dropping_every_handle_stops_the_proxy() {
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(events);
+}
+
+#[test]
+fn port_can_be_rebound_right_after_shutdown() {
+    let p = Proxy::start();
+    let b = rollbridge::proxy::ProxyOptions::default();
+    let port = p.addr.port();
+    let backend = Backend::named("v1");
+    p.handle.set_active("v1", backend.addr).unwrap();
+    // a connection the proxy closes first leaves TIME_WAIT on its side
+    let mut c = p.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+    assert!(c.is_closed());
+    p.handle.shutdown_within(Duration::from_secs(1)).unwrap();
+    let again = rollbridge::proxy::start(rollbridge::proxy::ProxyOptions { port, ..b })
+        .expect("SO_REUSEADDR lets the successor bind");
+    assert_eq!(again.0.local_addr().port(), port);
+    again.0.shutdown_within(Duration::from_millis(100)).unwrap();
 }

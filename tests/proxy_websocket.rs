@@ -4,16 +4,40 @@ mod proxy_support;
 use proxy_support::*;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tungstenite::{Message, WebSocket};
 
-/// A tungstenite echo server; returns its address.
-fn ws_echo_backend() -> SocketAddr {
+/// A tungstenite echo server; stops accepting when dropped.
+struct WsEcho {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WsEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn ws_echo_backend() -> WsEcho {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let accept = std::thread::spawn(move || {
         for s in l.incoming() {
+            if st.load(Ordering::SeqCst) {
+                return;
+            }
             let Ok(s) = s else { return };
+            // Each echo thread ends when its peer closes or resets.
             std::thread::spawn(move || {
                 let Ok(mut ws) = tungstenite::accept(s) else {
                     return;
@@ -29,7 +53,11 @@ fn ws_echo_backend() -> SocketAddr {
             });
         }
     });
-    addr
+    WsEcho {
+        addr,
+        stop,
+        accept: Some(accept),
+    }
 }
 
 fn ws_connect(p: &Proxy) -> WebSocket<TcpStream> {
@@ -49,7 +77,8 @@ fn echo(ws: &mut WebSocket<TcpStream>, text: &str) {
 #[test]
 fn websocket_echoes_through_proxy_and_is_counted() {
     let p = Proxy::start();
-    p.handle.set_active("v1", ws_echo_backend()).unwrap();
+    let echo_server = ws_echo_backend();
+    p.handle.set_active("v1", echo_server.addr).unwrap();
     let mut ws = ws_connect(&p);
     echo(&mut ws, "hello");
     p.wait_counts("v1", (0, 1));
@@ -169,14 +198,15 @@ fn tunnel_ends_promptly_when_upstream_dies() {
 
 #[test]
 fn websocket_and_sse_survive_flip_until_force_close() {
-    let ws_addr = ws_echo_backend();
+    let echo_server = ws_echo_backend();
+    let ws_addr = echo_server.addr;
     let (tx, rx) = crossbeam_channel::unbounded::<()>();
     let sse = Backend::start(std::sync::Arc::new(move |_r, s| {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
         let _ = s.write_all(b"7\r\ndata: 1\r\n");
         let _ = rx.recv_timeout(T);
         let _ = s.write_all(b"7\r\ndata: 2\r\n");
-        std::thread::sleep(Duration::from_secs(30));
+        let _ = rx.recv_timeout(T); // hold the stream open until the test ends
         After::Close
     }));
     // The SSE stream is routed to release v1, the WebSocket to w1.
@@ -211,12 +241,14 @@ fn websocket_and_sse_survive_flip_until_force_close() {
     p.handle.force_close("v1").unwrap();
     p.wait_drained("v1");
     assert!(stream.is_closed());
+    let _ = tx.send(());
 }
 
 #[test]
 fn retired_release_drains_when_its_websocket_closes() {
     let p = Proxy::start();
-    p.handle.set_active("v1", ws_echo_backend()).unwrap();
+    let echo_server = ws_echo_backend();
+    p.handle.set_active("v1", echo_server.addr).unwrap();
     let mut ws = ws_connect(&p);
     echo(&mut ws, "hi");
     p.handle.clear_active().unwrap();

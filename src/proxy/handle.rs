@@ -43,8 +43,8 @@ pub struct ReleaseCounts {
     pub http: u64,
     /// Open WebSocket tunnels.
     pub websocket: u64,
-    /// False once retired (draining).
-    pub active: bool,
+    /// Retired and waiting for its last request/tunnel.
+    pub draining: bool,
 }
 
 pub(crate) enum Command {

@@ -56,6 +56,15 @@ impl Default for ProxyOptions {
 }
 
 impl ProxyOptions {
+    /// The contract's default `proxy.upstreamHost` for a listen host: the
+    /// host itself, except `127.0.0.1` for the wildcards `0.0.0.0` and `::`.
+    pub fn default_upstream_host(listen_host: &str) -> String {
+        match listen_host.trim_start_matches('[').trim_end_matches(']') {
+            "0.0.0.0" | "::" => "127.0.0.1".into(),
+            other => other.into(),
+        }
+    }
+
     /// True if `peer` is listed in `trusted_proxies`.
     pub fn is_trusted(&self, peer: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|n| n.contains(peer))
@@ -136,6 +145,18 @@ mod tests {
         assert!(o.is_trusted("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!o.is_trusted("10.0.0.1".parse().unwrap()));
         assert!(!o.is_trusted("::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn wildcard_listen_host_defaults_upstream_to_loopback() {
+        assert_eq!(ProxyOptions::default_upstream_host("0.0.0.0"), "127.0.0.1");
+        assert_eq!(ProxyOptions::default_upstream_host("::"), "127.0.0.1");
+        assert_eq!(ProxyOptions::default_upstream_host("[::]"), "127.0.0.1");
+        assert_eq!(ProxyOptions::default_upstream_host("::1"), "::1");
+        assert_eq!(
+            ProxyOptions::default_upstream_host("127.0.0.1"),
+            "127.0.0.1"
+        );
     }
 
     #[test]

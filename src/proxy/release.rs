@@ -205,7 +205,7 @@ impl Releases {
                 release_id: r.id.clone(),
                 http: r.http,
                 websocket: r.websocket,
-                active: !r.retired,
+                draining: r.retired,
             })
             .collect()
     }

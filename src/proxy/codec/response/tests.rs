@@ -177,3 +177,18 @@ fn http10_upstream_is_not_reused() {
     let (i, _) = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", ctx()).unwrap();
     assert!(!i.upstream_reusable);
 }
+
+#[test]
+fn bytes_after_101_reach_tunnel() {
+    let c = ResponseCtx {
+        upgrade_requested: true,
+        ..ctx()
+    };
+    let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi";
+    let mut out = Vec::new();
+    let RespParse::Complete(i) = parse_response(raw, 65536, c, &mut out).unwrap() else {
+        panic!("partial");
+    };
+    // the frame after the head is left for the tunnel
+    assert_eq!(&raw[i.head_len..], b"\x81\x02hi");
+}
