@@ -70,6 +70,7 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
         ));
     }
 
+    raise_nofile_limit();
     bind::clear_path(&config.control.path)?;
     let (proxy, proxy_events) = ProxyPort::bind(&config.proxy)?;
     record(Event::new(
@@ -136,6 +137,22 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
     supervisor.shutdown();
     log::flush(std::time::Duration::from_secs(2));
     Ok(code)
+}
+
+/// A WebSocket tunnel costs two descriptors: raise the soft limit to the
+/// hard one so ~10,000 idle tunnels fit (proxy.md §1). Children inherit it.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP all mean "clean shutdown"; repeated signals
