@@ -1,4 +1,5 @@
-// rollbridge.js — the four-process Velocious layout from the original
+// rollbridge.js — the four-process Velocious layout: the production example
+// of the original Rollbridge documentation, verbatim apart from indentation:
 // Rollbridge documentation: a broker and a job coordinator as services,
 // per-release job workers, and the proxied web process.
 export default {
