@@ -1,7 +1,7 @@
 // rollbridge.js — the four-process Velocious layout: the production example
-// of the original Rollbridge documentation, verbatim apart from indentation:
-// Rollbridge documentation: a broker and a job coordinator as services,
-// per-release job workers, and the proxied web process.
+// of the original Rollbridge documentation (indentation restored). A broker
+// and a job coordinator as services, per-release job workers, and the
+// proxied web process.
 export default {
   application: "tensorbuzz",
   control: {path: "/tmp/rollbridge-tensorbuzz.sock"},
