@@ -229,3 +229,45 @@ fn websocket_is_closed_at_the_drain_deadline() {
     let mut fresh = open_ws(port);
     assert_eq!(echo(&mut fresh, "c"), "v2:c");
 }
+
+#[test]
+fn rollback_to_a_draining_release_keeps_it_active() {
+    if !have_node() {
+        return;
+    }
+    let d = Deployment::start(
+        "rbdrain",
+        r#""drainTimeoutMs":30000"#,
+        &node_web(&range(22400, 20)),
+    );
+    d.deploy_ok("v1");
+    let port = d.proxy_port();
+    let mut ws = open_ws(port);
+    assert_eq!(echo(&mut ws, "x"), "v1:x");
+    d.deploy_ok("v2");
+    assert_eq!(d.release("v1")["state"], "draining");
+    // v1 is still draining (the tunnel holds it): rollback stops it first,
+    // cutting the tunnel, then starts it afresh.
+    let out = d.daemon.cli(&["rollback"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        ws.read().is_err() || ws.read().is_err(),
+        "old tunnel was cut"
+    );
+    // The stale retirement of the old v1 must not touch the new one.
+    std::thread::sleep(Duration::from_millis(500));
+    let v1 = d.release("v1");
+    assert_eq!(v1["state"], "active", "{v1:#}");
+    assert_eq!(d.status()["activeReleaseId"], "v1");
+    let (_, body) = get(port, "/").unwrap();
+    assert!(body.starts_with("release v1"), "{body}");
+    let mut fresh = open_ws(port);
+    assert_eq!(echo(&mut fresh, "y"), "v1:y");
+    d.wait_status("v2 drained", 10, |s| {
+        s["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["releaseId"] == "v2" && r["state"] == "stopped")
+    });
+}

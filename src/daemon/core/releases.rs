@@ -112,6 +112,7 @@ impl Core {
             deploy::stop_parallel(&supervisor, &keys);
             let _ = core.send(CoreMsg::Deploy(DeployMsg::Stopped {
                 release_id,
+                keys,
                 reply: Some(reply),
                 event: true,
             }));
@@ -158,8 +159,14 @@ impl Core {
                 }
             }
             DeployMsg::Retire { release_id } => self.retire(release_id),
-            DeployMsg::Retired { release_id, error } => {
-                self.mark_stopped(&release_id);
+            DeployMsg::Retired {
+                release_id,
+                keys,
+                error,
+            } => {
+                if !self.mark_stopped(&release_id, &keys) {
+                    return;
+                }
                 match error {
                     None => self.record(Event::new(
                         "release drained",
@@ -177,10 +184,11 @@ impl Core {
             }
             DeployMsg::Stopped {
                 release_id,
+                keys,
                 reply,
                 event,
             } => {
-                self.mark_stopped(&release_id);
+                self.mark_stopped(&release_id, &keys);
                 if event {
                     self.record(Event::new(
                         "release stopped",
@@ -304,12 +312,20 @@ impl Core {
         });
     }
 
-    fn mark_stopped(&mut self, release_id: &str) {
-        if let Some(r) = self.state.releases.iter_mut().find(|r| r.id == release_id) {
-            r.state = ReleaseState::Stopped;
-            r.stopped_at = Some(crate::timefmt::iso(crate::timefmt::now_ms()));
+    /// Marks the incarnation of `release_id` made of `keys` stopped; false
+    /// when the id now names a newer incarnation (re-activated by a
+    /// rollback or redeploy), which is left untouched.
+    fn mark_stopped(&mut self, release_id: &str, keys: &[ProcKey]) -> bool {
+        let Some(r) = self.state.releases.iter_mut().find(|r| r.id == release_id) else {
+            return false;
+        };
+        if !keys.is_empty() && !r.processes.iter().any(|p| keys.contains(&p.key)) {
+            return false;
         }
+        r.state = ReleaseState::Stopped;
+        r.stopped_at = Some(crate::timefmt::iso(crate::timefmt::now_ms()));
         self.drain_waiters.remove(release_id);
+        true
     }
 
     /// Forgets stopped releases beyond `releaseRetention` (§4.6).

@@ -53,12 +53,16 @@ pub enum DeployMsg {
     /// A release was stopped without a drain (`stop`, rollback target).
     Stopped {
         release_id: String,
+        keys: Vec<ProcKey>,
         reply: Option<ReplyTo>,
         event: bool,
     },
     /// A retirement finished (`error`: some process did not stop).
+    /// `keys` identify the incarnation: a release re-activated under the
+    /// same id meanwhile (rollback) has other keys and is left alone.
     Retired {
         release_id: String,
+        keys: Vec<ProcKey>,
         error: Option<String>,
     },
     /// Close every proxied connection of a release now.
@@ -172,6 +176,7 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
             core,
             DeployMsg::Stopped {
                 release_id: pre.release_id.clone(),
+                keys: pre.keys.clone(),
                 reply: None,
                 event: false,
             },

@@ -23,6 +23,15 @@ pub struct Groups {
     pub handoff: Vec<ProcKey>,
 }
 
+impl Groups {
+    pub fn all(&self) -> Vec<ProcKey> {
+        let mut keys = self.non_blocking.clone();
+        keys.extend(&self.dependent);
+        keys.extend(&self.handoff);
+        keys
+    }
+}
+
 pub struct Retirement {
     pub release_id: String,
     pub groups: Groups,
@@ -38,6 +47,7 @@ pub struct Retirement {
 pub fn spawn(r: Retirement) {
     let core = r.core.clone();
     let id = r.release_id.clone();
+    let keys = r.groups.all();
     let run = move || {
         let supervisor = r.supervisor.clone();
         let early = r.groups.non_blocking.clone();
@@ -50,8 +60,10 @@ pub fn spawn(r: Retirement) {
         failed += early_stops.join().unwrap_or(0);
         failed += stop_parallel(&r.supervisor, &r.groups.handoff);
         let error = (failed > 0).then(|| format!("{failed} process(es) did not stop"));
+        let keys = r.groups.all();
         let _ = r.core.send(CoreMsg::Deploy(DeployMsg::Retired {
             release_id: r.release_id,
+            keys,
             error,
         }));
     };
@@ -62,6 +74,7 @@ pub fn spawn(r: Retirement) {
     {
         let _ = core.send(CoreMsg::Deploy(DeployMsg::Retired {
             release_id: id,
+            keys,
             error: Some("cannot start the retirement thread".into()),
         }));
     }
