@@ -321,8 +321,8 @@ fn state_path_checks() {
         ),
     )
     .unwrap();
-    let extra = format!(r#","statePath":"state.json""#);
-    let cfg = write(&dir, "app", 0, &extra, ONE);
+    // Relative: resolved against the CLI's cwd.
+    let cfg = write(&dir, "app", 0, r#","statePath":"state.json""#, ONE);
     let run = doctor(&dir, &["-c", &cfg, "--json"]);
     assert_eq!(run.code, 1);
     let list = checks(&run);
