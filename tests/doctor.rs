@@ -236,6 +236,32 @@ fn foreign_listener_on_the_control_path_fails() {
 }
 
 #[test]
+fn unprobeable_control_path_fails() {
+    let dir = temp_dir("doc-enotdir");
+    let file = dir.join("file");
+    std::fs::write(&file, "x").unwrap();
+    let sock = file.join("c.sock");
+    let cfg = format!(
+        r#"{{"application":"app","control":{{"path":"{}"}},"proxy":{{"port":0}},"processes":{ONE}}}"#,
+        sock.display()
+    );
+    std::fs::write(dir.join("rollbridge.json"), cfg).unwrap();
+    let run = doctor(&dir, &["--json"]);
+    assert_eq!(run.code, 1);
+    let list = checks(&run);
+    let s = sock.display();
+    assert_eq!(
+        check(&list, "control socket").2,
+        format!("could not probe {s}: connect ENOTDIR {s}")
+    );
+    assert_eq!(
+        check(&list, "control socket directory").2,
+        format!("{} is missing or not writable", file.display())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn proxy_port_held_by_a_foreign_listener_fails() {
     let dir = temp_dir("doc-port");
     let held = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -85,6 +85,9 @@ fn parent_of(file: &str) -> PathBuf {
 }
 
 fn writable(dir: &Path) -> bool {
+    if !dir.is_dir() {
+        return false;
+    }
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
         return false;
     };
