@@ -5,11 +5,34 @@
 mod daemon_support;
 
 use std::net::{TcpListener, TcpStream};
+use std::ops::Deref;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use daemon_support::*;
+
+/// A unique temp dir removed on drop, also when an assertion fails.
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        Tmp(temp_dir(tag))
+    }
+}
+
+impl Deref for Tmp {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 struct Run {
     code: i32,
@@ -82,7 +105,7 @@ const ONE: &str =
 
 #[test]
 fn invalid_config_reports_only_the_config_check() {
-    let dir = temp_dir("doc-inv");
+    let dir = Tmp::new("doc-inv");
     let cfg = write(&dir, "app", 0, "", "[]");
     let run = doctor(&dir, &["-c", &cfg, "--json"]);
     assert_eq!(run.code, 1);
@@ -102,12 +125,11 @@ fn invalid_config_reports_only_the_config_check() {
     assert!(human.stdout.starts_with("✗ config: "), "{}", human.stdout);
     assert_eq!(human.stdout.lines().count(), 1);
     assert_eq!(human.stderr, "\n1 check(s) failed.\n");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn unresolvable_config_path_is_one_failed_check() {
-    let dir = temp_dir("doc-none");
+    let dir = Tmp::new("doc-none");
     let run = doctor(&dir, &["--json"]);
     assert_eq!(run.code, 1);
     let list = checks(&run);
@@ -118,12 +140,11 @@ fn unresolvable_config_path_is_one_failed_check() {
     assert_eq!(human.code, 1);
     assert!(human.stdout.is_empty());
     assert!(human.stderr.contains("No config file found"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn everything_passes_without_a_daemon() {
-    let dir = temp_dir("doc-ok");
+    let dir = Tmp::new("doc-ok");
     let port = free_port();
     let cfg = write(&dir, "app", port, "", ONE);
     let sock = dir.join("c.sock");
@@ -152,15 +173,14 @@ fn everything_passes_without_a_daemon() {
     let first = json.stdout.find("\"detail\"").unwrap();
     assert!(first < json.stdout.find("\"name\"").unwrap());
     assert!(json.stdout.find("\"name\"").unwrap() < json.stdout.find("\"ok\"").unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn same_application_daemon_passes_socket_and_port() {
-    let dir = temp_dir("doc-same");
+    let dir = Tmp::new("doc-same");
     let port = free_port();
     let cfg = write(&dir, "shop", port, "", ONE);
-    let daemon = TestDaemon::start_with(dir.clone(), cfg.clone().into(), &[]);
+    let daemon = TestDaemon::start_with(dir.to_path_buf(), cfg.clone().into(), &[]);
     std::fs::create_dir_all(dir.join("rel")).unwrap();
     let run = doctor(&dir, &["-c", &cfg, "--json", "--release-path", "rel"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
@@ -181,9 +201,9 @@ fn same_application_daemon_passes_socket_and_port() {
 
 #[test]
 fn another_applications_daemon_fails() {
-    let dir = temp_dir("doc-other");
+    let dir = Tmp::new("doc-other");
     let daemon_cfg = write(&dir, "other", 0, "", ONE);
-    let daemon = TestDaemon::start_with(dir.clone(), daemon_cfg.into(), &[]);
+    let daemon = TestDaemon::start_with(dir.to_path_buf(), daemon_cfg.into(), &[]);
     let mine = dir.join("mine");
     std::fs::create_dir_all(&mine).unwrap();
     let cfg = format!(
@@ -209,7 +229,7 @@ fn another_applications_daemon_fails() {
 
 #[test]
 fn foreign_listener_on_the_control_path_fails() {
-    let dir = temp_dir("doc-foreign");
+    let dir = Tmp::new("doc-foreign");
     let state = dir.join("state.json");
     let extra = format!(r#","statePath":"{}""#, state.display());
     let cfg = write(&dir, "app", 0, &extra, ONE);
@@ -232,12 +252,11 @@ fn foreign_listener_on_the_control_path_fails() {
         check(&list, "orphaned processes").2,
         "a daemon is running; its managed processes are not orphans"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn unprobeable_control_path_fails() {
-    let dir = temp_dir("doc-enotdir");
+    let dir = Tmp::new("doc-enotdir");
     let file = dir.join("file");
     std::fs::write(&file, "x").unwrap();
     let sock = file.join("c.sock");
@@ -258,12 +277,11 @@ fn unprobeable_control_path_fails() {
         check(&list, "control socket directory").2,
         format!("{} is missing or not writable", file.display())
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn proxy_port_held_by_a_foreign_listener_fails() {
-    let dir = temp_dir("doc-port");
+    let dir = Tmp::new("doc-port");
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let cfg = write(&dir, "app", port, "", ONE);
@@ -278,12 +296,11 @@ fn proxy_port_held_by_a_foreign_listener_fails() {
     );
     assert_eq!(run.stderr, "\n1 check(s) failed.\n");
     drop(held);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn port_in_time_wait_passes() {
-    let dir = temp_dir("doc-tw");
+    let dir = Tmp::new("doc-tw");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -300,12 +317,11 @@ fn port_in_time_wait_passes() {
         check(&list, "proxy port").2,
         format!("127.0.0.1:{port} is available")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn state_path_checks() {
-    let dir = temp_dir("doc-state");
+    let dir = Tmp::new("doc-state");
     let missing = dir.join("nope").join("state.json");
     let extra = format!(r#","statePath":"{}""#, missing.display());
     let cfg = write(&dir, "app", 0, &extra, ONE);
@@ -365,7 +381,6 @@ fn state_path_checks() {
         )
     );
     sleeper.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A `sleep` child killed on drop.
@@ -396,7 +411,7 @@ const TWO: &str = r#"[
 
 #[test]
 fn release_checks_pass_for_a_prepared_release() {
-    let dir = temp_dir("doc-rel");
+    let dir = Tmp::new("doc-rel");
     let cfg = write(&dir, "app", 0, "", TWO);
     let rel = dir.join("releases").join("v7");
     std::fs::create_dir_all(rel.join("abc-abc")).unwrap();
@@ -442,12 +457,11 @@ fn release_checks_pass_for_a_prepared_release() {
             rel.join("v7-v7").display()
         )
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn single_process_wording_and_missing_release_path() {
-    let dir = temp_dir("doc-miss");
+    let dir = Tmp::new("doc-miss");
     let cfg = write(&dir, "app", 0, "", ONE);
     let run = doctor(&dir, &["-c", &cfg, "--json", "--release-path", "gone"]);
     assert_eq!(run.code, 1);
@@ -481,12 +495,11 @@ fn single_process_wording_and_missing_release_path() {
         check(&list, "process working directories").2,
         "all 1 process working directory exists"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn unresolved_templates_and_missing_directories() {
-    let dir = temp_dir("doc-tpl");
+    let dir = Tmp::new("doc-tpl");
     let procs = r#"[
       {"id":"web","command":"run {{env.ROLLBRIDGE_DOCTOR_UNSET}} {{nope}}","policy":"proxied","port":{"from":0,"to":0}},
       {"id":"a","command":"a","policy":"companion","cwd":"x"},
@@ -513,5 +526,4 @@ fn unresolved_templates_and_missing_directories() {
         run.stdout
     );
     assert_eq!(run.stderr, "\n2 check(s) failed.\n");
-    let _ = std::fs::remove_dir_all(&dir);
 }
