@@ -128,9 +128,13 @@ pub struct Rendered {
 /// Renders `command`, `cwd` and every `env` value. An error names the
 /// process and field as well as the placeholder.
 pub fn render_process(p: &ProcessConfig, ctx: &Context) -> Result<Rendered, String> {
-    let field = |name: &str, t: &str| {
-        render(t, ctx).map_err(|e| format!("{e} (process \"{}\", {name})", p.id))
-    };
+    render_fields(p, ctx).map_err(|(name, e)| format!("{e} (process \"{}\", {name})", p.id))
+}
+
+/// [`render_process`] with the failing field and the bare placeholder
+/// error apart: `doctor` reports `<id>: <error>` as the original does.
+pub fn render_fields(p: &ProcessConfig, ctx: &Context) -> Result<Rendered, (String, String)> {
+    let field = |name: &str, t: &str| render(t, ctx).map_err(|e| (name.to_owned(), e));
     let command = field("command", &p.command)?;
     let cwd = match p.cwd.as_deref() {
         Some(c) if !c.is_empty() => field("cwd", c)?,

@@ -260,7 +260,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Check the config and this host before a deploy",
         about: "Check the config, the control socket, the proxy port, state paths and (with --release-path) the release's templates and working directories.",
         options: &[CONFIG, RELEASE_PATH, RELEASE_ID, REVISION, JSON],
-        run: commands::pending::run,
+        run: commands::doctor::run,
     },
     CommandSpec {
         name: "logs",

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod demo;
 pub mod demo_app;
 pub mod deploy;
+pub mod doctor;
 pub mod ensure_daemon;
 pub mod events;
 pub mod logs;

@@ -1,6 +1,6 @@
 //! What is at the control path before binding (`daemon.md` §2.1): nothing,
 //! a Rollbridge daemon (then the "already running" diagnostic), or some
-//! other process. The same probe serves `doctor`/`recover` later.
+//! other process. The same probe serves `doctor` and `recover`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
@@ -16,17 +16,24 @@ pub enum Probe {
     Rollbridge {
         application: String,
         active_release_id: Option<String>,
+        /// `proxy {host, port}` as reported, so `doctor` can tell the port
+        /// is held by this very daemon.
+        proxy: Option<(String, u16)>,
     },
     Unidentified,
 }
 
 pub fn probe(path: &str) -> Result<Probe, String> {
+    probe_raw(path).map_err(|e| format!("Cannot check the control socket {path}: {e}"))
+}
+
+/// [`probe`] with the bare connect error (`connect EACCES <path>`), for
+/// callers that word the failure themselves.
+pub fn probe_raw(path: &str) -> Result<Probe, String> {
     let stream = match connect(path) {
         Ok(s) => s,
         Err(ClientError::NoDaemon(_)) => return Ok(Probe::NotAlive),
-        Err(ClientError::Failed(e)) => {
-            return Err(format!("Cannot check the control socket {path}: {e}"));
-        }
+        Err(ClientError::Failed(e)) => return Err(e),
     };
     let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(PROBE_TIMEOUT));
@@ -52,9 +59,17 @@ fn identify(line: &[u8]) -> Probe {
                 .get("activeReleaseId")
                 .and_then(|a| a.as_str())
                 .map(str::to_owned),
+            proxy: proxy_of(&value),
         },
         _ => Probe::Unidentified,
     }
+}
+
+fn proxy_of(status: &serde_json::Value) -> Option<(String, u16)> {
+    let proxy = status.get("proxy")?;
+    let host = proxy.get("host")?.as_str()?;
+    let port = u16::try_from(proxy.get("port")?.as_u64()?).ok()?;
+    Some((host.to_owned(), port))
 }
 
 /// The startup error for a live socket.
@@ -63,6 +78,7 @@ pub fn already_running_message(path: &str, probe: &Probe) -> String {
         Probe::Rollbridge {
             application,
             active_release_id,
+            ..
         } => {
             let active = match active_release_id {
                 Some(id) => format!("(active release: {id})"),
@@ -91,9 +107,16 @@ mod tests {
             identify(br#"{"status":"success","activeReleaseId":"v1","application":"shop"}"#),
             Probe::Rollbridge {
                 application: "shop".into(),
-                active_release_id: Some("v1".into())
+                active_release_id: Some("v1".into()),
+                proxy: None,
             }
         );
+    }
+
+    #[test]
+    fn status_proxy_is_remembered() {
+        let p = identify(br#"{"application":"shop","proxy":{"host":"127.0.0.1","port":8182}}"#);
+        assert!(matches!(p, Probe::Rollbridge { proxy: Some((h, 8182)), .. } if h == "127.0.0.1"));
     }
 
     #[test]
@@ -109,6 +132,7 @@ mod tests {
             &Probe::Rollbridge {
                 application: "shop".into(),
                 active_release_id: None,
+                proxy: None,
             },
         );
         assert!(m.contains(
