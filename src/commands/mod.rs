@@ -10,6 +10,7 @@ pub mod ensure_daemon;
 pub mod events;
 pub mod logs;
 pub mod pending;
+pub mod recover;
 pub mod restart;
 pub mod shutdown;
 pub mod status;

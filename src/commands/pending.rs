@@ -1,4 +1,4 @@
-//! Commands of the contract not built yet (`doctor`, `recover`,
+//! Commands of the contract not built yet (`doctor`,
 //! `predeploy-cleanup`): they parse and document fully, and say plainly
 //! that this build lacks them instead of doing something half-way.
 
