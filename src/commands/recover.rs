@@ -160,8 +160,9 @@ mod tests {
         assert_eq!(
             r,
             Report {
-                stdout: "Stopped 2 orphaned processes:\n  web (pid 10, release v1)\n  db (pid 11)\n"
-                    .into(),
+                stdout:
+                    "Stopped 2 orphaned processes:\n  web (pid 10, release v1)\n  db (pid 11)\n"
+                        .into(),
                 stderr: String::new(),
                 code: 0
             }
