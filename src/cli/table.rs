@@ -293,7 +293,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Prepare a host migrating from another supervisor",
         about: "Before the first deploy after a migration: stop a stale daemon, recover orphans and stop legacy processes matched by legacyTakeover.",
         options: &[CONFIG, RELEASE_PATH],
-        run: commands::pending::run,
+        run: commands::predeploy::run,
     },
     CommandSpec {
         name: "recover",

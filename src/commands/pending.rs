@@ -1,6 +1,6 @@
-//! Commands of the contract not built yet (`doctor`,
-//! `predeploy-cleanup`): they parse and document fully, and say plainly
-//! that this build lacks them instead of doing something half-way.
+//! Commands of the contract not built yet (`doctor`): they parse and
+//! document fully, and say plainly that this build lacks them instead of
+//! doing something half-way.
 
 use crate::cli::Args;
 
