@@ -298,3 +298,67 @@ fn recovers_what_a_sigkilled_daemon_recorded() {
     );
     assert!(!web.alive());
 }
+
+/// predeploy-cleanup with a daemon config plus `legacyTakeover` matching
+/// `marker`.
+fn predeploy_config(dir: &Path, marker: &str) -> PathBuf {
+    let path = dir.join("rollbridge.json");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"application":"rec","control":{{"path":"{}"}},"statePath":"{}","legacyTakeover":{{"processes":[{{"includes":["{marker}"]}}],"forceStopTimeoutMs":100}},"proxy":{{"port":0,"forceStopTimeoutMs":200}},"processes":[{{"id":"web","command":"sleep 1000","policy":"proxied","port":{{"from":0,"to":0}}}}]}}"#,
+            dir.join("c.sock").display(),
+            dir.join("state.json").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn predeploy_cleanup_stops_daemon_orphans_and_legacy_processes() {
+    let dir = temp_dir("rec-pre");
+    let marker = format!("rb-legacy-{}", std::process::id());
+    let cfg = predeploy_config(&dir, &marker);
+    let orphan = Group::polite(&dir, "web");
+    snapshot(&dir, orphan.pgid, dead_pid());
+    let legacy = Group::start(
+        &dir,
+        "legacy",
+        &format!("sleep 1000 & touch READY; wait; : {marker}"),
+    );
+    let mut d = TestDaemon::start_with(dir.clone(), cfg.clone(), &[]);
+    let (code, out, err) = outputs(&cli(&cfg, &["predeploy-cleanup"]));
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
+    assert_eq!(
+        out,
+        "Stopped existing Rollbridge daemon before deploy.\nRecovered 1 Rollbridge orphaned process.\nStopped 2 legacy processes.\n"
+    );
+    assert!(
+        d.wait_exit(Duration::from_secs(5)).is_some(),
+        "daemon exited"
+    );
+    assert!(!orphan.alive() && !legacy.alive());
+
+    let (code, out, _) = outputs(&cli(&cfg, &["predeploy-cleanup"]));
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        "No active Rollbridge daemon found.\nRecovered 0 Rollbridge orphaned processes.\nStopped 0 legacy processes.\n"
+    );
+}
+
+#[test]
+fn predeploy_cleanup_refuses_a_foreign_socket() {
+    let dir = temp_dir("rec-pre-foreign");
+    let cfg = predeploy_config(&dir, "rb-never-matches-anything");
+    let socket = dir.join("c.sock");
+    let _listener = UnixListener::bind(&socket).unwrap();
+    let (code, _, err) = outputs(&cli(&cfg, &["predeploy-cleanup"]));
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("non-Rollbridge") && err.contains(&socket.display().to_string()),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
