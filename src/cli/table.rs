@@ -293,7 +293,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Prepare a host migrating from another supervisor",
         about: "Before the first deploy after a migration: stop a stale daemon, recover orphans and stop legacy processes matched by legacyTakeover.",
         options: &[CONFIG, RELEASE_PATH],
-        run: commands::pending::run,
+        run: commands::predeploy::run,
     },
     CommandSpec {
         name: "recover",
@@ -301,7 +301,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "List or stop processes left by a crashed daemon",
         about: "List processes recorded in statePath that outlived a crashed daemon; with --force, stop them.",
         options: &[CONFIG, flag!("force", "stop the orphaned processes", force)],
-        run: commands::pending::run,
+        run: commands::recover::run,
     },
     CommandSpec {
         name: "completion",
