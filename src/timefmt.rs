@@ -50,6 +50,11 @@ fn civil(ms: u64) -> Civil {
     }
 }
 
+/// The current time as status and events print it.
+pub fn iso_now() -> String {
+    iso(now_ms())
+}
+
 /// `2026-05-22T00:00:00.000Z`.
 pub fn iso(ms: u64) -> String {
     let c = civil(ms);

@@ -24,7 +24,7 @@ use crate::config::{Config, DeployStrategy, Policy};
 use crate::control::protocol::{Reply, Request};
 use crate::control::server::{ControlServer, Incoming, ReplyTo};
 use crate::proxy::ProxyEvent;
-use crate::supervisor::clock::iso_now;
+use crate::timefmt::iso_now;
 use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
 
 mod releases;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use crate::supervisor::clock::iso_now;
+use crate::timefmt::iso_now;
 
 /// How many events the daemon keeps.
 pub const EVENT_CAPACITY: usize = 1000;

@@ -7,7 +7,6 @@
 //! Results come back through [`Done`] callbacks (run on the supervisor
 //! thread: they must only send on a channel) and events through the sink.
 
-pub mod clock;
 pub mod memory;
 pub mod output;
 pub mod restart;

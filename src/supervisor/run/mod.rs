@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::clock::iso_now;
+use crate::timefmt::iso_now;
 use super::memory::{self, MemoryVerdict};
 use super::output::{Budget, LineSplitter, LogBudget, LogLine, OutputRing, Stream};
 use super::restart::{RestartDecision, RestartHistory};
