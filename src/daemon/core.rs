@@ -24,8 +24,8 @@ use crate::config::{Config, DeployStrategy, Policy};
 use crate::control::protocol::{Reply, Request};
 use crate::control::server::{ControlServer, Incoming, ReplyTo};
 use crate::proxy::ProxyEvent;
-use crate::timefmt::iso_now;
 use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
+use crate::timefmt::iso_now;
 
 mod releases;
 

@@ -20,7 +20,6 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::timefmt::iso_now;
 use super::memory::{self, MemoryVerdict};
 use super::output::{Budget, LineSplitter, LogBudget, LogLine, OutputRing, Stream};
 use super::restart::{RestartDecision, RestartHistory};
@@ -32,6 +31,7 @@ use super::{Done, Msg, Notice, ProcKey, ProcState, ProcessSpec, ProcessStatus, S
 use crate::config::signal_name;
 use crate::daemon::events::{Data, Event};
 use crate::daemon::log;
+use crate::timefmt::iso_now;
 
 pub(crate) const WAKER: Token = Token(0);
 const SIGCHLD: Token = Token(1);
