@@ -470,3 +470,36 @@ fn deploy_with_ensure_daemon_starts_one_and_reuses_it() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_config_that_needs_node_reloads_inside_the_daemon() {
+    // The daemon reaps every child with waitpid(-1); the node loader must
+    // not depend on waiting for its own child there.
+    if !have_node() {
+        return;
+    }
+    let dir = temp_dir("nodecfg");
+    let config = dir.join("rollbridge.js");
+    std::fs::write(
+        &config,
+        format!(
+            "const web = {};\nexport default {{application: 'nodecfg', control: {{path: '{}'}}, proxy: {{port: 0}}, processes: [{{...web}}]}};\n",
+            web(&range(22500, 10)),
+            dir.join("c.sock").display()
+        ),
+    )
+    .unwrap();
+    let daemon = TestDaemon::start_with(dir.clone(), config, &[]);
+    for id in ["v1", "v2"] {
+        let release = dir.join(id);
+        std::fs::create_dir_all(&release).unwrap();
+        let out = daemon.cli(&[
+            "deploy",
+            "--release-path",
+            release.to_str().unwrap(),
+            "--release-id",
+            id,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}

@@ -92,22 +92,27 @@ fn run(path: &str, detect_module: bool) -> Result<Outcome, String> {
     let stdout = child.stdout.take().map(read_in_background);
     let stderr = child.stderr.take().map(read_in_background);
 
+    // Completion is judged by the output pipes closing, not by waiting on
+    // the child: inside the daemon the supervisor reaps every child with
+    // `waitpid(-1)`, so `try_wait` here may find it already gone (ECHILD).
     let limit = timeout();
     let started = Instant::now();
+    let done =
+        |h: &Option<std::thread::JoinHandle<String>>| h.as_ref().is_none_or(|h| h.is_finished());
     loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() >= limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "Loading {path} with node timed out after {} ms (set ROLLBRIDGE_CONFIG_TIMEOUT_MS to allow longer); does the config wait on something that never finishes?",
-                    limit.as_millis()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => return Err(format!("Loading {path} with node failed: {e}")),
+        let exited = matches!(child.try_wait(), Ok(Some(_)) | Err(_));
+        if exited || (done(&stdout) && done(&stderr)) {
+            break;
         }
+        if started.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "Loading {path} with node timed out after {} ms (set ROLLBRIDGE_CONFIG_TIMEOUT_MS to allow longer); does the config wait on something that never finishes?",
+                limit.as_millis()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
     let stdout = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
     let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
