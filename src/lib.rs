@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod guard;
 pub mod proxy;
 pub mod release;
 pub mod suggest;

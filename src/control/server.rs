@@ -211,11 +211,7 @@ fn thread_main(mut server: Server) {
         match catch_unwind(AssertUnwindSafe(|| server.run())) {
             Ok(()) => return,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+                let what = crate::guard::panic_message(&*panic);
                 eprintln!(
                     "rollbridge: control thread panicked: {what}; dropping all control connections and serving on"
                 );

@@ -11,6 +11,7 @@ use super::core::CoreMsg;
 use super::events::{Data, Event};
 use super::state::{DaemonState, Release};
 use crate::config::{Config, Policy};
+use crate::control::protocol::Reply;
 use crate::control::server::ReplyTo;
 use crate::supervisor::{ProcKey, StartReason, SupervisorHandle};
 
@@ -162,49 +163,37 @@ pub fn rollback_target<'a>(
     }
 }
 
-/// Runs `restart` on its own thread: per target, sequentially, event
-/// `process restart requested`, full stop, start with reason `manual`; the
-/// first error aborts the rest. Replies once every target runs again.
-pub fn spawn_restart(
-    targets: Vec<Target>,
-    supervisor: SupervisorHandle,
+/// Runs one mutating operation on its own thread. Its result is the reply;
+/// a failure is also recorded as `command failed`; a panic becomes an error
+/// reply; the op slot is freed (`OpDone`) in every case, so a bug can never
+/// wedge later deploys.
+pub fn spawn_op(
+    name: &str,
     core: Sender<CoreMsg>,
     reply: ReplyTo,
+    work: impl FnOnce() -> Reply + Send + 'static,
 ) {
     let done = core.clone();
+    let label = name.to_owned();
     let run = move || {
-        let mut restarted = Vec::new();
-        let mut result = Ok(());
-        for t in &targets {
-            let _ = core.send(CoreMsg::Record(Event::new(
-                "process restart requested",
-                Data::new().with("processId", t.id.as_str()),
-            )));
-            if let Err(e) = supervisor.stop_wait(t.key).and_then(|_| {
-                supervisor
-                    .start_wait(t.key, StartReason::Manual)
-                    .map(|_| ())
-            }) {
-                result = Err(e);
-                break;
-            }
-            restarted.push(t.id.clone());
-        }
-        let reply_value = result.map(|_| {
-            let list = serde_json::to_string(&restarted).unwrap_or_else(|_| "[]".into());
-            format!(r#"{{"restarted":{list}}}"#)
-        });
-        if let Err(e) = &reply_value {
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+                Err(format!(
+                    "Internal error during {label}: {}",
+                    crate::guard::panic_message(&*panic)
+                ))
+            });
+        if let Err(e) = &result {
             let _ = core.send(CoreMsg::Record(Event::new(
                 "command failed",
                 Data::new().with("error", e.as_str()),
             )));
         }
-        reply.send(reply_value);
+        reply.send(result);
         let _ = core.send(CoreMsg::OpDone);
     };
     if let Err(e) = std::thread::Builder::new()
-        .name("op-restart".into())
+        .name(format!("op-{name}"))
         .spawn(run)
     {
         // The closure and its ReplyTo are gone (the connection is
@@ -215,6 +204,32 @@ pub fn spawn_restart(
         )));
         let _ = done.send(CoreMsg::OpDone);
     }
+}
+
+/// `restart`: per target, sequentially, event `process restart requested`,
+/// full stop, start with reason `manual`; the first error aborts the rest.
+/// Replies once every target runs again.
+pub fn spawn_restart(
+    targets: Vec<Target>,
+    supervisor: SupervisorHandle,
+    core: Sender<CoreMsg>,
+    reply: ReplyTo,
+) {
+    let events = core.clone();
+    spawn_op("restart", core, reply, move || {
+        let mut restarted = Vec::new();
+        for t in &targets {
+            let _ = events.send(CoreMsg::Record(Event::new(
+                "process restart requested",
+                Data::new().with("processId", t.id.as_str()),
+            )));
+            supervisor.stop_wait(t.key)?;
+            supervisor.start_wait(t.key, StartReason::Manual)?;
+            restarted.push(t.id.clone());
+        }
+        let list = serde_json::to_string(&restarted).unwrap_or_else(|_| "[]".into());
+        Ok(format!(r#"{{"restarted":{list}}}"#))
+    });
 }
 
 #[cfg(test)]

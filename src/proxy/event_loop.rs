@@ -78,11 +78,7 @@ pub(crate) fn run(
         l.run();
     }));
     if let Err(panic) = result {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let what = crate::guard::panic_message(&*panic);
         eprintln!("rollbridge: PROXY EVENT LOOP PANICKED, proxy stopped: {what}");
         report(&guard_events, format!("proxy event loop panicked: {what}"));
     }

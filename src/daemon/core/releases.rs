@@ -108,23 +108,18 @@ impl Core {
         self.op_busy = true;
         let supervisor = self.supervisor.clone();
         let core = self.tx.clone();
-        let run = move || {
+        ops::spawn_op("stop", self.tx.clone(), reply, move || {
             deploy::stop_parallel(&supervisor, &keys);
+            let (tx, rx) = crossbeam_channel::bounded(1);
             let _ = core.send(CoreMsg::Deploy(DeployMsg::Stopped {
                 release_id,
                 keys,
-                reply: Some(reply),
+                status: Some(tx),
                 event: true,
             }));
-            let _ = core.send(CoreMsg::OpDone);
-        };
-        if std::thread::Builder::new()
-            .name("op-stop".into())
-            .spawn(run)
-            .is_err()
-        {
-            self.op_busy = false;
-        }
+            rx.recv()
+                .map_err(|_| "Rollbridge is shutting down".to_owned())
+        });
     }
 
     pub(super) fn deploy_msg(&mut self, msg: DeployMsg) {
@@ -185,7 +180,7 @@ impl Core {
             DeployMsg::Stopped {
                 release_id,
                 keys,
-                reply,
+                status,
                 event,
             } => {
                 self.mark_stopped(&release_id, &keys);
@@ -197,9 +192,8 @@ impl Core {
                     self.prune();
                     self.persist_now();
                 }
-                if let Some(reply) = reply {
-                    let status = self.status_json();
-                    reply.send(Ok(status));
+                if let Some(tx) = status {
+                    let _ = tx.send(self.status_json());
                 }
             }
             DeployMsg::ForceClose { release_id } => {

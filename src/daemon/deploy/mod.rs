@@ -51,10 +51,11 @@ pub enum DeployMsg {
         release_id: String,
     },
     /// A release was stopped without a drain (`stop`, rollback target).
+    /// `status` (the reply to `stop`) is sent on `status` when given.
     Stopped {
         release_id: String,
         keys: Vec<ProcKey>,
-        reply: Option<ReplyTo>,
+        status: Option<Sender<String>>,
         event: bool,
     },
     /// A retirement finished (`error`: some process did not stop).
@@ -107,44 +108,15 @@ pub struct Plan {
     pub exits: Receiver<(ProcKey, Option<i32>, Option<String>)>,
 }
 
-/// Runs the deploy on its own thread; replies, then frees the op slot.
+/// Runs the deploy on its own thread (the op slot's), then replies.
 pub fn spawn(plan: Plan, reply: ReplyTo) {
     let core = plan.core.clone();
-    let run = move || {
-        // A bug must not leave the op slot taken: a panic becomes an error.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&plan)));
-        let outcome = outcome.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(format!("Internal error during deploy: {what}"))
-        });
-        let result = outcome.map(|(active, previous)| {
+    crate::daemon::ops::spawn_op("deploy", core, reply, move || {
+        run(&plan).map(|(active, previous)| {
             serde_json::json!({"activeReleaseId": active, "previousReleaseId": previous})
                 .to_string()
-        });
-        if let Err(e) = &result {
-            record(
-                &plan.core,
-                "command failed",
-                Data::new().with("error", e.as_str()),
-            );
-        }
-        reply.send(result);
-        let _ = plan.core.send(CoreMsg::OpDone);
-    };
-    if let Err(e) = std::thread::Builder::new()
-        .name("op-deploy".into())
-        .spawn(run)
-    {
-        let _ = core.send(CoreMsg::Record(Event::new(
-            "command failed",
-            Data::new().with("error", format!("cannot start the deploy thread: {e}")),
-        )));
-        let _ = core.send(CoreMsg::OpDone);
-    }
+        })
+    });
 }
 
 fn record(core: &Sender<CoreMsg>, message: &str, data: Data) {
@@ -177,7 +149,7 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
             DeployMsg::Stopped {
                 release_id: pre.release_id.clone(),
                 keys: pre.keys.clone(),
-                reply: None,
+                status: None,
                 event: false,
             },
         );

@@ -207,11 +207,7 @@ impl Drop for Loop {
 pub(crate) fn thread_main(mut looper: Loop) {
     let result = catch_unwind(AssertUnwindSafe(|| looper.run()));
     if let Err(panic) = result {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let what = crate::guard::panic_message(&*panic);
         let event = Event::new(
             "supervisor thread panicked",
             Data::new().with("error", what.as_str()),
