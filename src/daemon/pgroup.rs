@@ -74,8 +74,8 @@ fn live_member_in_proc(pgid: u32) -> Option<bool> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        if let Some((state, pgrp)) = parse_stat(&stat) {
-            if pgrp == pgid && state != 'Z' && state != 'X' {
+        if let Some((state, pgrp)) = crate::supervisor::memory::parse_stat(&stat) {
+            if i64::from(pgrp) == i64::from(pgid) && state != 'Z' && state != 'X' {
                 return Some(true);
             }
         }
@@ -83,29 +83,9 @@ fn live_member_in_proc(pgid: u32) -> Option<bool> {
     Some(false)
 }
 
-/// State and process group from `/proc/<pid>/stat` (fields after the
-/// parenthesised command name, which may itself contain spaces or `)`).
-fn parse_stat(stat: &str) -> Option<(char, u32)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_survive_odd_command_names() {
-        assert_eq!(
-            parse_stat("42 (a) b (c)) S 1 4242 4242 0 -1"),
-            Some(('S', 4242))
-        );
-        assert_eq!(parse_stat("garbage"), None);
-    }
 
     #[test]
     fn own_group_is_alive_and_a_free_group_is_gone() {

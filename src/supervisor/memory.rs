@@ -100,6 +100,15 @@ pub fn judge(rss: u64, cfg: &MemoryConfig, warned: &mut bool) -> MemoryVerdict {
 mod tests {
     use super::*;
 
+    #[test]
+    fn stat_fields_survive_odd_command_names() {
+        assert_eq!(
+            parse_stat("42 (a) b (c)) S 1 4242 4242 0 -1"),
+            Some(('S', 4242))
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
     fn cfg(limit: u64, warn: u64) -> MemoryConfig {
         MemoryConfig {
             limit_bytes: limit,
