@@ -22,7 +22,7 @@ struct Conn {
 }
 
 fn main() -> io::Result<()> {
-    raise_nofile();
+    rollbridge::daemon::raise_nofile_limit();
     let port: u16 = std::env::args()
         .nth(1)
         .and_then(|p| p.parse().ok())
@@ -164,19 +164,4 @@ fn response(size: usize, close: bool) -> Vec<u8> {
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
-}
-
-/// Lifts the soft descriptor limit to the hard one (10,000 tunnels).
-pub fn raise_nofile() {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-        }
-    }
 }

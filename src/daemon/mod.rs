@@ -143,7 +143,8 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
 
 /// A WebSocket tunnel costs two descriptors: raise the soft limit to the
 /// hard one so ~10,000 idle tunnels fit (proxy.md §1). Children inherit it.
-fn raise_nofile_limit() {
+/// The bench tools use it too.
+pub fn raise_nofile_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
