@@ -12,37 +12,34 @@ pub fn run(args: &Args) -> i32 {
             return 1;
         }
     }
-    let mut request = serde_json::Map::new();
-    request.insert("command".into(), "deploy".into());
-    if let Some(id) = &args.release_id {
-        request.insert("releaseId".into(), id.as_str().into());
-    }
-    request.insert(
-        "releasePath".into(),
-        args.release_path.as_deref().unwrap_or_default().into(),
-    );
-    if let Some(rev) = &args.revision {
-        request.insert("revision".into(), rev.as_str().into());
-    }
-    send(args, &serde_json::Value::Object(request).to_string())
+    // Sent exactly as typed (cli.md §2.3); keys in the original's order.
+    let path = args.release_path.as_deref().unwrap_or_default();
+    send(args, &request("deploy", args, Some(path)))
 }
 
 pub fn rollback(args: &Args) -> i32 {
-    let mut request = serde_json::Map::new();
-    request.insert("command".into(), "rollback".into());
-    if let Some(id) = &args.release_id {
-        request.insert("releaseId".into(), id.as_str().into());
-    }
-    send(args, &serde_json::Value::Object(request).to_string())
+    send(args, &request("rollback", args, None))
 }
 
 pub fn stop(args: &Args) -> i32 {
+    send(args, &request("stop", args, None))
+}
+
+/// `{"command", "releaseId"?, "releasePath"?, "revision"?}`; optional fields
+/// are omitted when not given (`revision` only for deploy).
+fn request(command: &str, args: &Args, release_path: Option<&str>) -> String {
     let mut request = serde_json::Map::new();
-    request.insert("command".into(), "stop".into());
+    request.insert("command".into(), command.into());
     if let Some(id) = &args.release_id {
         request.insert("releaseId".into(), id.as_str().into());
     }
-    send(args, &serde_json::Value::Object(request).to_string())
+    if let Some(path) = release_path {
+        request.insert("releasePath".into(), path.into());
+        if let Some(rev) = &args.revision {
+            request.insert("revision".into(), rev.as_str().into());
+        }
+    }
+    serde_json::Value::Object(request).to_string()
 }
 
 fn send(args: &Args, request: &str) -> i32 {
