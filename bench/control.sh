@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Control-plane benchmark (issue 4): `rollbridge status` round trip, raw
-# control-socket round trip, daemon start-to-ready and idle daemon RSS.
+# Control-plane benchmark: `rollbridge status` round trip, raw control-socket
+# round trip, daemon start-to-ready and idle daemon RSS; and config loading:
+# `status` with the same config as rollbridge.json, as a static rollbridge.js
+# (read natively) and as rollbridge.js forced through Node, interleaved.
 # Usage: bench/control.sh [path/to/rollbridge]   (default: release build)
 # Needs: bash, python3; hyperfine when installed (apt-get install hyperfine).
 # Compares with the Node tool when `node` and a `rollbridge` npm package are
@@ -29,6 +31,7 @@ cat > "$work/rollbridge.json" <<JSON
 {"application":"bench","control":{"path":"$work/c.sock"},"proxy":{"port":0},
  "processes":[{"id":"web","command":"sleep 1000","policy":"proxied","port":{"from":0,"to":0}}]}
 JSON
+printf '// generated\nexport default %s;\n' "$(cat "$work/rollbridge.json")" > "$work/rollbridge.js"
 
 echo "binary: $bin ($(stat -c %s "$bin") bytes)"
 echo "machine: $(nproc) cores, $(uname -sr)"
@@ -37,7 +40,7 @@ echo "machine: $(nproc) cores, $(uname -sr)"
 python3 - "$bin" "$work" "${START_RUNS:-50}" <<'PY'
 import os, socket, statistics, subprocess, sys, time
 bin, work, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-cfg, sock = f"{work}/rollbridge.json", f"{work}/c.sock"
+cfg, sock = f"{work}/rollbridge.js", f"{work}/c.sock"  # static .js: read natively
 def status_ok():
     try:
         s = socket.socket(socket.AF_UNIX); s.connect(sock)
@@ -59,7 +62,7 @@ for _ in range(runs):
     times.append((time.perf_counter() - t0) * 1000)
     subprocess.run([bin, "shutdown", "--config", cfg], stdout=subprocess.DEVNULL, check=True)
     p.wait()
-print(f"daemon start-to-ready: median {statistics.median(times):.2f} ms "
+print(f"daemon start-to-ready (static rollbridge.js): median {statistics.median(times):.2f} ms "
       f"(min {min(times):.2f}, max {max(times):.2f}, n={runs})")
 PY
 
@@ -85,14 +88,25 @@ print(f"raw socket status round trip (connect+request+reply): median {statistics
 PY
 
 if command -v hyperfine >/dev/null; then
-  hyperfine -N --warmup 20 --runs "$runs" --style basic \
-    --export-json "$work/status.json" \
-    "$bin status --config $work/rollbridge.json" >/dev/null
-  python3 - "$work/status.json" <<'PY'
+  cmds=("$bin status --config $work/rollbridge.json" "$bin status --config $work/rollbridge.js")
+  names=(json static-js)
+  if command -v node >/dev/null; then
+    cmds+=("env ROLLBRIDGE_CONFIG_LOADER=node $bin status --config $work/rollbridge.js")
+    names+=(node-js)
+  fi
+  hyperfine -N --warmup 20 --runs "$runs" --style none \
+    --export-json "$work/status.json" "${cmds[@]}" >/dev/null 2>&1
+  python3 - "$work/status.json" "${names[@]}" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))["results"][0]
-print(f"`rollbridge status` CLI round trip (process start included): median {r['median']*1000:.2f} ms "
-      f"(mean {r['mean']*1000:.2f} ± {r['stddev']*1000:.2f} ms, n={len(r['times'])})")
+res = json.load(open(sys.argv[1]))["results"]
+med = {}
+for name, r in zip(sys.argv[2:], res):
+    med[name] = r["median"] * 1000
+    print(f"`rollbridge status` CLI round trip, {name} config (process start included): median {med[name]:.2f} ms "
+          f"(mean {r['mean']*1000:.2f} ± {r['stddev']*1000:.2f} ms, n={len(r['times'])})")
+print(f"static rollbridge.js minus rollbridge.json: {med['static-js'] - med['json']:+.3f} ms (goal: within 1 ms)")
+if "node-js" in med:
+    print(f"through node / static: {med['node-js'] / med['static-js']:.1f}x")
 PY
 else
   python3 - "$bin" "$work/rollbridge.json" "$runs" <<'PY'
