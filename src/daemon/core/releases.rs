@@ -330,8 +330,12 @@ impl Core {
             .releases
             .iter()
             .map(|r| retention::Entry {
-                stopped_at: (r.state == ReleaseState::Stopped)
-                    .then(|| r.stopped_at.as_deref().map(parse_iso_ms).unwrap_or(0)),
+                stopped_at: (r.state == ReleaseState::Stopped).then(|| {
+                    r.stopped_at
+                        .as_deref()
+                        .and_then(crate::timefmt::parse_iso)
+                        .unwrap_or(0)
+                }),
             })
             .collect();
         let rr = &self.config.release_retention;
@@ -343,9 +347,4 @@ impl Core {
             }
         }
     }
-}
-
-/// Milliseconds of one of our own ISO timestamps (`timefmt::iso`).
-fn parse_iso_ms(s: &str) -> u64 {
-    crate::timefmt::parse_iso(s).unwrap_or(0)
 }

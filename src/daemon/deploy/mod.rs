@@ -441,7 +441,7 @@ fn start_instances(
     ids: &ReleaseIds,
 ) -> Result<Vec<Named>, String> {
     let specs = build::instance_specs(config, cfg, ids)?;
-    let mut out = Vec::with_capacity(specs.len());
+    let mut out: Vec<Named> = Vec::with_capacity(specs.len());
     for spec in specs {
         let id = spec.id.clone();
         let key = plan.supervisor.register(spec);
@@ -449,10 +449,9 @@ fn start_instances(
         if let Err(e) = plan.supervisor.start_wait(key, StartReason::Deploy) {
             plan.supervisor.set_crash_gate(key, false);
             plan.supervisor.remove(key);
-            // Instances of this process already started are undone by the
-            // caller's failure path along with everything else.
+            // Earlier instances of this process are not in the caller's
+            // list yet: undo them here.
             for n in &out {
-                let n: &Named = n;
                 let _ = plan.supervisor.stop_wait(n.key);
                 plan.supervisor.remove(n.key);
             }
