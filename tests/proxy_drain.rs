@@ -168,3 +168,76 @@ fn port_can_be_rebound_right_after_shutdown() {
     assert_eq!(again.0.local_addr().port(), port);
     again.0.shutdown_within(Duration::from_millis(100)).unwrap();
 }
+
+#[test]
+fn shutdown_serves_request_pipelined_behind_keep_alive_response() {
+    use std::io::{BufRead, Write};
+    let p = Proxy::start();
+    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
+    let b = Backend::start(Arc::new(move |r, s| {
+        if r.path == "/slow-body" {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab");
+            let _ = go_rx.recv_timeout(T);
+            let _ = s.write_all(b"cd");
+        } else {
+            respond(s, 200, &[], b"next");
+        }
+        After::KeepAlive
+    }));
+    p.handle.set_active("v1", b.addr).unwrap();
+    let mut c = p.connect();
+    c.send(b"GET /slow-body HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+    // The first response's head (keep-alive) is out before the stop.
+    assert!(!c.r.fill_buf().unwrap().is_empty());
+    let h = p.handle.clone();
+    let stopper = std::thread::spawn(move || h.shutdown_within(Duration::from_secs(5)));
+    let t = Instant::now();
+    while TcpStream::connect(p.addr).is_ok() {
+        assert!(t.elapsed() < T, "port still open");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    go_tx.send(()).unwrap();
+    let first = c.response();
+    assert_eq!(first.text(), "abcd");
+    assert_eq!(first.header("connection"), None);
+    // The request already buffered behind it is served, then the close.
+    let second = c
+        .try_response(false)
+        .expect("pipelined request was dropped");
+    assert_eq!(second.text(), "next");
+    assert_eq!(second.header("connection"), Some("close"));
+    assert!(c.is_closed());
+    stopper.join().unwrap().unwrap();
+    let _ = c.w.flush();
+}
+
+#[test]
+fn shutdown_serves_requests_already_sent_on_idle_connections() {
+    let p = Proxy::start();
+    let b = Backend::named("v1");
+    p.handle.set_active("v1", b.addr).unwrap();
+    let mut clients: Vec<Client> = (0..20).map(|_| p.connect()).collect();
+    for c in &mut clients {
+        assert_eq!(c.get("/").status, 200);
+    }
+    // Each idle keep-alive client sends its next request, and the stop
+    // begins right behind it: none of them may be lost.
+    for c in &mut clients {
+        c.send(b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+    let h = p.handle.clone();
+    let stopper = std::thread::spawn(move || h.shutdown_within(Duration::from_secs(5)));
+    let mut lost = 0;
+    for c in &mut clients {
+        match c.try_response(false) {
+            Some(r) => {
+                assert_eq!(r.text(), "v1");
+                assert_eq!(r.header("connection"), Some("close"));
+            }
+            None => lost += 1,
+        }
+        assert!(c.is_closed());
+    }
+    assert_eq!(lost, 0, "requests lost at shutdown");
+    stopper.join().unwrap().unwrap();
+}

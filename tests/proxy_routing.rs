@@ -137,6 +137,39 @@ fn connect_retry_gives_up_with_502_after_window() {
 }
 
 #[test]
+fn connect_retry_moves_to_the_release_that_replaced_a_dead_one() {
+    let p = Proxy::with(|o| o.connect_retry = Duration::from_millis(5000));
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    p.handle.set_active("a", dead).unwrap();
+    let mut c = p.connect();
+    c.send(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    // The request waits in connect retry, counted against the dead one.
+    p.wait_counts("a", (1, 0));
+    std::thread::sleep(Duration::from_millis(300));
+    let b = Backend::named("b");
+    let t = Instant::now();
+    p.handle.set_active("b", b.addr).unwrap();
+    p.handle.retire("a").unwrap();
+    let r = c.response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "b");
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "answered {:?} after the switch",
+        t.elapsed()
+    );
+    let req = b.next_request();
+    assert_eq!(
+        (req.method.as_str(), req.raw_body.as_slice()),
+        ("POST", &b"hello"[..])
+    );
+    // Moved exactly once: the dead release drained, the new one is back to 0.
+    p.wait_drained("a");
+    p.wait_counts("b", (0, 0));
+    assert_eq!(c.get("/next").text(), "b");
+}
+
+#[test]
 fn stale_pooled_connection_is_retried_for_idempotent_request() {
     let p = Proxy::start();
     // Closes each connection right after its first answer, but without

@@ -65,6 +65,12 @@ pub struct ProxyConfig {
     pub header_timeout_ms: u64,
     pub client_idle_timeout_ms: u64,
     pub upstream_idle_timeout_ms: u64,
+    /// Client write progress timeout (0 = off).
+    pub client_write_timeout_ms: u64,
+    /// Upstream response-head timeout, answered 504 (0 = off).
+    pub upstream_response_timeout_ms: u64,
+    /// Upstream read-idle timeout for a response body (0 = off).
+    pub upstream_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -30,6 +30,9 @@ pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
         header_timeout: Duration::from_millis(cfg.header_timeout_ms),
         client_idle_timeout: Duration::from_millis(cfg.client_idle_timeout_ms),
         upstream_idle_timeout: Duration::from_millis(cfg.upstream_idle_timeout_ms),
+        client_write_timeout: Duration::from_millis(cfg.client_write_timeout_ms),
+        upstream_response_timeout: Duration::from_millis(cfg.upstream_response_timeout_ms),
+        upstream_read_timeout: Duration::from_millis(cfg.upstream_read_timeout_ms),
         connect_retry: Duration::from_millis(cfg.connect_retry_ms),
         drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
     }

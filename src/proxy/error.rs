@@ -28,7 +28,10 @@ pub enum ErrorKind {
     UpstreamClosed,
     /// The upstream sent something that is not valid HTTP/1.1.
     UpstreamProtocol,
-    /// A timer fired (header timeout, idle timeout).
+    /// The upstream sent no response head within
+    /// `upstream_response_timeout` of the request being sent.
+    UpstreamTimeout,
+    /// A timer fired (header, idle, client write or upstream read timeout).
     Timeout,
     /// Any other socket error.
     Io,
@@ -91,9 +94,10 @@ pub fn status_for(kind: ErrorKind) -> Option<u16> {
             Some(502)
         }
         ErrorKind::NoActiveRelease => Some(503),
-        // Timeouts close the connection without an answer (slowloris, idle);
-        // 504 is reserved for an upstream response timeout, which the
-        // contract does not have.
+        ErrorKind::UpstreamTimeout => Some(504),
+        // The other timeouts close the connection without an answer
+        // (slowloris, idle, a client that stopped reading, a response body
+        // that stalled after its head was forwarded).
         ErrorKind::Timeout | ErrorKind::Io => None,
     }
 }
@@ -136,6 +140,7 @@ mod tests {
         assert_eq!(status_for(ErrorKind::HeadTooLarge), Some(431));
         assert_eq!(status_for(ErrorKind::ConnectFailed), Some(502));
         assert_eq!(status_for(ErrorKind::NoActiveRelease), Some(503));
+        assert_eq!(status_for(ErrorKind::UpstreamTimeout), Some(504));
         assert_eq!(status_for(ErrorKind::Timeout), None);
     }
 
@@ -152,5 +157,13 @@ mod tests {
         let r = String::from_utf8(canned_response(502, false)).unwrap();
         assert!(r.contains("Content-Length: 12\r\nConnection: close\r\n"));
         assert!(r.ends_with("Bad gateway\n"));
+    }
+
+    #[test]
+    fn gateway_timeout_answer_is_complete() {
+        let r = String::from_utf8(canned_response(504, true)).unwrap();
+        assert!(r.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"));
+        assert!(r.contains("Content-Length: 16\r\nConnection: keep-alive\r\n"));
+        assert!(r.ends_with("Gateway timeout\n"));
     }
 }

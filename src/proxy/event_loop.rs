@@ -4,9 +4,9 @@
 //! Tokens carry their meaning in the two low bits: `idx << 2 | 0` is a
 //! session's client socket, `| 1` its upstream socket, `| 2` an idle pooled
 //! upstream connection; the listener and the waker sit at the top of the
-//! token space. Timers are coarse: deadlines (header, idle, grace, pool
-//! expiry) are checked by a sweep every [`SWEEP`]; connect-retry wake-ups
-//! are exact, from a small heap.
+//! token space. Timers are coarse: deadlines (header, idle, grace, client
+//! write, upstream response and read, pool expiry) are checked by a sweep
+//! every [`SWEEP`]; connect-retry wake-ups are exact, from a small heap.
 
 use super::buf::BufPool;
 use super::error::{ErrorKind, ProxyError, Side};
@@ -287,6 +287,14 @@ impl Loop {
         match cmd {
             Command::SetActive { id, addr } => {
                 self.sh.releases.set_active(id, addr, reg);
+                // Requests waiting in connect retry try the new release now.
+                let now = self.sh.now;
+                self.sh.retries = std::mem::take(&mut self.sh.retries)
+                    .into_iter()
+                    .map(|std::cmp::Reverse((_, idx, serial))| {
+                        std::cmp::Reverse((now, idx, serial))
+                    })
+                    .collect();
             }
             Command::ClearActive => self.sh.releases.active = None,
             Command::Retire { id } => self.sh.releases.retire(&id, reg, &self.sh.events),
@@ -319,19 +327,30 @@ impl Loop {
         self.sh.shutting_down = true;
         self.shutdown = Some((super::session::later(self.sh.now, within), reply));
         self.sh.releases.close_all_idle(self.poll.registry());
-        let idle: Vec<usize> = self
+        let tunnels: Vec<usize> = self
             .sessions
             .iter()
             .enumerate()
             .filter(|(_, s)| {
-                s.as_ref().is_some_and(|s| {
-                    s.is_idle() || matches!(s.phase, super::session::Phase::Tunnel(_))
-                })
+                s.as_ref()
+                    .is_some_and(|s| matches!(s.phase, super::session::Phase::Tunnel(_)))
             })
             .map(|(i, _)| i)
             .collect();
-        for idx in idle {
+        for idx in tunnels {
             self.close(idx);
+        }
+        // Idle connections close after a last read: a request already in
+        // the socket buffer is served first, with `Connection: close`.
+        let idle: Vec<usize> = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.as_ref().is_some_and(Session::is_idle))
+            .map(|(i, _)| i)
+            .collect();
+        for idx in idle {
+            self.drive(idx);
         }
     }
 
@@ -386,7 +405,10 @@ impl Loop {
             .map(|(i, _)| i)
             .collect();
         for idx in expired {
-            self.close(idx);
+            if let Some(Some(s)) = self.sessions.get_mut(idx) {
+                let verdict = s.expire(&mut self.sh, self.poll.registry());
+                self.apply(idx, verdict);
+            }
         }
         self.sh.releases.expire_idle(now, self.poll.registry());
         self.sh.flush_suppressed();

@@ -9,9 +9,10 @@ use super::codec::{
     BodyDecoder, BodyKind, ChunkMode, RequestInfo, RespParse, ResponseCtx, Upgrade, parse_response,
 };
 use super::conn::Conn;
-use super::error::{ErrorKind, ProxyError, WS_NO_RELEASE};
+use super::error::{ErrorKind, ProxyError, WS_NO_RELEASE, status_for};
 use super::release::{Kind, Owner};
 use super::session::{FLUSH_GRACE, Phase, Session, Shared, Step, Verdict, later, upstream_token};
+use super::timers::{Clocks, Timer};
 use super::tunnel::Tunnel;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
@@ -56,6 +57,8 @@ pub struct Exchange {
     pub(super) held: Option<super::buf::Buf>,
     pub(super) connect_deadline: Instant,
     pub(super) backoff: Duration,
+    /// Progress instants the exchange's timers count from.
+    pub(super) clocks: Clocks,
 }
 
 /// Closes an upstream connection for good.
@@ -109,6 +112,7 @@ impl Session {
             held: None,
             connect_deadline: later(sh.now, sh.opts.connect_retry),
             backoff: RETRY_FIRST,
+            clocks: Clocks::new(sh.now),
             info,
         });
         let mut held = sh.bufs.get();
@@ -199,6 +203,7 @@ impl Session {
             let at = (sh.now + ex.backoff).min(ex.connect_deadline);
             ex.backoff = (ex.backoff * 2).min(RETRY_MAX);
             sh.retries.push(Reverse((at, self.idx, self.serial)));
+            self.deadline = None;
             return Step::Idle;
         }
         let addr = sh.releases.get(ex.release).map(|r| r.addr);
@@ -211,16 +216,25 @@ impl Session {
         )
         .retryable();
         sh.error(Some(ex.release), &e);
-        self.fail_exchange(sh, reg)
+        self.fail_exchange(ErrorKind::ConnectFailed, sh, reg)
     }
 
-    /// Called by the loop when a connect-retry timer fires.
+    /// Called by the loop when a connect-retry timer fires. Each attempt
+    /// goes to the release active at that moment: a request that waited
+    /// for a crashed release is moved (and recounted, once) to the one that
+    /// replaced it, and its held bytes are replayed there.
     pub fn retry_connect(&mut self, sh: &mut Shared, reg: &Registry) -> Verdict {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Verdict::Keep;
         };
         if self.up.is_some() {
             return Verdict::Keep;
+        }
+        if let Some(active) = sh.releases.active.filter(|&a| a != ex.release) {
+            sh.releases.begin(active, ex.kind);
+            let old = std::mem::replace(&mut ex.release, active);
+            sh.releases.end(old, ex.kind, reg, &sh.events);
+            ex.backoff = RETRY_FIRST;
         }
         let release = ex.release;
         let held = ex.held.take();
@@ -243,8 +257,14 @@ impl Session {
         }
     }
 
-    /// Ends the exchange with a 502 if nothing was sent yet, else cuts.
-    fn fail_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
+    /// Ends the exchange with the status of `kind` (502, 504) if nothing
+    /// was answered yet, else cuts.
+    pub(super) fn fail_exchange(
+        &mut self,
+        kind: ErrorKind,
+        sh: &mut Shared,
+        reg: &Registry,
+    ) -> Step {
         self.drop_upstream(sh, reg);
         let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
         let Phase::Exchange(mut ex) = phase else {
@@ -254,11 +274,11 @@ impl Session {
         sh.releases.end(ex.release, ex.kind, reg, &sh.events);
         if ex.resp_started {
             // The client already has part of a response: end it unfinished.
-            self.deadline = Some(sh.now + FLUSH_GRACE);
+            self.arm(Timer::Grace, Some(sh.now + FLUSH_GRACE));
             return Step::Progress;
         }
         let keep = ex.req_done && !ex.close_client && ex.kind == Kind::Http;
-        self.answer(sh, 502, keep)
+        self.answer(sh, status_for(kind).unwrap_or(502), keep)
     }
 
     // ----- Exchange -----
@@ -327,6 +347,9 @@ impl Session {
                 Ok(n) => {
                     progress |= n > 0;
                     up.got_bytes |= n > 0;
+                    if n > 0 {
+                        ex.clocks.upstream = sh.now;
+                    }
                 }
                 Err(e) => return self.upstream_failed(e, sh, reg),
             }
@@ -355,7 +378,7 @@ impl Session {
                         "invalid response head from upstream",
                     );
                     sh.error(Some(ex.release), &e);
-                    return self.fail_exchange(sh, reg);
+                    return self.fail_exchange(ErrorKind::UpstreamProtocol, sh, reg);
                 }
                 Ok(RespParse::Complete(info)) => {
                     if let Some(buf) = up.conn.input.as_mut() {
@@ -369,6 +392,8 @@ impl Session {
                     if info.switching {
                         let release = ex.release;
                         self.phase = Phase::Tunnel(Tunnel::new(release));
+                        // A tunnel keeps its own rules: no exchange timer.
+                        self.deadline = None;
                         return Step::Progress;
                     }
                     if !info.interim {
@@ -395,6 +420,9 @@ impl Session {
                     .map_or(&[][..], |b| &b.data()[..direct]);
                 match self.client.write_with(body, &mut sh.bufs) {
                     Ok((head, n)) => {
+                        if head + n > 0 {
+                            ex.clocks.client = sh.now;
+                        }
                         dec.advance(n);
                         if let Some(inb) = up.conn.input.as_mut() {
                             inb.consume(n);
@@ -417,7 +445,7 @@ impl Session {
                             "invalid chunked response body from upstream",
                         );
                         sh.error(Some(ex.release), &e);
-                        return self.fail_exchange(sh, reg);
+                        return self.fail_exchange(ErrorKind::UpstreamProtocol, sh, reg);
                     }
                 }
                 sh.bufs.release_if_empty(&mut self.client.output);
@@ -432,13 +460,19 @@ impl Session {
             }
         }
         match self.client.flush(&mut sh.bufs) {
-            Ok(n) => progress |= n > 0,
+            Ok(n) => {
+                progress |= n > 0;
+                if n > 0 {
+                    ex.clocks.client = sh.now;
+                }
+            }
             Err(_) => return Step::Close,
         }
         let resp_done = ex.resp.as_ref().is_some_and(BodyDecoder::is_done);
         if resp_done && self.client.pending_out() == 0 {
             return self.finish_exchange(sh, reg);
         }
+        self.arm_exchange_timer(sh);
         if progress { Step::Progress } else { Step::Idle }
     }
 
@@ -451,7 +485,7 @@ impl Session {
         sh.bufs.release(&mut ex.held);
         sh.releases.end(ex.release, ex.kind, reg, &sh.events);
         if ex.resp_started {
-            self.deadline = Some(sh.now + FLUSH_GRACE);
+            self.arm(Timer::Grace, Some(sh.now + FLUSH_GRACE));
             return Step::Progress;
         }
         self.answer(sh, 400, false)
@@ -471,6 +505,7 @@ impl Session {
                 // app (idempotent, no body, no response byte); go again on
                 // a fresh connection.
                 let release = ex.release;
+                ex.clocks.sent = None;
                 self.drop_upstream(sh, reg);
                 return match self.attach(release, false, sh, reg) {
                     Ok(_) => {
@@ -492,7 +527,7 @@ impl Session {
             ),
         );
         sh.error(Some(ex.release), &e);
-        self.fail_exchange(sh, reg)
+        self.fail_exchange(ErrorKind::UpstreamClosed, sh, reg)
     }
 
     /// The response is complete and written: uncount, pool the upstream,
@@ -519,7 +554,11 @@ impl Session {
             }
         }
         sh.releases.end(ex.release, ex.kind, reg, &sh.events);
-        let close = ex.close_client || !ex.req_done || sh.shutting_down;
+        // Stopping does not force a close here: a response that went out
+        // with keep-alive lets a request already buffered behind it be
+        // served (answered with `Connection: close`); with none buffered,
+        // `Head` closes the connection after a last read.
+        let close = ex.close_client || !ex.req_done;
         let linger = !ex.req_done || self.client.pending_in() > 0;
         self.enter_after_response(sh, close, linger);
         Step::Progress

@@ -24,6 +24,7 @@ mod handle;
 pub mod options;
 mod release;
 mod session;
+mod timers;
 mod tunnel;
 
 pub use error::{ErrorKind, ProxyError, Side};

@@ -28,6 +28,18 @@ pub struct ProxyOptions {
     /// `proxy.upstreamIdleTimeoutMs`: pooled upstream connections close
     /// after this (default 4 s, shorter than Node's 5 s keep-alive).
     pub upstream_idle_timeout: Duration,
+    /// `proxy.clientWriteTimeoutMs`: a connection with response bytes
+    /// waiting for the client that makes no write progress for this long is
+    /// closed, with its upstream (default 60 s; zero disables).
+    pub client_write_timeout: Duration,
+    /// `proxy.upstreamResponseTimeoutMs`: the response head must arrive
+    /// within this after the request was fully sent upstream, else 504
+    /// (default 60 s; zero disables).
+    pub upstream_response_timeout: Duration,
+    /// `proxy.upstreamReadTimeoutMs`: a response body that receives nothing
+    /// for this long is cut (default 60 s, like nginx's
+    /// `proxy_read_timeout`; zero disables).
+    pub upstream_read_timeout: Duration,
     /// `proxy.connectRetryMs`: how long a refused connect is retried before
     /// 502 (default 5 s; zero disables).
     pub connect_retry: Duration,
@@ -49,6 +61,9 @@ impl Default for ProxyOptions {
             header_timeout: Duration::from_secs(15),
             client_idle_timeout: Duration::from_secs(75),
             upstream_idle_timeout: Duration::from_secs(4),
+            client_write_timeout: Duration::from_secs(60),
+            upstream_response_timeout: Duration::from_secs(60),
+            upstream_read_timeout: Duration::from_secs(60),
             connect_retry: Duration::from_millis(5000),
             drain_timeout: Duration::from_secs(60),
         }

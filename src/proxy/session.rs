@@ -19,6 +19,7 @@ use super::exchange::{Exchange, Upstream, close_upstream};
 use super::handle::ProxyEvent;
 use super::options::ProxyOptions;
 use super::release::{Kind, Releases};
+use super::timers::Timer;
 use super::tunnel::{self, Tunnel};
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
@@ -152,6 +153,8 @@ pub struct Session {
     pub up: Option<Upstream>,
     pub phase: Phase,
     pub deadline: Option<Instant>,
+    /// What `deadline` stands for.
+    pub timer: Timer,
 }
 
 /// `now + d` that cannot overflow whatever the configured durations are.
@@ -180,7 +183,9 @@ impl Session {
             trusted: sh.opts.is_trusted(peer),
             up: None,
             phase: Phase::Head { started: false },
+            // The head is timed from the accept, not from its first byte.
             deadline: Some(later(sh.now, sh.opts.header_timeout)),
+            timer: Timer::Header,
         }
     }
 
@@ -248,10 +253,20 @@ impl Session {
         if self.client.pending_out() > 0 {
             return Step::Idle;
         }
-        let read = match self.client.fill(&mut sh.bufs) {
+        let mut read = match self.client.fill(&mut sh.bufs) {
             Ok(n) => n,
             Err(_) => return Step::Close,
         };
+        if self.client.pending_in() == 0 && sh.shutting_down && !self.client.eof {
+            // Stopping: one last non-blocking read, so a request already
+            // in the kernel's buffer is served (with `Connection: close`)
+            // instead of lost with the connection.
+            self.client.readable = true;
+            read += match self.client.fill(&mut sh.bufs) {
+                Ok(n) => n,
+                Err(_) => return Step::Close,
+            };
+        }
         if self.client.pending_in() == 0 {
             if self.client.eof || sh.shutting_down {
                 return Step::Close;
@@ -265,7 +280,11 @@ impl Session {
         if let Phase::Head { started } = &mut self.phase {
             if !*started {
                 *started = true;
-                self.deadline = Some(later(sh.now, sh.opts.header_timeout));
+                // A keep-alive request's head is timed from its first
+                // byte; a new connection's from its accept.
+                if self.timer == Timer::Idle {
+                    self.arm(Timer::Header, Some(later(sh.now, sh.opts.header_timeout)));
+                }
             }
         }
         let fwd = Forwarding {
@@ -312,16 +331,16 @@ impl Session {
     pub(super) fn enter_after_response(&mut self, sh: &mut Shared, close: bool, linger: bool) {
         if close {
             self.phase = Phase::Flush { linger };
-            self.deadline = Some(sh.now + FLUSH_GRACE);
+            self.arm(Timer::Grace, Some(sh.now + FLUSH_GRACE));
         } else {
             let started = self.client.pending_in() > 0;
             self.phase = Phase::Head { started };
-            let wait = if started {
-                sh.opts.header_timeout
+            let (timer, wait) = if started {
+                (Timer::Header, sh.opts.header_timeout)
             } else {
-                sh.opts.client_idle_timeout
+                (Timer::Idle, sh.opts.client_idle_timeout)
             };
-            self.deadline = Some(later(sh.now, wait));
+            self.arm(timer, Some(later(sh.now, wait)));
         }
     }
 
@@ -336,7 +355,7 @@ impl Session {
         };
         let step = tunnel::pump(t, &mut self.client, &mut up.conn, sh);
         if let Some(at) = t.closing_since {
-            self.deadline = Some(at + tunnel::CLOSE_GRACE);
+            self.arm(Timer::Grace, Some(at + tunnel::CLOSE_GRACE));
         }
         step
     }

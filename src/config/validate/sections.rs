@@ -95,6 +95,25 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         "proxy.upstreamIdleTimeoutMs",
         4000.0,
     ));
+    // Zero disables these three (non-negative, unlike the ones above).
+    let client_write_timeout_ms = ms(issues.non_negative(
+        p,
+        "clientWriteTimeoutMs",
+        "proxy.clientWriteTimeoutMs",
+        60000.0,
+    ));
+    let upstream_response_timeout_ms = ms(issues.non_negative(
+        p,
+        "upstreamResponseTimeoutMs",
+        "proxy.upstreamResponseTimeoutMs",
+        60000.0,
+    ));
+    let upstream_read_timeout_ms = ms(issues.non_negative(
+        p,
+        "upstreamReadTimeoutMs",
+        "proxy.upstreamReadTimeoutMs",
+        60000.0,
+    ));
     ProxyConfig {
         host,
         port,
@@ -109,6 +128,9 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         header_timeout_ms,
         client_idle_timeout_ms,
         upstream_idle_timeout_ms,
+        client_write_timeout_ms,
+        upstream_response_timeout_ms,
+        upstream_read_timeout_ms,
     }
 }
 

@@ -860,3 +860,51 @@ fn invalid_config_message_lists_every_issue() {
         "Invalid Rollbridge config:\n  - Config must define exactly one proxied process; found 0"
     );
 }
+
+#[test]
+fn proxy_stream_timeouts_default_accept_zero_and_reject_negatives() {
+    let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
+    let d = ok(&cfg("", "")).proxy;
+    assert_eq!(
+        (
+            d.client_write_timeout_ms,
+            d.upstream_response_timeout_ms,
+            d.upstream_read_timeout_ms
+        ),
+        (60000, 60000, 60000)
+    );
+    let c = ok(&with(
+        r#""clientWriteTimeoutMs":0,"upstreamResponseTimeoutMs":1500,"upstreamReadTimeoutMs":2.5"#,
+    ))
+    .proxy;
+    assert_eq!(
+        (
+            c.client_write_timeout_ms,
+            c.upstream_response_timeout_ms,
+            c.upstream_read_timeout_ms
+        ),
+        (0, 1500, 3)
+    );
+    for key in [
+        "clientWriteTimeoutMs",
+        "upstreamResponseTimeoutMs",
+        "upstreamReadTimeoutMs",
+    ] {
+        fails(
+            &with(&format!(r#""{key}":-1"#)),
+            &format!("proxy.{key} must be a non-negative number"),
+        );
+        fails(
+            &with(&format!(r#""{key}":"5""#)),
+            &format!("proxy.{key} must be a number"),
+        );
+    }
+    let v = run(&with(r#""upstreamReadTimeoutMS":5"#));
+    assert!(
+        v.warnings
+            .iter()
+            .any(|w| w.fix.contains("Did you mean proxy.upstreamReadTimeoutMs?")),
+        "{:?}",
+        v.warnings.iter().map(|w| &w.fix).collect::<Vec<_>>()
+    );
+}

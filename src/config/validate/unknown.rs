@@ -30,6 +30,9 @@ const PROXY: &[&str] = &[
     "headerTimeoutMs",
     "clientIdleTimeoutMs",
     "upstreamIdleTimeoutMs",
+    "clientWriteTimeoutMs",
+    "upstreamResponseTimeoutMs",
+    "upstreamReadTimeoutMs",
 ];
 const RETENTION: &[&str] = &["keep", "maxAgeMs"];
 const LEGACY: &[&str] = &["screens", "processes", "forceStopTimeoutMs"];
