@@ -297,6 +297,9 @@ impl Session {
                 Ok(false) => {
                     up.conn.readable = false;
                     up.conn.writable = false;
+                    // A replay on a fresh connection must not keep the
+                    // response-head deadline of the dead pooled one.
+                    self.arm_exchange_timer(sh);
                     return Step::Idle;
                 }
                 Err(e) => return self.connect_failed(e, sh, reg),
