@@ -37,28 +37,36 @@ fn content_length_body_is_forwarded() {
 }
 
 #[test]
-fn chunked_request_with_trailers_is_normalized() {
+fn request_trailers_are_dropped() {
     let b = echo_backend();
     let p = proxy_to(&b);
     let mut c = p.connect();
     c.send(
-        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n005;ext=1\r\nhello\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: Authorization\r\n\r\n\
+          005;ext=1\r\nhello\r\n",
     );
-    c.send(b"6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+    c.send(
+        b"6\r\n world\r\n0\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\nHost: evil\r\n\
+          X-Forwarded-For: 6.6.6.6\r\nAuthorization: Basic eDp5\r\n\r\n",
+    );
     assert_eq!(c.response().text(), "hello world");
     let req = b.next_request();
-    assert_eq!(
-        req.raw_body,
-        b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    assert_eq!(dechunk(&req.raw_body), b"hello world");
+    assert!(
+        req.raw_body.ends_with(b"d\r\n0\r\n\r\n"),
+        "{:?}",
+        req.raw_body
     );
+    assert!(req.header("trailer").is_none());
+    assert_eq!(c.get("/").text(), ""); // still in sync
 }
 
 #[test]
-fn chunked_response_with_trailers_reaches_client() {
+fn response_trailers_are_dropped() {
     let b = Backend::start(Arc::new(|_r, s| {
         let _ = s.write_all(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n\
-              3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n",
+              3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\nSet-Cookie: s=1\r\n\r\n",
         );
         After::KeepAlive
     }));
@@ -66,7 +74,8 @@ fn chunked_response_with_trailers_reaches_client() {
     let mut c = p.connect();
     let r = c.get("/");
     assert_eq!(r.text(), "abcde");
-    assert_eq!(r.raw_body, b"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n");
+    assert!(r.raw_body.ends_with(b"de\r\n0\r\n\r\n"), "{:?}", r.raw_body);
+    assert!(r.header("trailer").is_none());
     assert_eq!(c.get("/").text(), "abcde"); // still in sync
 }
 

@@ -62,6 +62,8 @@ pub struct ProxyConfig {
     /// Peers whose X-Forwarded-Proto/Host/Port are kept as sent.
     pub trusted_proxies: Vec<String>,
     pub max_header_bytes: usize,
+    /// Forward request header fields whose names contain `_`.
+    pub underscores_in_headers: bool,
     pub header_timeout_ms: u64,
     pub client_idle_timeout_ms: u64,
     pub upstream_idle_timeout_ms: u64,

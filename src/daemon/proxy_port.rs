@@ -27,6 +27,7 @@ pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
             .filter_map(|s| IpNet::from_str(s).ok())
             .collect(),
         max_head_bytes: cfg.max_header_bytes,
+        underscores_in_headers: cfg.underscores_in_headers,
         header_timeout: Duration::from_millis(cfg.header_timeout_ms),
         client_idle_timeout: Duration::from_millis(cfg.client_idle_timeout_ms),
         upstream_idle_timeout: Duration::from_millis(cfg.upstream_idle_timeout_ms),

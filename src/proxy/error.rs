@@ -20,6 +20,9 @@ pub enum ErrorKind {
     HeadTooLarge,
     /// A body or chunk larger than we accept.
     BodyTooLarge,
+    /// A request feature the proxy does not implement (a transfer coding
+    /// other than chunked).
+    NotImplemented,
     /// No release is active.
     NoActiveRelease,
     /// The upstream connect failed (refused, unreachable).
@@ -90,6 +93,7 @@ pub fn status_for(kind: ErrorKind) -> Option<u16> {
         ErrorKind::BadRequest => Some(400),
         ErrorKind::BodyTooLarge => Some(413),
         ErrorKind::HeadTooLarge => Some(431),
+        ErrorKind::NotImplemented => Some(501),
         ErrorKind::ConnectFailed | ErrorKind::UpstreamClosed | ErrorKind::UpstreamProtocol => {
             Some(502)
         }
@@ -112,6 +116,7 @@ pub fn canned_response(status: u16, keep_alive: bool) -> Vec<u8> {
             "Request Header Fields Too Large",
             "Request header fields too large\n",
         ),
+        501 => ("Not Implemented", "Not implemented\n"),
         502 => ("Bad Gateway", "Bad gateway\n"),
         503 => ("Service Unavailable", "No active release\n"),
         504 => ("Gateway Timeout", "Gateway timeout\n"),
@@ -138,6 +143,7 @@ mod tests {
         assert_eq!(status_for(ErrorKind::BadRequest), Some(400));
         assert_eq!(status_for(ErrorKind::BodyTooLarge), Some(413));
         assert_eq!(status_for(ErrorKind::HeadTooLarge), Some(431));
+        assert_eq!(status_for(ErrorKind::NotImplemented), Some(501));
         assert_eq!(status_for(ErrorKind::ConnectFailed), Some(502));
         assert_eq!(status_for(ErrorKind::NoActiveRelease), Some(503));
         assert_eq!(status_for(ErrorKind::UpstreamTimeout), Some(504));

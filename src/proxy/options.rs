@@ -19,6 +19,9 @@ pub struct ProxyOptions {
     pub trusted_proxies: Vec<IpNet>,
     /// `proxy.maxHeaderBytes`: request head limit, else 431 (default 64 KiB).
     pub max_head_bytes: usize,
+    /// `proxy.underscoresInHeaders`: forward header fields whose names
+    /// contain `_` (default false: dropped, like nginx).
+    pub underscores_in_headers: bool,
     /// `proxy.headerTimeoutMs`: a request head must arrive within this
     /// (slowloris defence; default 15 s).
     pub header_timeout: Duration,
@@ -58,6 +61,7 @@ impl Default for ProxyOptions {
                 IpNet::from_str("::1").unwrap_or(IpNet::LOOPBACK_V4),
             ],
             max_head_bytes: 64 * 1024,
+            underscores_in_headers: false,
             header_timeout: Duration::from_secs(15),
             client_idle_timeout: Duration::from_secs(75),
             upstream_idle_timeout: Duration::from_secs(4),

@@ -12,9 +12,9 @@
 //! lives in `exchange.rs`.
 
 use super::buf::BufPool;
-use super::codec::{Forwarding, HeadError, HeadParse, parse_request};
+use super::codec::{Forwarding, HeadParse, parse_request};
 use super::conn::Conn;
-use super::error::{ErrorKind, ProxyError, Side, canned_response};
+use super::error::{ErrorKind, ProxyError, Side, canned_response, status_for};
 use super::exchange::{Exchange, Upstream, close_upstream};
 use super::handle::ProxyEvent;
 use super::options::ProxyOptions;
@@ -291,6 +291,7 @@ impl Session {
             peer: self.peer,
             trusted: self.trusted,
             default_host: &sh.default_host,
+            underscores_in_headers: sh.opts.underscores_in_headers,
         };
         sh.scratch.clear();
         let data = self.client.input.as_ref().map_or(&[][..], |b| b.data());
@@ -307,8 +308,10 @@ impl Session {
                 }
                 if read > 0 { Step::Progress } else { Step::Idle }
             }
-            Err(HeadError::TooLarge) => self.answer(sh, 431, false),
-            Err(HeadError::Bad(_)) => self.answer(sh, 400, false),
+            Err(e) => match status_for(e.kind()) {
+                Some(status) => self.answer(sh, status, false),
+                None => Step::Close,
+            },
             Ok(HeadParse::Complete(info)) => {
                 if let Some(buf) = self.client.input.as_mut() {
                     buf.consume(info.head_len);

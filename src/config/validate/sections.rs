@@ -81,6 +81,12 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         65536.0,
         "65536",
     ) as usize;
+    let underscores_in_headers = issues.boolean(
+        p,
+        "underscoresInHeaders",
+        "proxy.underscoresInHeaders",
+        false,
+    );
     let header_timeout_ms =
         ms(issues.positive_number(p, "headerTimeoutMs", "proxy.headerTimeoutMs", 15000.0));
     let client_idle_timeout_ms = ms(issues.positive_number(
@@ -125,6 +131,7 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         connect_retry_ms,
         trusted_proxies,
         max_header_bytes,
+        underscores_in_headers,
         header_timeout_ms,
         client_idle_timeout_ms,
         upstream_idle_timeout_ms,

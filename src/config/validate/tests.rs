@@ -206,6 +206,21 @@ fn proxy_fields() {
 }
 
 #[test]
+fn underscores_in_headers_is_a_boolean_off_by_default() {
+    assert!(!ok(&cfg("", "")).proxy.underscores_in_headers);
+    let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
+    assert!(
+        ok(&with(r#""underscoresInHeaders":true"#))
+            .proxy
+            .underscores_in_headers
+    );
+    fails(
+        &with(r#""underscoresInHeaders":"yes""#),
+        "proxy.underscoresInHeaders must be a boolean",
+    );
+}
+
+#[test]
 fn control_fields() {
     let c = ok(&cfg(
         r#""control":{"path":"/run/x.sock","mode":"0o660","owner":"deploy","group":"1001"}"#,

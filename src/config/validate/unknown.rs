@@ -27,6 +27,7 @@ const PROXY: &[&str] = &[
     "connectRetryMs",
     "trustedProxies",
     "maxHeaderBytes",
+    "underscoresInHeaders",
     "headerTimeoutMs",
     "clientIdleTimeoutMs",
     "upstreamIdleTimeoutMs",

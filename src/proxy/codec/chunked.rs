@@ -1,18 +1,24 @@
 //! Strict, streaming decoder for `Transfer-Encoding: chunked` (RFC 9112 §7.1).
 //!
-//! Pure: bytes in, bytes out. It re-emits a *normalized* chunked stream
-//! (hex size without leading zeros or extensions, data, CRLF, validated
-//! trailer lines) so the next hop parses exactly what we parsed, or in
-//! [`ChunkMode::Unwrap`] only the data (for HTTP/1.0 clients). Anything
-//! ambiguous — bad size, missing CRLF, bare CR/LF, obs-fold in trailers,
-//! over-long lines — is an error, never a guess.
+//! Pure: bytes in, bytes out. In [`ChunkMode::Reencode`] it writes a chunked
+//! stream of its own: one chunk per run of data it moves, sized by what it
+//! moved (never the sender's size line, so a chunk never exceeds the output
+//! buffer), no extensions, and no trailers (they are validated, then
+//! dropped, as nginx does: the stream ends with `0\r\n\r\n`). In
+//! [`ChunkMode::Unwrap`] it emits only the data (for HTTP/1.0 clients).
+//! Anything ambiguous — bad size, missing CRLF, bare CR/LF, obs-fold in
+//! trailers, over-long lines — is an error, never a guess.
 
 use std::fmt;
 
 /// Longest size or trailer line accepted (including CRLF).
 pub const MAX_LINE: usize = 4096;
-/// Output space needed before a size line is processed.
-const SIZE_LINE_OUT: usize = 20;
+/// Largest chunk size accepted (the largest file offset, as nginx).
+pub const MAX_CHUNK_SIZE: u64 = i64::MAX as u64;
+/// Output room a step needs to make progress in `Reencode` mode.
+pub const MIN_OUT: usize = 21;
+/// The end of a re-encoded body: last chunk, no trailer fields.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkMode {
@@ -88,7 +94,7 @@ impl ChunkedDecoder {
 
     /// Decodes as much of `input` as fits into `out`. Consumes nothing of a
     /// line that is not complete yet; the caller keeps those bytes. To be
-    /// sure of progress, `out` must offer `MAX_LINE` bytes once drained.
+    /// sure of progress, `out` must offer `MIN_OUT` bytes once drained.
     pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<Step, ChunkError> {
         let reencode = self.mode == ChunkMode::Reencode;
         let mut step = Step::default();
@@ -101,17 +107,11 @@ impl ChunkedDecoder {
                     return Ok(step);
                 }
                 State::Size => {
-                    if reencode && room < SIZE_LINE_OUT {
-                        return Ok(step);
-                    }
                     let Some(line_len) = find_line(inp)? else {
                         return Ok(step);
                     };
                     let size = parse_size_line(&inp[..line_len])?;
                     step.consumed += line_len;
-                    if reencode {
-                        step.produced += write_hex_line(size, &mut out[step.produced..]);
-                    }
                     self.state = if size == 0 {
                         State::Trailer
                     } else {
@@ -119,13 +119,26 @@ impl ChunkedDecoder {
                     };
                 }
                 State::Data(left) => {
-                    let n = (left.min(inp.len() as u64) as usize).min(room);
+                    // Re-encoded, each run of data is a chunk of its own.
+                    let max = if reencode {
+                        room.saturating_sub(4 + hex_len(room as u64))
+                    } else {
+                        room
+                    };
+                    let n = (left.min(inp.len() as u64) as usize).min(max);
                     if n == 0 {
                         return Ok(step);
+                    }
+                    if reencode {
+                        step.produced += write_hex_line(n as u64, &mut out[step.produced..]);
                     }
                     out[step.produced..step.produced + n].copy_from_slice(&inp[..n]);
                     step.consumed += n;
                     step.produced += n;
+                    if reencode {
+                        out[step.produced..step.produced + 2].copy_from_slice(b"\r\n");
+                        step.produced += 2;
+                    }
                     let left = left - n as u64;
                     self.state = if left == 0 {
                         State::DataCrlf
@@ -140,46 +153,61 @@ impl ChunkedDecoder {
                     if inp[0] != b'\r' || (inp.len() > 1 && inp[1] != b'\n') {
                         return Err(ChunkError::BadLineEnding);
                     }
-                    if inp.len() < 2 || (reencode && room < 2) {
+                    if inp.len() < 2 {
                         return Ok(step);
                     }
                     step.consumed += 2;
-                    if reencode {
-                        out[step.produced..step.produced + 2].copy_from_slice(b"\r\n");
-                        step.produced += 2;
-                    }
                     self.state = State::Size;
                 }
                 State::Trailer => {
                     let Some(line_len) = find_line(inp)? else {
                         return Ok(step);
                     };
-                    let line = &inp[..line_len];
-                    // Validate before waiting for output room: a bad line
-                    // is an error whatever the output buffer looks like.
-                    if line_len != 2 {
-                        validate_trailer(line)?;
-                        if self.trailer_bytes + line_len > self.max_trailer_bytes {
-                            return Err(ChunkError::TrailersTooLarge);
-                        }
-                    }
-                    if reencode && room < line_len {
-                        return Ok(step);
-                    }
                     if line_len == 2 {
+                        if reencode && room < LAST_CHUNK.len() {
+                            return Ok(step);
+                        }
+                        if reencode {
+                            out[step.produced..step.produced + LAST_CHUNK.len()]
+                                .copy_from_slice(LAST_CHUNK);
+                            step.produced += LAST_CHUNK.len();
+                        }
+                        step.consumed += 2;
                         self.state = State::Done;
-                    } else {
-                        self.trailer_bytes += line_len;
+                        continue;
                     }
+                    // Trailer fields are checked and counted, never passed on.
+                    validate_trailer(&inp[..line_len])?;
+                    if self.trailer_bytes + line_len > self.max_trailer_bytes {
+                        return Err(ChunkError::TrailersTooLarge);
+                    }
+                    self.trailer_bytes += line_len;
                     step.consumed += line_len;
-                    if reencode {
-                        out[step.produced..step.produced + line_len].copy_from_slice(line);
-                        step.produced += line_len;
-                    }
                 }
             }
         }
     }
+}
+
+/// Runs the chunked bytes already received through a decoder, without
+/// keeping any output: an error here is an error the body will have.
+pub fn check_prefix(input: &[u8], max_trailer_bytes: usize) -> Result<(), ChunkError> {
+    let mut d = ChunkedDecoder::new(ChunkMode::Unwrap, max_trailer_bytes);
+    let mut sink = [0u8; 4096];
+    let mut at = 0;
+    while at < input.len() {
+        let s = d.decode(&input[at..], &mut sink)?;
+        if s.done || (s.consumed == 0 && s.produced == 0) {
+            break;
+        }
+        at += s.consumed;
+    }
+    Ok(())
+}
+
+/// Hex digits of `n`.
+fn hex_len(n: u64) -> usize {
+    (64 - n.leading_zeros() as usize).div_ceil(4).max(1)
 }
 
 /// Length of the CRLF-terminated line at the start of `inp` (CRLF included),
@@ -215,6 +243,9 @@ fn parse_size_line(line: &[u8]) -> Result<u64, ChunkError> {
             .checked_mul(16)
             .and_then(|s| s.checked_add(v))
             .ok_or(ChunkError::BadSize)?;
+    }
+    if size > MAX_CHUNK_SIZE {
+        return Err(ChunkError::BadSize);
     }
     let ext = &body[digits..];
     if !ext.is_empty() {
@@ -298,17 +329,77 @@ mod tests {
     #[test]
     fn byte_by_byte_gives_same_result() {
         let input = b"3\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\n";
-        let a = run(ChunkMode::Reencode, input, 1).unwrap();
-        let b = run(ChunkMode::Reencode, input, 1000).unwrap();
+        let a = run(ChunkMode::Unwrap, input, 1).unwrap();
+        let b = run(ChunkMode::Unwrap, input, 1000).unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.0, b"3\r\nabc\r\na\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\n");
+        let (one, _) = run(ChunkMode::Reencode, input, 1).unwrap();
+        assert_eq!(run(ChunkMode::Unwrap, &one, 1000).unwrap(), a);
+        let (all, _) = run(ChunkMode::Reencode, input, 1000).unwrap();
+        assert_eq!(all, b"3\r\nabc\r\na\r\n0123456789\r\n0\r\n\r\n");
     }
 
     #[test]
-    fn trailers_are_kept_when_reencoding() {
-        let (out, done) = run(ChunkMode::Reencode, b"0\r\nA: b\r\n\r\n", 3).unwrap();
-        assert_eq!(out, b"0\r\nA: b\r\n\r\n");
+    fn trailers_are_dropped_when_reencoding() {
+        let input =
+            b"2\r\nhi\r\n0\r\nContent-Length: 5\r\nX-Forwarded-For: 6.6.6.6\r\nA: b\r\n\r\n";
+        let (out, done) = run(ChunkMode::Reencode, input, 100).unwrap();
+        assert_eq!(out, b"2\r\nhi\r\n0\r\n\r\n");
         assert!(done);
+        let (out, done) = run(ChunkMode::Reencode, input, 1).unwrap();
+        assert_eq!(out, b"1\r\nh\r\n1\r\ni\r\n0\r\n\r\n");
+        assert!(done);
+    }
+
+    #[test]
+    fn client_chunk_sizes_are_not_echoed() {
+        let (out, done) = run(ChunkMode::Reencode, b"7fffffffffffffff\r\nhello", 100).unwrap();
+        assert_eq!(out, b"5\r\nhello\r\n");
+        assert!(!done);
+    }
+
+    #[test]
+    fn chunks_are_bounded_by_the_output_buffer() {
+        let mut input = b"1000\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 0x1000));
+        input.extend_from_slice(b"\r\n0\r\n\r\n");
+        let mut d = ChunkedDecoder::new(ChunkMode::Reencode, 1024);
+        let mut out = [0u8; 1000];
+        let mut at = 0;
+        let mut encoded = Vec::new();
+        while !d.is_done() {
+            let s = d.decode(&input[at..], &mut out).unwrap();
+            assert!(s.produced > 0);
+            at += s.consumed;
+            encoded.extend_from_slice(&out[..s.produced]);
+        }
+        // Every size line is ours, each chunk fits one output buffer.
+        let mut rest = &encoded[..];
+        let mut payload = 0;
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            assert!(size < out.len());
+            payload += size;
+            if size == 0 {
+                assert_eq!(&rest[eol..], b"\r\n\r\n");
+                break;
+            }
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        assert_eq!(payload, 0x1000);
+    }
+
+    #[test]
+    fn chunk_size_above_max_is_rejected() {
+        assert_eq!(
+            run(ChunkMode::Reencode, b"ffffffffffffffff\r\n", 100),
+            Err(ChunkError::BadSize)
+        );
+        assert_eq!(
+            run(ChunkMode::Unwrap, b"8000000000000000\r\n", 100),
+            Err(ChunkError::BadSize)
+        );
     }
 
     #[test]
@@ -404,7 +495,7 @@ mod tests {
     #[test]
     fn small_output_makes_progress() {
         let mut d = ChunkedDecoder::new(ChunkMode::Reencode, 1024);
-        let mut out = [0u8; 24];
+        let mut out = [0u8; 16];
         let s = d.decode(b"a\r\n0123456789\r\n0\r\n\r\n", &mut out).unwrap();
         assert_eq!(&out[..s.produced], b"a\r\n0123456789\r\n");
         assert!(!s.done);

@@ -6,12 +6,22 @@
 //! here are ours: a request is either unambiguous or rejected (RFC 9112
 //! §6.3), and the upstream only ever sees the head we rebuilt.
 
+mod coding;
+mod fields;
+mod target;
+
 use super::body::BodyKind;
-use super::{contains_token, eq_ci, has_bare_cr_or_lf, is_tchar, parse_content_length};
+use super::chunked;
+use super::{contains_token, eq_ci, has_bare_cr_or_lf, parse_content_length};
+use crate::proxy::error::ErrorKind;
+use coding::Codings;
+use fields::{is_rebuilt, underscore_dropped};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use target::{is_host_byte, normalize_target};
 
-/// Most header fields in one head (more is answered with 431).
+/// Most header fields in one head, the client's or the one we send upstream
+/// with our forwarding fields added (more is answered with 431).
 pub const MAX_HEADERS: usize = 200;
 
 /// Why a request head was refused.
@@ -21,6 +31,19 @@ pub enum HeadError {
     Bad(&'static str),
     /// 431: larger than the limit or too many fields.
     TooLarge,
+    /// 501: a transfer coding the proxy does not implement.
+    NotImplemented(&'static str),
+}
+
+impl HeadError {
+    /// Its place in the proxy's error taxonomy.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            HeadError::Bad(_) => ErrorKind::BadRequest,
+            HeadError::TooLarge => ErrorKind::HeadTooLarge,
+            HeadError::NotImplemented(_) => ErrorKind::NotImplemented,
+        }
+    }
 }
 
 /// Who sent the request and how far we trust its forwarding headers.
@@ -32,6 +55,9 @@ pub struct Forwarding<'a> {
     pub trusted: bool,
     /// `Host` to send when an HTTP/1.0 client sent none.
     pub default_host: &'a str,
+    /// Keep header fields whose names contain `_` (those that would read as
+    /// a field the proxy controls are dropped all the same).
+    pub underscores_in_headers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +91,9 @@ pub enum HeadParse {
 }
 
 /// Parses the request head at the start of `buf`, and on success appends the
-/// head to send upstream to `out`.
+/// head to send upstream to `out`. Chunked body bytes already in `buf` are
+/// checked too, so a bad first chunk is refused before anything goes
+/// upstream.
 pub fn parse_request(
     buf: &[u8],
     max_head: usize,
@@ -112,9 +140,7 @@ pub fn parse_request(
     let mut host: Option<&[u8]> = None;
     let mut hosts = 0usize;
     let mut length: Option<u64> = None;
-    let mut te_seen = false;
-    let mut te_last_chunked = false;
-    let mut te_codings = String::new();
+    let mut codings = Codings::default();
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut conn_upgrade = false;
@@ -138,24 +164,7 @@ pub fn parse_request(
             }
             length = Some(n);
         } else if eq_ci(name, b"transfer-encoding") {
-            for coding in value.split(|&b| b == b',') {
-                let coding = trim_ows(coding);
-                if coding.is_empty() || !coding.iter().all(|&b| is_tchar(b)) {
-                    return Err(HeadError::Bad("invalid Transfer-Encoding"));
-                }
-                if te_last_chunked {
-                    // chunked must be the final coding, applied once.
-                    return Err(HeadError::Bad("chunked is not the final coding"));
-                }
-                te_last_chunked = eq_ci(coding, b"chunked");
-                if !te_codings.is_empty() {
-                    te_codings.push_str(", ");
-                }
-                for &b in coding {
-                    te_codings.push(b.to_ascii_lowercase() as char);
-                }
-            }
-            te_seen = true;
+            codings.add(value)?;
         } else if eq_ci(name, b"connection") {
             for tok in value.split(|&b| b == b',') {
                 let tok = trim_ows(tok);
@@ -188,16 +197,16 @@ pub fn parse_request(
             return Err(HeadError::Bad("invalid Host"));
         }
     }
-    let body = if te_seen {
+    // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
+    let host = target.authority.map(str::as_bytes).or(host);
+    let body = if codings.seen {
         if length.is_some() {
             return Err(HeadError::Bad("both Content-Length and Transfer-Encoding"));
         }
         if http10 {
             return Err(HeadError::Bad("Transfer-Encoding in HTTP/1.0 request"));
         }
-        if !te_last_chunked {
-            return Err(HeadError::Bad("final transfer coding is not chunked"));
-        }
+        codings.check()?;
         BodyKind::Chunked
     } else {
         match length {
@@ -205,6 +214,9 @@ pub fn parse_request(
             Some(n) => BodyKind::Length(n),
         }
     };
+    if body == BodyKind::Chunked && chunked::check_prefix(&buf[head_len..], max_head).is_err() {
+        return Err(HeadError::Bad("invalid chunked body"));
+    }
     // Only a GET asking for websocket takes the tunnel path; any other
     // Upgrade is hop-by-hop and simply not forwarded (RFC 9110 §7.8).
     let upgrade = if conn_upgrade && upgrade_ws && !http10 {
@@ -221,9 +233,10 @@ pub fn parse_request(
     let keep_alive = !conn_close && (!http10 || conn_keep_alive);
 
     // --- the normalized head sent upstream ---
+    let start = out.len();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(target.path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let connection_values: Vec<&[u8]> = req
         .headers
@@ -231,13 +244,20 @@ pub fn parse_request(
         .filter(|h| eq_ci(h.name.as_bytes(), b"connection"))
         .map(|h| h.value)
         .collect();
+    let host_value = host.unwrap_or(fwd.default_host.as_bytes());
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        if is_hop_by_hop_request(name) {
+        if eq_ci(name, b"host") {
+            // Connection may declare more hop-by-hop fields, but never Host.
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host_value);
+            out.extend_from_slice(b"\r\n");
             continue;
         }
-        // Connection may declare more hop-by-hop fields, but never Host.
-        if !eq_ci(name, b"host") && connection_values.iter().any(|v| contains_token(v, name)) {
+        if is_rebuilt(name)
+            || underscore_dropped(name, fwd.underscores_in_headers)
+            || connection_values.iter().any(|v| contains_token(v, name))
+        {
             continue;
         }
         out.extend_from_slice(name);
@@ -245,20 +265,16 @@ pub fn parse_request(
         out.extend_from_slice(trim_ows(h.value));
         out.extend_from_slice(b"\r\n");
     }
-    if host.is_none() {
+    if hosts == 0 {
         out.extend_from_slice(b"Host: ");
-        out.extend_from_slice(fwd.default_host.as_bytes());
+        out.extend_from_slice(host_value);
         out.extend_from_slice(b"\r\n");
     }
     match body {
         BodyKind::Length(n) => {
             let _ = write!(Appender(out), "Content-Length: {n}\r\n");
         }
-        BodyKind::Chunked => {
-            out.extend_from_slice(b"Transfer-Encoding: ");
-            out.extend_from_slice(te_codings.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         BodyKind::None | BodyKind::CloseDelimited => {}
     }
     if upgrade == Upgrade::WebSocket {
@@ -292,7 +308,7 @@ pub fn parse_request(
     out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
     match trusted(xf_host, b"x-forwarded-host") {
         Some(v) => out.extend_from_slice(&v),
-        None => out.extend_from_slice(host.unwrap_or(fwd.default_host.as_bytes())),
+        None => out.extend_from_slice(host_value),
     }
     out.extend_from_slice(b"\r\nX-Forwarded-Port: ");
     match trusted(xf_port, b"x-forwarded-port") {
@@ -300,6 +316,12 @@ pub fn parse_request(
         None => out.extend_from_slice(host.and_then(host_port).unwrap_or(b"80")),
     }
     out.extend_from_slice(b"\r\n\r\n");
+    // The fields we add count against the limit too: the head we send
+    // must be one we would accept ourselves.
+    if field_count(&out[start..]) > MAX_HEADERS {
+        out.truncate(start);
+        return Err(HeadError::TooLarge);
+    }
 
     Ok(HeadParse::Complete(RequestInfo {
         head_len,
@@ -315,6 +337,15 @@ pub fn parse_request(
     }))
 }
 
+/// Header fields in a serialized head (every line but the request line and
+/// the final empty one; values never hold CR or LF).
+fn field_count(head: &[u8]) -> usize {
+    head.windows(2)
+        .filter(|w| w == b"\r\n")
+        .count()
+        .saturating_sub(2)
+}
+
 /// `fmt::Write` onto a byte vector (for numbers and addresses).
 struct Appender<'a>(&'a mut Vec<u8>);
 
@@ -322,52 +353,6 @@ impl std::fmt::Write for Appender<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
-    }
-}
-
-/// Fields that describe this hop only, plus the framing and forwarding
-/// fields the proxy rebuilds itself.
-fn is_hop_by_hop_request(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 11] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
-    ];
-    NAMES.iter().any(|n| eq_ci(n, name))
-}
-
-/// Origin-form is forwarded byte for byte; absolute-form is reduced to its
-/// path and query; `*` only for OPTIONS.
-fn normalize_target<'a>(method: &str, target: &'a str) -> Result<&'a str, HeadError> {
-    if target.starts_with('/') {
-        return Ok(target);
-    }
-    if target == "*" {
-        return if method == "OPTIONS" {
-            Ok(target)
-        } else {
-            Err(HeadError::Bad("asterisk-form only for OPTIONS"))
-        };
-    }
-    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
-        &target[7..]
-    } else if lower.starts_with("https://") {
-        &target[8..]
-    } else {
-        return Err(HeadError::Bad("invalid request target"));
-    };
-    match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => Ok(&rest[i..]),
-        _ => Ok("/"),
     }
 }
 
@@ -382,10 +367,6 @@ pub fn host_port(host: &[u8]) -> Option<&[u8]> {
     };
     let digits = after.strip_prefix(b":")?;
     (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then_some(digits)
-}
-
-fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%[]".contains(&b)
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {

@@ -238,13 +238,15 @@ fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus Content-Length and
-/// Transfer-Encoding which the proxy rebuilds from the framing it decoded.
+/// Transfer-Encoding which the proxy rebuilds from the framing it decoded,
+/// and Trailer (trailer fields are never passed on).
 fn is_hop_by_hop_response(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 6] = [
+    const NAMES: [&[u8]; 7] = [
         b"connection",
         b"keep-alive",
         b"proxy-connection",
         b"te",
+        b"trailer",
         b"transfer-encoding",
         b"upgrade",
     ];

@@ -1,4 +1,5 @@
 use super::*;
+use crate::proxy::error::ErrorKind;
 use std::net::Ipv4Addr;
 
 fn fwd(trusted: bool) -> Forwarding<'static> {
@@ -6,6 +7,7 @@ fn fwd(trusted: bool) -> Forwarding<'static> {
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
         trusted,
         default_host: "127.0.0.1:8182",
+        underscores_in_headers: false,
     }
 }
 
@@ -115,11 +117,51 @@ fn te_not_ending_in_chunked_is_rejected() {
 }
 
 #[test]
-fn te_gzip_chunked_is_forwarded_normalized() {
+fn te_coding_before_chunked_is_not_implemented() {
+    for raw in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: GZIP ,Chunked\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let e = parse(raw).unwrap_err();
+        assert!(matches!(e, HeadError::NotImplemented(_)), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::NotImplemented);
+    }
+}
+
+#[test]
+fn upstream_sees_only_transfer_encoding_chunked() {
     let (info, out) =
-        parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: GZIP ,Chunked\r\n\r\n").unwrap();
+        parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n").unwrap();
     assert_eq!(info.body, BodyKind::Chunked);
-    assert!(out.contains("Transfer-Encoding: gzip, chunked\r\n"));
+    assert_eq!(out.matches("Transfer-Encoding").count(), 1);
+    assert!(out.contains("\r\nTransfer-Encoding: chunked\r\n"));
+}
+
+#[test]
+fn trailer_field_is_not_forwarded() {
+    let (_, out) = parse(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    assert!(!out.contains("Trailer"), "{out}");
+}
+
+#[test]
+fn bad_first_chunk_is_refused_with_the_head() {
+    let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for body in [
+        &b"ffffffffffffffff\r\n"[..],
+        b"10000000000000000\r\n",
+        b"zz\r\n",
+        b"5\r\nhelloXX",
+    ] {
+        let raw = [&head[..], body].concat();
+        assert!(bad(&raw), "{body:?}");
+    }
+    // A body still on its way is not judged yet.
+    let raw = [&head[..], b"7fffffffffffffff\r\nab"].concat();
+    assert!(parse(&raw).is_ok());
 }
 
 #[test]
@@ -175,6 +217,36 @@ fn connect_is_refused() {
 fn path_is_forwarded_byte_for_byte() {
     let (_, out) = parse(b"GET //a///b?x=1//2&y=%2F HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     assert!(out.starts_with("GET //a///b?x=1//2&y=%2F HTTP/1.1\r\n"));
+}
+
+#[test]
+fn absolute_form_authority_replaces_host() {
+    let (_, out) = parse(
+        b"GET http://evil.example/x?q=1 HTTP/1.1\r\nHost: good.example\r\nAccept: */*\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        "GET /x?q=1 HTTP/1.1\r\nHost: evil.example\r\nAccept: */*\r\n\
+         X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\
+         X-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 80\r\n\r\n"
+    );
+    let (_, out) = parse(b"GET http://h:8080 HTTP/1.0\r\n\r\n").unwrap();
+    assert!(out.contains("\r\nHost: h:8080\r\n"));
+    assert!(out.contains("X-Forwarded-Port: 8080\r\n"));
+}
+
+#[test]
+fn absolute_form_without_path_keeps_query() {
+    let (_, out) =
+        parse(b"GET http://evil.example?q=1 HTTP/1.1\r\nHost: good.example\r\n\r\n").unwrap();
+    assert!(out.starts_with("GET /?q=1 HTTP/1.1\r\nHost: evil.example\r\n"));
+}
+
+#[test]
+fn userinfo_in_absolute_target_is_rejected() {
+    assert!(bad(b"GET http://u:p@host/ HTTP/1.1\r\nHost: host\r\n\r\n"));
+    assert!(bad(b"GET http:///x HTTP/1.1\r\nHost: host\r\n\r\n"));
 }
 
 #[test]
@@ -298,4 +370,78 @@ fn invalid_targets_are_rejected() {
     assert!(bad(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"));
     assert!(bad(b"GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n"));
     assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+}
+
+#[test]
+fn underscore_headers_are_dropped_by_default() {
+    let (_, out) = parse_with(
+        b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nMy_Header: m\r\nMy-Header: d\r\n\r\n",
+        false,
+    )
+    .unwrap();
+    assert!(!out.contains('_'), "{out}");
+    assert!(!out.contains("6.6.6.6"), "{out}");
+    assert!(out.contains("My-Header: d\r\n"));
+}
+
+#[test]
+fn kept_underscore_headers_never_shadow_controlled_ones() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\n\
+                Content_Length: 5\r\nMy_Header: m\r\n\r\n";
+    let mut out = Vec::new();
+    let keep = Forwarding {
+        underscores_in_headers: true,
+        ..fwd(false)
+    };
+    parse_request(raw, 65536, &keep, &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("My_Header: m\r\n"), "{out}");
+    assert!(!out.contains("6.6.6.6"), "{out}");
+    assert!(!out.contains("Content_Length"), "{out}");
+}
+
+/// A head at the field limit is accepted only if the fields the proxy adds
+/// still fit: the head sent upstream must parse with the same limit.
+#[test]
+fn forwarding_headers_count_against_field_limit() {
+    let head = |n: usize| {
+        let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..n {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        raw
+    };
+    // Host + n + the four X-Forwarded-* fields.
+    let (_, out) = parse(&head(MAX_HEADERS - 5)).unwrap();
+    let mut again = Vec::new();
+    assert!(parse_request(out.as_bytes(), usize::MAX, &fwd(true), &mut again).is_ok());
+    let mut out = Vec::new();
+    let r = parse_request(&head(MAX_HEADERS - 4), 65536, &fwd(true), &mut out);
+    assert_eq!(r, Err(HeadError::TooLarge));
+    assert!(out.is_empty());
+}
+
+/// Fuzz regression (request_head, crash-b41f1d92): the input parsed, but
+/// the head rebuilt from it had more fields than the parser accepts.
+#[test]
+fn fuzz_crash_b41f1d92_rebuilt_head_parses_again() {
+    let data = include_bytes!("../testdata/request_head-crash-b41f1d92");
+    let (&flags, raw) = data.split_first().unwrap();
+    let f = Forwarding {
+        peer: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        trusted: flags & 1 == 1,
+        default_host: "[::1]:8182",
+        underscores_in_headers: false,
+    };
+    let max = 64 + (flags as usize >> 1) * 64;
+    let mut out = Vec::new();
+    if let Ok(HeadParse::Complete(info)) = parse_request(raw, max, &f, &mut out) {
+        let mut again = Vec::new();
+        let f2 = Forwarding { trusted: true, ..f };
+        match parse_request(&out, usize::MAX, &f2, &mut again) {
+            Ok(HeadParse::Complete(i2)) => assert_eq!(i2.body, info.body),
+            other => panic!("our own head did not parse: {other:?}"),
+        }
+    }
 }

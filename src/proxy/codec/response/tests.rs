@@ -39,6 +39,16 @@ fn chunked_response_is_rechunked() {
 }
 
 #[test]
+fn trailer_field_is_not_forwarded() {
+    let (_, out) = parse(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n",
+        ctx(),
+    )
+    .unwrap();
+    assert_eq!(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+}
+
+#[test]
 fn chunked_to_http10_client_closes() {
     let c = ResponseCtx {
         client_http10: true,
