@@ -9,7 +9,7 @@ use super::codec::{
     BodyDecoder, BodyKind, ChunkMode, RequestInfo, RespParse, ResponseCtx, Upgrade, parse_response,
 };
 use super::conn::Conn;
-use super::error::{ErrorKind, ProxyError, WS_NO_RELEASE, status_for};
+use super::error::{ErrorKind, ProxyError, WS_NO_RELEASE};
 use super::release::{Kind, Owner};
 use super::session::{FLUSH_GRACE, Phase, Session, Shared, Step, Verdict, later, upstream_token};
 use super::timers::{Clocks, Timer};
@@ -94,7 +94,7 @@ impl Session {
             }
             // Without a body to skip the connection can stay open.
             let keep = info.keep_alive && info.body == BodyKind::None;
-            return self.answer(sh, 503, keep);
+            return self.answer(sh, ErrorKind::NoActiveRelease, keep);
         };
         let kind = if ws { Kind::WebSocket } else { Kind::Http };
         sh.releases.begin(release, kind);
@@ -278,7 +278,7 @@ impl Session {
             return Step::Progress;
         }
         let keep = ex.req_done && !ex.close_client && ex.kind == Kind::Http;
-        self.answer(sh, status_for(kind).unwrap_or(502), keep)
+        self.answer(sh, kind, keep)
     }
 
     // ----- Exchange -----
@@ -491,7 +491,7 @@ impl Session {
             self.arm(Timer::Grace, Some(sh.now + FLUSH_GRACE));
             return Step::Progress;
         }
-        self.answer(sh, 400, false)
+        self.answer(sh, ErrorKind::BadRequest, false)
     }
 
     /// The upstream failed or closed before the response was complete.

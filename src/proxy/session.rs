@@ -308,10 +308,7 @@ impl Session {
                 }
                 if read > 0 { Step::Progress } else { Step::Idle }
             }
-            Err(e) => match status_for(e.kind()) {
-                Some(status) => self.answer(sh, status, false),
-                None => Step::Close,
-            },
+            Err(e) => self.answer(sh, e.kind(), false),
             Ok(HeadParse::Complete(info)) => {
                 if let Some(buf) = self.client.input.as_mut() {
                     buf.consume(info.head_len);
@@ -322,8 +319,12 @@ impl Session {
         }
     }
 
-    /// Queues one of the proxy's own answers.
-    pub(super) fn answer(&mut self, sh: &mut Shared, status: u16, keep_alive: bool) -> Step {
+    /// Queues the proxy's own answer for `kind` (its status comes from
+    /// [`status_for`], the one mapping); a kind without an answer closes.
+    pub(super) fn answer(&mut self, sh: &mut Shared, kind: ErrorKind, keep_alive: bool) -> Step {
+        let Some(status) = status_for(kind) else {
+            return Step::Close;
+        };
         let keep = keep_alive && !sh.shutting_down;
         self.client
             .queue(&mut sh.bufs, &canned_response(status, keep));
