@@ -65,6 +65,8 @@ pub struct ProxyConfig {
     pub header_timeout_ms: u64,
     pub client_idle_timeout_ms: u64,
     pub upstream_idle_timeout_ms: u64,
+    /// Most open proxy connections; 0 = derived from the descriptor limit.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

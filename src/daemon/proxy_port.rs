@@ -32,6 +32,7 @@ pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
         upstream_idle_timeout: Duration::from_millis(cfg.upstream_idle_timeout_ms),
         connect_retry: Duration::from_millis(cfg.connect_retry_ms),
         drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
+        max_connections: cfg.max_connections,
     }
 }
 

@@ -4,6 +4,7 @@
 //! channel and wakes the loop with a `mio::Waker`. Nothing here blocks the
 //! loop, and the loop never blocks on the daemon.
 
+use super::budget::{self, Budget, ConnectionLoad, Gauge};
 use super::error::{ErrorKind, Side};
 use super::event_loop;
 use super::options::ProxyOptions;
@@ -32,6 +33,13 @@ pub enum ProxyEvent {
         side: Side,
         kind: ErrorKind,
         message: String,
+    },
+    /// The connection cap was reached (new clients wait in the backlog),
+    /// or, with `reached: false`, the proxy is back under it. Once per
+    /// episode each.
+    ConnectionLimit {
+        reached: bool,
+        max_connections: usize,
     },
 }
 
@@ -64,6 +72,8 @@ pub struct ProxyHandle {
     local_addr: SocketAddr,
     upstream_host: String,
     drain_timeout: Duration,
+    budget: Budget,
+    gauge: Arc<Gauge>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -82,9 +92,12 @@ pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent
     let (etx, erx) = bounded(EVENT_QUEUE);
     let upstream_host = opts.upstream_host.clone();
     let drain_timeout = opts.drain_timeout;
+    let budget = budget::derive(budget::nofile_limit(), opts.max_connections);
+    let gauge = Arc::new(Gauge::new(budget.max_connections));
+    let loop_gauge = gauge.clone();
     let thread = std::thread::Builder::new()
         .name("rollbridge-proxy".into())
-        .spawn(move || event_loop::run(poll, listener, rx, etx, opts, local_addr))?;
+        .spawn(move || event_loop::run(poll, listener, rx, etx, opts, local_addr, loop_gauge))?;
     Ok((
         ProxyHandle {
             tx,
@@ -92,6 +105,8 @@ pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent
             local_addr,
             upstream_host,
             drain_timeout,
+            budget,
+            gauge,
             thread: Arc::new(Mutex::new(Some(thread))),
         },
         erx,
@@ -119,6 +134,17 @@ impl ProxyHandle {
     /// The address actually bound (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The connection cap in force, and the configured value when it had
+    /// to be lowered to fit the descriptor limit.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// Open connections against the cap (read without asking the loop).
+    pub fn connections(&self) -> ConnectionLoad {
+        self.gauge.load()
     }
 
     fn send(&self, cmd: Command) -> io::Result<()> {

@@ -14,6 +14,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub mod budget;
 pub mod buf;
 pub mod codec;
 mod conn;
@@ -26,6 +27,7 @@ mod release;
 mod session;
 mod tunnel;
 
+pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use handle::{ProxyEvent, ProxyHandle, ReleaseCounts, resolve, start};
 pub use options::{IpNet, ProxyOptions};

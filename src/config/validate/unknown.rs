@@ -30,6 +30,7 @@ const PROXY: &[&str] = &[
     "headerTimeoutMs",
     "clientIdleTimeoutMs",
     "upstreamIdleTimeoutMs",
+    "maxConnections",
 ];
 const RETENTION: &[&str] = &["keep", "maxAgeMs"];
 const LEGACY: &[&str] = &["screens", "processes", "forceStopTimeoutMs"];
