@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 const SWEEP: Duration = Duration::from_millis(100);
 /// Pause after the process ran out of descriptors before accepting again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Connections closed since the peak after which memory is handed back to
+/// the system (slab shrunk, free lists trimmed, `malloc_trim`).
+const TRIM_AFTER_CLOSED: usize = 1024;
 
 /// Thread entry: runs the loop under a last-resort panic guard.
 pub(crate) fn run(
@@ -57,6 +60,7 @@ pub(crate) fn run(
             listener: Some(listener),
             listening: true,
             limit_reported: false,
+            peak_sessions: 0,
             gauge,
             rx,
             sessions: Vec::new(),
@@ -111,6 +115,8 @@ struct Loop {
     listening: bool,
     /// A `limit reached` event went out and no `cleared` yet.
     limit_reported: bool,
+    /// Most sessions open at once since memory was last trimmed.
+    peak_sessions: usize,
     gauge: Arc<Gauge>,
     rx: Receiver<Command>,
     sessions: Vec<Option<Session>>,
@@ -277,6 +283,7 @@ impl Loop {
                     }
                     self.next_serial += 1;
                     self.sh.sessions_open += 1;
+                    self.peak_sessions = self.peak_sessions.max(self.sh.sessions_open);
                     let peer = addr.ip().to_canonical();
                     self.sessions[idx] =
                         Some(Session::new(idx, self.next_serial, sock, peer, &self.sh));
@@ -295,6 +302,31 @@ impl Loop {
                 }
                 Err(_) => {} // ECONNABORTED and friends: next one
             }
+        }
+    }
+
+    /// Hands memory back once it is no longer needed: the free lists when
+    /// no buffer is checked out, everything after a flood closed.
+    fn trim_memory(&mut self) {
+        if self.sh.bufs.out == 0 {
+            self.sh.bufs.trim();
+        }
+        let open = self.sh.sessions_open;
+        if self.peak_sessions < open + TRIM_AFTER_CLOSED {
+            return;
+        }
+        self.peak_sessions = open;
+        let used = self.sessions.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        self.sessions.truncate(used);
+        self.sessions.shrink_to_fit();
+        self.free.retain(|&i| i < used);
+        self.free.shrink_to_fit();
+        self.sh.bufs.trim();
+        // Freed memory otherwise stays with the allocator's arenas.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases free memory; no pointers change.
+        unsafe {
+            libc::malloc_trim(0);
         }
     }
 
@@ -479,6 +511,7 @@ impl Loop {
         }
         self.sh.releases.expire_idle(now, self.poll.registry());
         self.sh.flush_suppressed();
+        self.trim_memory();
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
             self.accept();
