@@ -85,6 +85,7 @@ pub(crate) const LISTENER: Token = Token(usize::MAX - 4);
 pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent>)> {
     let addr = resolve(&opts.host, opts.port)?;
     let listener = mio::net::TcpListener::bind(addr)?;
+    widen_backlog(&listener);
     let local_addr = listener.local_addr()?;
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -111,6 +112,19 @@ pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent
         },
         erx,
     ))
+}
+
+/// Clients beyond the connection cap wait in the listen backlog, so it is
+/// made as deep as the system allows (the kernel caps it at somaxconn).
+const BACKLOG: i32 = 4096;
+
+fn widen_backlog(listener: &mio::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen() again on a listening socket only changes its
+    // backlog; failure leaves the default in place.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), BACKLOG);
+    }
 }
 
 /// `host:port` to a socket address (IP literals, or a name such as
