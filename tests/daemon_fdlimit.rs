@@ -173,7 +173,9 @@ fn flood_leaves_status_restarts_and_service_working() {
             rs.iter().any(|r| {
                 r["releaseId"] == active
                     && process(r, "web")["state"] == "running"
-                    && process(r, "web")["pid"].as_u64().is_some_and(|p| p != before)
+                    && process(r, "web")["pid"]
+                        .as_u64()
+                        .is_some_and(|p| p != before)
             })
         })
     });

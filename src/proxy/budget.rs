@@ -15,9 +15,7 @@ const RESERVE_MAX: u64 = 256;
 /// Descriptors kept for everything but the proxy: `limit / 8`, at least 64,
 /// at most 256, and never more than half of a tiny limit.
 pub fn reserve(limit: u64) -> u64 {
-    (limit / 8)
-        .clamp(RESERVE_MIN, RESERVE_MAX)
-        .min(limit / 2)
+    (limit / 8).clamp(RESERVE_MIN, RESERVE_MAX).min(limit / 2)
 }
 
 /// The largest connection count `limit` descriptors allow: each proxied

@@ -170,7 +170,10 @@ impl BufPool {
             return self.get_small();
         };
         if scratch.len() <= SMALL_SIZE {
-            let mut small = self.small.pop().unwrap_or_else(|| Buf::with_capacity(SMALL_SIZE));
+            let mut small = self
+                .small
+                .pop()
+                .unwrap_or_else(|| Buf::with_capacity(SMALL_SIZE));
             if let Some(scratch) = self.scratch.as_mut() {
                 small.push(scratch.data());
                 scratch.start = 0;

@@ -8,8 +8,8 @@
 //! expiry) are checked by a sweep every [`SWEEP`]; connect-retry wake-ups
 //! are exact, from a small heap.
 
-use super::buf::BufPool;
 use super::budget::{self, Admit, Gauge};
+use super::buf::BufPool;
 use super::error::{ErrorKind, ProxyError, Side};
 use super::handle::{Command, LISTENER, ProxyEvent, WAKER};
 use super::options::ProxyOptions;
@@ -316,7 +316,11 @@ impl Loop {
             return;
         }
         self.peak_sessions = open;
-        let used = self.sessions.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        let used = self
+            .sessions
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
         self.sessions.truncate(used);
         self.sessions.shrink_to_fit();
         self.free.retain(|&i| i < used);
