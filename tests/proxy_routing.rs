@@ -301,6 +301,7 @@ fn hundred_flips_under_load_fail_nothing() {
         match ev {
             ProxyEvent::Drained { .. } => drained += 1,
             ProxyEvent::Error { message, .. } => panic!("proxy error: {message}"),
+            other => panic!("unexpected proxy event: {other:?}"),
         }
         if drained == 100 {
             break;

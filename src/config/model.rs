@@ -73,6 +73,8 @@ pub struct ProxyConfig {
     pub upstream_response_timeout_ms: u64,
     /// Upstream read-idle timeout for a response body (0 = off).
     pub upstream_read_timeout_ms: u64,
+    /// Most open proxy connections; 0 = derived from the descriptor limit.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -29,6 +29,8 @@ pub const MAX_CONNECTIONS: usize = 1024;
 const WRITE_HIGH_WATER: usize = 8 * 1024 * 1024;
 /// How long `finish` tries to flush the last replies.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
+/// Pause before accepting again after the process ran out of descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// What the server hands to the core.
 pub enum Incoming {
@@ -135,6 +137,9 @@ impl ControlServer {
             waker: waker.clone(),
             conns: HashMap::new(),
             next_conn: FIRST_CONN as u64,
+            spare: spare_fd(),
+            accept_retry_at: None,
+            out_of_fds: false,
         };
         if let Some(l) = server.listener.as_mut() {
             server
@@ -204,6 +209,18 @@ struct Server {
     waker: Arc<Waker>,
     conns: HashMap<u64, Conn>,
     next_conn: u64,
+    /// A descriptor held in reserve: given up to accept one CLI client when
+    /// the process is out of descriptors, taken again once one is free.
+    spare: Option<std::fs::File>,
+    /// Accepting failed for lack of descriptors: retry then (connections
+    /// waiting in the backlog raise no new readiness edge).
+    accept_retry_at: Option<Instant>,
+    /// The current shortage was reported (once per episode).
+    out_of_fds: bool,
+}
+
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 fn thread_main(mut server: Server) {
@@ -229,7 +246,10 @@ impl Server {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            let timeout = self
+                .accept_retry_at
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != ErrorKind::Interrupted {
                     eprintln!("rollbridge: control poll failed: {e}");
                     std::thread::sleep(Duration::from_millis(10));
@@ -279,6 +299,13 @@ impl Server {
                 }
             }
             self.conns.retain(|_, c| !c.dead);
+            if self.spare.is_none() {
+                self.spare = spare_fd();
+            }
+            if self.accept_retry_at.is_some_and(|at| at <= Instant::now()) {
+                self.accept_retry_at = None;
+                self.accept();
+            }
         }
     }
 
@@ -289,6 +316,7 @@ impl Server {
             };
             match listener.accept() {
                 Ok((mut stream, _)) => {
+                    self.out_of_fds = false;
                     if self.conns.len() >= MAX_CONNECTIONS {
                         drop(stream);
                         continue;
@@ -325,9 +353,19 @@ impl Server {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if out_of_descriptors(&e) && self.spare.take().is_some() => {
+                    // The spare descriptor is closed now: the next accept
+                    // gets the waiting client its slot.
+                    continue;
+                }
                 Err(e) => {
-                    // EMFILE and friends: report, keep serving the others.
-                    (self.sink)(connection_error(&e));
+                    // EMFILE and friends: report once, keep serving the
+                    // others, and try again shortly.
+                    if !self.out_of_fds {
+                        self.out_of_fds = true;
+                        (self.sink)(connection_error(&e));
+                    }
+                    self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
             }
@@ -486,6 +524,13 @@ impl Server {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
+
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 fn connection_error(e: &std::io::Error) -> Incoming {

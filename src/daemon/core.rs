@@ -231,6 +231,18 @@ impl Core {
                 }
                 self.record(Event::new("proxy error", data));
             }
+            CoreMsg::Proxy(ProxyEvent::ConnectionLimit {
+                reached,
+                max_connections,
+            }) => {
+                let message = if reached {
+                    "proxy connection limit reached"
+                } else {
+                    "proxy connection limit cleared"
+                };
+                let data = Data::new().with("maxConnections", max_connections);
+                self.record(Event::new(message, data));
+            }
             CoreMsg::Deploy(msg) => self.deploy_msg(msg),
             CoreMsg::ProxyClosed => {
                 let tx = self.tx.clone();
@@ -407,7 +419,10 @@ impl Core {
         };
         let view = status::build(
             &self.config,
-            self.proxy.port(),
+            status::ProxyLive {
+                port: self.proxy.port(),
+                load: self.proxy.handle().connections(),
+            },
             &self.state,
             &self.orphans,
             self.runtime.as_ref(),

@@ -81,6 +81,16 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
             .with("host", config.proxy.host.as_str())
             .with("port", proxy.port()),
     ));
+    let budget = proxy.handle().budget();
+    if let Some(configured) = budget.clamped_from {
+        record(Event::new(
+            "proxy maxConnections clamped",
+            Data::new()
+                .with("configured", configured)
+                .with("maxConnections", budget.max_connections)
+                .with("fileLimit", crate::proxy::budget::nofile_limit()),
+        ));
+    }
     let listener = bind::bind(&config.control)?;
 
     spawn::become_subreaper();

@@ -45,6 +45,16 @@ pub struct ProxyView {
     pub host: String,
     pub port: u16,
     pub upstream_host: String,
+    pub max_connections: usize,
+    pub open_connections: usize,
+    pub at_connection_limit: bool,
+}
+
+/// What the running proxy contributes: the bound port and its load.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyLive {
+    pub port: u16,
+    pub load: crate::proxy::ConnectionLoad,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,7 +113,7 @@ fn id_or_name(v: &IdOrName) -> Value {
 /// order of [`DaemonState::all_keys`].
 pub fn build(
     config: &Config,
-    proxy_port: u16,
+    proxy: ProxyLive,
     state: &DaemonState,
     orphans: &[Orphan],
     runtime: Option<&RuntimeIdentity>,
@@ -159,8 +169,11 @@ pub fn build(
         orphans: orphans.to_vec(),
         proxy: ProxyView {
             host: config.proxy.host.clone(),
-            port: proxy_port,
+            port: proxy.port,
             upstream_host: config.proxy.upstream_host.clone(),
+            max_connections: proxy.load.max_connections,
+            open_connections: proxy.load.open_connections,
+            at_connection_limit: proxy.load.at_connection_limit,
         },
         releases,
         services,

@@ -1,18 +1,29 @@
-//! Fixed-size byte buffers and the pool they come from.
+//! Byte buffers in two sizes and the pool they come from.
 //!
 //! A connection checks a buffer out only while bytes are actually waiting in
 //! it and hands it back as soon as it is empty, so idle keep-alive
 //! connections, pooled upstream connections and quiet WebSocket tunnels hold
-//! no buffer memory at all. The one exception to the fixed size is a request
-//! or response head larger than [`BUF_SIZE`]: its buffer is enlarged up to the
-//! head limit and dropped (not pooled) when returned.
+//! no buffer memory at all. A burst of input is first read into the pool's
+//! scratch buffer and then kept in a [`SMALL_SIZE`] buffer when it fits (a
+//! slow client's partial head costs 2 KiB, not 16), or the scratch itself
+//! becomes the connection's buffer (no copy) when it does not. A small buffer
+//! that fills up is swapped for a [`BUF_SIZE`] one. The one exception to the
+//! two sizes is a request or response head larger than [`BUF_SIZE`]: its
+//! buffer is enlarged up to the head limit and dropped (not pooled) when
+//! returned.
 
-/// Size of a pooled buffer. Four of them is the worst case per active
+/// Size of a full buffer. Four of them is the worst case per active
 /// connection; in practice two are held while a response streams.
 pub const BUF_SIZE: usize = 16 * 1024;
 
-/// Most buffers kept on the free list; the rest are freed.
-const POOL_MAX: usize = 128;
+/// Size of the buffer a short burst of input is kept in.
+pub const SMALL_SIZE: usize = 2 * 1024;
+
+/// Most buffers of each size kept on the free lists while busy.
+const POOL_MAX: usize = 64;
+const SMALL_POOL_MAX: usize = 256;
+/// What the free lists are trimmed to when nothing is checked out.
+const IDLE_KEEP: usize = 8;
 
 /// A byte buffer with a read cursor (`start`) and a write cursor (`end`).
 #[derive(Debug)]
@@ -107,15 +118,19 @@ impl Buf {
     }
 }
 
-/// Free list of [`BUF_SIZE`] buffers, owned by the event-loop thread (no lock).
+/// Free lists of full and small buffers plus the read scratch, owned by
+/// the event-loop thread (no lock).
 #[derive(Debug, Default)]
 pub struct BufPool {
     free: Vec<Buf>,
+    small: Vec<Buf>,
+    scratch: Option<Buf>,
     /// Buffers currently checked out (for tests and memory reasoning).
     pub out: usize,
 }
 
 impl BufPool {
+    /// A full-size buffer.
     pub fn get(&mut self) -> Buf {
         self.out += 1;
         self.free
@@ -123,13 +138,86 @@ impl BufPool {
             .unwrap_or_else(|| Buf::with_capacity(BUF_SIZE))
     }
 
+    fn get_small(&mut self) -> Buf {
+        self.out += 1;
+        self.small
+            .pop()
+            .unwrap_or_else(|| Buf::with_capacity(SMALL_SIZE))
+    }
+
     pub fn put(&mut self, mut buf: Buf) {
         self.out = self.out.saturating_sub(1);
-        if buf.capacity() == BUF_SIZE && self.free.len() < POOL_MAX {
-            buf.start = 0;
-            buf.end = 0;
-            self.free.push(buf);
+        buf.start = 0;
+        buf.end = 0;
+        match buf.capacity() {
+            BUF_SIZE if self.free.len() < POOL_MAX => self.free.push(buf),
+            SMALL_SIZE if self.small.len() < SMALL_POOL_MAX => self.small.push(buf),
+            _ => {}
         }
+    }
+
+    /// The empty full-size buffer a fresh burst is read into (not
+    /// checked out; see [`BufPool::adopt_scratch`]).
+    pub fn scratch(&mut self) -> &mut Buf {
+        self.scratch
+            .get_or_insert_with(|| Buf::with_capacity(BUF_SIZE))
+    }
+
+    /// Checks out what was read into the scratch: copied into a small
+    /// buffer when it fits, else the scratch itself (replaced later).
+    pub fn adopt_scratch(&mut self) -> Buf {
+        let Some(scratch) = self.scratch.as_mut() else {
+            return self.get_small();
+        };
+        if scratch.len() <= SMALL_SIZE {
+            let mut small = self
+                .small
+                .pop()
+                .unwrap_or_else(|| Buf::with_capacity(SMALL_SIZE));
+            if let Some(scratch) = self.scratch.as_mut() {
+                small.push(scratch.data());
+                scratch.start = 0;
+                scratch.end = 0;
+            }
+            self.out += 1;
+            return small;
+        }
+        self.out += 1;
+        let next = self.free.pop();
+        match next {
+            Some(b) => self.scratch.replace(b),
+            None => self.scratch.take(),
+        }
+        .unwrap_or_else(|| Buf::with_capacity(BUF_SIZE))
+    }
+
+    /// Swaps a full small buffer in `slot` for a full-size one.
+    pub fn upgrade(&mut self, slot: &mut Option<Buf>) {
+        if slot.as_ref().is_some_and(|b| b.capacity() < BUF_SIZE) {
+            let mut big = self.get();
+            if let Some(old) = slot.take() {
+                big.push(old.data());
+                self.put(old);
+            }
+            *slot = Some(big);
+        }
+    }
+
+    /// Frees all but a few pooled buffers (called when the loop is idle or
+    /// after a flood closed); returns how many bytes were released.
+    pub fn trim(&mut self) -> usize {
+        let freed = self.free.len().saturating_sub(IDLE_KEEP) * BUF_SIZE
+            + self.small.len().saturating_sub(IDLE_KEEP) * SMALL_SIZE;
+        self.free.truncate(IDLE_KEEP);
+        self.small.truncate(IDLE_KEEP);
+        self.free.shrink_to_fit();
+        self.small.shrink_to_fit();
+        freed
+    }
+
+    /// Buffers waiting on the free lists (tests).
+    pub fn pooled(&self) -> usize {
+        self.free.len() + self.small.len()
     }
 
     /// Returns `slot`'s buffer to the pool if it is empty.
@@ -187,6 +275,54 @@ mod tests {
         p.put(b);
         assert!(p.free.is_empty());
         assert_eq!(p.out, 0);
+    }
+
+    #[test]
+    fn short_burst_is_kept_in_a_small_buffer() {
+        let mut p = BufPool::default();
+        assert!(p.scratch().push(b"GET / HTTP/1.1\r\n"));
+        let b = p.adopt_scratch();
+        assert_eq!(b.capacity(), SMALL_SIZE);
+        assert_eq!(b.data(), b"GET / HTTP/1.1\r\n");
+        assert!(p.scratch().is_empty());
+        assert_eq!(p.out, 1);
+        p.put(b);
+        assert_eq!((p.out, p.pooled()), (0, 1));
+    }
+
+    #[test]
+    fn long_burst_keeps_the_scratch_without_copying() {
+        let mut p = BufPool::default();
+        let big = vec![b'x'; SMALL_SIZE + 1];
+        assert!(p.scratch().push(&big));
+        let b = p.adopt_scratch();
+        assert_eq!(b.capacity(), BUF_SIZE);
+        assert_eq!(b.len(), SMALL_SIZE + 1);
+        assert!(p.scratch().is_empty());
+    }
+
+    #[test]
+    fn full_small_buffer_is_upgraded_keeping_contents() {
+        let mut p = BufPool::default();
+        p.scratch().push(b"abc");
+        let mut slot = Some(p.adopt_scratch());
+        p.upgrade(&mut slot);
+        let b = slot.unwrap();
+        assert_eq!(b.capacity(), BUF_SIZE);
+        assert_eq!(b.data(), b"abc");
+        assert_eq!(p.out, 1);
+    }
+
+    #[test]
+    fn trim_keeps_only_a_few_buffers() {
+        let mut p = BufPool::default();
+        let bufs: Vec<Buf> = (0..100).map(|_| p.get_small()).collect();
+        for b in bufs {
+            p.put(b);
+        }
+        assert_eq!(p.pooled(), 100);
+        assert_eq!(p.trim(), 92 * SMALL_SIZE);
+        assert_eq!(p.pooled(), IDLE_KEEP);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! connection whose output is full (or whose peer's is) is not read from,
 //! so the kernel window closes and nothing grows without bound.
 
-use super::buf::{Buf, BufPool};
+use super::buf::{BUF_SIZE, Buf, BufPool};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 
@@ -44,16 +44,26 @@ impl Conn {
     }
 
     /// Reads into `input` until `WouldBlock`, EOF or the buffer is full.
+    /// A fresh burst is read into the pool's scratch first, so a connection
+    /// only keeps a buffer sized to what actually arrived.
     pub fn fill(&mut self, bufs: &mut BufPool) -> io::Result<usize> {
         if !self.readable || self.eof {
             return Ok(0);
         }
-        let buf = bufs.ensure(&mut self.input);
         let mut total = 0;
         loop {
+            let fresh = self.input.is_none();
+            let buf = match self.input.as_mut() {
+                Some(b) => b,
+                None => bufs.scratch(),
+            };
             let space = buf.space();
             let want = space.len();
             if want == 0 {
+                if buf.capacity() < BUF_SIZE {
+                    bufs.upgrade(&mut self.input);
+                    continue;
+                }
                 break;
             }
             match self.sock.read(space) {
@@ -64,6 +74,9 @@ impl Conn {
                 Ok(n) => {
                     buf.commit(n);
                     total += n;
+                    if fresh {
+                        self.input = Some(bufs.adopt_scratch());
+                    }
                     // A short read drained the socket: skip the extra
                     // read that would only say WouldBlock. Data or a FIN
                     // arriving later raises a new edge; a FIN that came

@@ -8,6 +8,7 @@
 //! write, upstream response and read, pool expiry) are checked by a sweep
 //! every [`SWEEP`]; connect-retry wake-ups are exact, from a small heap.
 
+use super::budget::{self, Admit, Gauge};
 use super::buf::BufPool;
 use super::error::{ErrorKind, ProxyError, Side};
 use super::handle::{Command, LISTENER, ProxyEvent, WAKER};
@@ -21,12 +22,17 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How often deadlines are checked.
 const SWEEP: Duration = Duration::from_millis(100);
 /// Pause after the process ran out of descriptors before accepting again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Connections closed since the peak after which memory is handed back to
+/// the system (slab shrunk, free lists trimmed, `malloc_trim`).
+const TRIM_AFTER_CLOSED: usize = 1024;
 
 /// Thread entry: runs the loop under a last-resort panic guard.
 pub(crate) fn run(
@@ -36,6 +42,7 @@ pub(crate) fn run(
     events: Sender<ProxyEvent>,
     opts: ProxyOptions,
     local_addr: SocketAddr,
+    gauge: Arc<Gauge>,
 ) {
     let guard_events = events.clone();
     let result = catch_unwind(AssertUnwindSafe(move || {
@@ -47,9 +54,14 @@ pub(crate) fn run(
             return;
         }
         let now = Instant::now();
+        let max_connections = gauge.max.load(Ordering::Relaxed);
         let mut l = Loop {
             poll,
             listener: Some(listener),
+            listening: true,
+            limit_reported: false,
+            peak_sessions: 0,
+            gauge,
             rx,
             sessions: Vec::new(),
             free: Vec::new(),
@@ -73,6 +85,8 @@ pub(crate) fn run(
                     sent: 0,
                     suppressed: 0,
                 },
+                sessions_open: 0,
+                max_connections,
             },
         };
         l.run();
@@ -96,6 +110,14 @@ fn report(events: &Sender<ProxyEvent>, message: String) {
 struct Loop {
     poll: Poll,
     listener: Option<TcpListener>,
+    /// The listener is registered; false while at the connection cap
+    /// (new clients wait in the kernel backlog).
+    listening: bool,
+    /// A `limit reached` event went out and no `cleared` yet.
+    limit_reported: bool,
+    /// Most sessions open at once since memory was last trimmed.
+    peak_sessions: usize,
+    gauge: Arc<Gauge>,
     rx: Receiver<Command>,
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
@@ -157,6 +179,7 @@ impl Loop {
             if self.sh.now >= self.next_sweep {
                 self.sweep();
             }
+            self.check_budget();
             if self.shutdown_done() {
                 return;
             }
@@ -213,19 +236,33 @@ impl Loop {
         if let Some(mut s) = self.sessions.get_mut(idx).and_then(Option::take) {
             s.teardown(&mut self.sh, self.poll.registry());
             self.free.push(idx);
+            self.sh.sessions_open = self.sh.sessions_open.saturating_sub(1);
         }
     }
 
     fn accept(&mut self) {
-        if self.accept_paused_until.is_some() {
+        if self.accept_paused_until.is_some() || !self.listening {
             return;
         }
         loop {
+            let admit = budget::admit(
+                self.sh.sessions_open,
+                self.sh.releases.idle_count(),
+                self.sh.max_connections,
+            );
+            if admit == Admit::Full {
+                self.stop_listening();
+                return;
+            }
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
             match listener.accept() {
                 Ok((mut sock, addr)) => {
+                    if admit == Admit::CloseIdle {
+                        // Pooled connections give way to a waiting client.
+                        self.sh.releases.close_oldest_idle(self.poll.registry());
+                    }
                     let _ = sock.set_nodelay(true);
                     let idx = self.free.pop().unwrap_or_else(|| {
                         self.sessions.push(None);
@@ -245,6 +282,8 @@ impl Loop {
                         continue;
                     }
                     self.next_serial += 1;
+                    self.sh.sessions_open += 1;
+                    self.peak_sessions = self.peak_sessions.max(self.sh.sessions_open);
                     let peer = addr.ip().to_canonical();
                     self.sessions[idx] =
                         Some(Session::new(idx, self.next_serial, sock, peer, &self.sh));
@@ -263,6 +302,90 @@ impl Loop {
                 }
                 Err(_) => {} // ECONNABORTED and friends: next one
             }
+        }
+    }
+
+    /// Hands memory back once it is no longer needed: the free lists when
+    /// no buffer is checked out, everything after a flood closed.
+    fn trim_memory(&mut self) {
+        if self.sh.bufs.out == 0 {
+            self.sh.bufs.trim();
+        }
+        let open = self.sh.sessions_open;
+        if self.peak_sessions < open + TRIM_AFTER_CLOSED {
+            return;
+        }
+        self.peak_sessions = open;
+        let used = self
+            .sessions
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        self.sessions.truncate(used);
+        self.sessions.shrink_to_fit();
+        self.free.retain(|&i| i < used);
+        self.free.shrink_to_fit();
+        self.sh.bufs.trim();
+        // Freed memory otherwise stays with the allocator's arenas.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases free memory; no pointers change.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
+    /// At the cap: stop accepting. The listener is deregistered so the
+    /// backlog holds new clients without waking the loop.
+    fn stop_listening(&mut self) {
+        if let Some(l) = self.listener.as_mut() {
+            let _ = self.poll.registry().deregister(l);
+        }
+        self.listening = false;
+        self.gauge.at_limit.store(true, Ordering::Relaxed);
+        if !self.limit_reported {
+            self.limit_reported = true;
+            let _ = self.sh.events.try_send(ProxyEvent::ConnectionLimit {
+                reached: true,
+                max_connections: self.sh.max_connections,
+            });
+        }
+    }
+
+    /// Once per iteration: publishes the load and resumes accepting when a
+    /// connection has closed below the cap.
+    fn check_budget(&mut self) {
+        let idle = self.sh.releases.idle_count();
+        let open = self.sh.sessions_open + idle;
+        self.gauge.open.store(open, Ordering::Relaxed);
+        let max = self.sh.max_connections;
+        if !self.listening && self.listener.is_some() {
+            if budget::admit(self.sh.sessions_open, idle, max) == Admit::Full {
+                return;
+            }
+            let registered = match self.listener.as_mut() {
+                Some(l) => self
+                    .poll
+                    .registry()
+                    .register(l, LISTENER, Interest::READABLE)
+                    .is_ok(),
+                None => false,
+            };
+            if !registered {
+                return;
+            }
+            self.listening = true;
+            self.gauge.at_limit.store(false, Ordering::Relaxed);
+            // Edge-triggered: clients already waiting raise no new edge.
+            self.accept();
+        }
+        // The episode ends well below the cap, so a flood hovering at it
+        // does not log one event per closed connection.
+        if self.limit_reported && self.listening && open <= budget::low_water(max) {
+            self.limit_reported = false;
+            let _ = self.sh.events.try_send(ProxyEvent::ConnectionLimit {
+                reached: false,
+                max_connections: max,
+            });
         }
     }
 
@@ -322,7 +445,9 @@ impl Loop {
 
     fn begin_shutdown(&mut self, within: Duration, reply: Option<Sender<()>>) {
         if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+            if self.listening {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
         }
         self.sh.shutting_down = true;
         self.shutdown = Some((super::session::later(self.sh.now, within), reply));
@@ -412,6 +537,7 @@ impl Loop {
         }
         self.sh.releases.expire_idle(now, self.poll.registry());
         self.sh.flush_suppressed();
+        self.trim_memory();
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
             self.accept();

@@ -546,7 +546,12 @@ impl Session {
                 && ex.req_done
                 && !up.conn.eof
                 && up.conn.pending_in() == 0
-                && up.conn.pending_out() == 0;
+                && up.conn.pending_out() == 0
+                && super::budget::may_pool(
+                    sh.sessions_open,
+                    sh.releases.idle_count(),
+                    sh.max_connections,
+                );
             if reusable {
                 let expires = later(sh.now, sh.opts.upstream_idle_timeout);
                 up.conn.readable = false;

@@ -4,6 +4,7 @@
 //! channel and wakes the loop with a `mio::Waker`. Nothing here blocks the
 //! loop, and the loop never blocks on the daemon.
 
+use super::budget::{self, Budget, ConnectionLoad, Gauge};
 use super::error::{ErrorKind, Side};
 use super::event_loop;
 use super::options::ProxyOptions;
@@ -32,6 +33,13 @@ pub enum ProxyEvent {
         side: Side,
         kind: ErrorKind,
         message: String,
+    },
+    /// The connection cap was reached (new clients wait in the backlog),
+    /// or, with `reached: false`, the proxy is back under it. Once per
+    /// episode each.
+    ConnectionLimit {
+        reached: bool,
+        max_connections: usize,
     },
 }
 
@@ -64,6 +72,8 @@ pub struct ProxyHandle {
     local_addr: SocketAddr,
     upstream_host: String,
     drain_timeout: Duration,
+    budget: Budget,
+    gauge: Arc<Gauge>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -75,6 +85,7 @@ pub(crate) const LISTENER: Token = Token(usize::MAX - 4);
 pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent>)> {
     let addr = resolve(&opts.host, opts.port)?;
     let listener = mio::net::TcpListener::bind(addr)?;
+    widen_backlog(&listener);
     let local_addr = listener.local_addr()?;
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -82,9 +93,12 @@ pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent
     let (etx, erx) = bounded(EVENT_QUEUE);
     let upstream_host = opts.upstream_host.clone();
     let drain_timeout = opts.drain_timeout;
+    let budget = budget::derive(budget::nofile_limit(), opts.max_connections);
+    let gauge = Arc::new(Gauge::new(budget.max_connections));
+    let loop_gauge = gauge.clone();
     let thread = std::thread::Builder::new()
         .name("rollbridge-proxy".into())
-        .spawn(move || event_loop::run(poll, listener, rx, etx, opts, local_addr))?;
+        .spawn(move || event_loop::run(poll, listener, rx, etx, opts, local_addr, loop_gauge))?;
     Ok((
         ProxyHandle {
             tx,
@@ -92,10 +106,25 @@ pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent
             local_addr,
             upstream_host,
             drain_timeout,
+            budget,
+            gauge,
             thread: Arc::new(Mutex::new(Some(thread))),
         },
         erx,
     ))
+}
+
+/// Clients beyond the connection cap wait in the listen backlog, so it is
+/// made as deep as the system allows (the kernel caps it at somaxconn).
+const BACKLOG: i32 = 4096;
+
+fn widen_backlog(listener: &mio::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen() again on a listening socket only changes its
+    // backlog; failure leaves the default in place.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), BACKLOG);
+    }
 }
 
 /// `host:port` to a socket address (IP literals, or a name such as
@@ -119,6 +148,17 @@ impl ProxyHandle {
     /// The address actually bound (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The connection cap in force, and the configured value when it had
+    /// to be lowered to fit the descriptor limit.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// Open connections against the cap (read without asking the loop).
+    pub fn connections(&self) -> ConnectionLoad {
+        self.gauge.load()
     }
 
     fn send(&self, cmd: Command) -> io::Result<()> {

@@ -14,6 +14,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub mod budget;
 pub mod buf;
 pub mod codec;
 mod conn;
@@ -27,6 +28,7 @@ mod session;
 mod timers;
 mod tunnel;
 
+pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use handle::{ProxyEvent, ProxyHandle, ReleaseCounts, resolve, start};
 pub use options::{IpNet, ProxyOptions};

@@ -48,6 +48,9 @@ pub struct ProxyOptions {
     pub connect_retry: Duration,
     /// `proxy.drainTimeoutMs`: the bound on a graceful stop (default 60 s).
     pub drain_timeout: Duration,
+    /// `proxy.maxConnections`: most open connections; 0 derives it from
+    /// the descriptor limit (see `budget.rs`), larger values are clamped.
+    pub max_connections: usize,
 }
 
 impl Default for ProxyOptions {
@@ -70,6 +73,7 @@ impl Default for ProxyOptions {
             upstream_read_timeout: Duration::from_secs(60),
             connect_retry: Duration::from_millis(5000),
             drain_timeout: Duration::from_secs(60),
+            max_connections: 0,
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct Releases {
     idle_free: Vec<usize>,
     owners: Vec<Option<Owner>>,
     owners_free: Vec<usize>,
+    /// Idle connections in the pool (they count against the cap).
+    idle_open: usize,
 }
 
 impl Releases {
@@ -84,6 +86,29 @@ impl Releases {
             if o.take().is_some() {
                 self.owners_free.push(uid);
             }
+        }
+    }
+
+    /// Idle upstream connections parked in the pool.
+    pub fn idle_count(&self) -> usize {
+        self.idle_open
+    }
+
+    /// Closes the pooled connection closest to expiry (to make room for a
+    /// client at the connection cap); false if the pool is empty.
+    pub fn close_oldest_idle(&mut self, registry: &Registry) -> bool {
+        let oldest = self
+            .idle
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (s.expires, i)))
+            .min();
+        match oldest {
+            Some((_, slot)) => {
+                self.close_idle(slot, registry);
+                true
+            }
+            None => false,
         }
     }
 
@@ -224,6 +249,7 @@ impl Releases {
                 continue;
             };
             self.idle_free.push(slot);
+            self.idle_open = self.idle_open.saturating_sub(1);
             // A FIN or stray bytes on an idle connection mean it is dead.
             let mut probe = [0u8; 1];
             let alive = matches!(idle.conn.sock.peek(&mut probe),
@@ -271,6 +297,7 @@ impl Releases {
         if let Some(o) = self.owners.get_mut(uid) {
             *o = Some(Owner::Idle(slot));
         }
+        self.idle_open += 1;
         self.idle[slot] = Some(IdleUp {
             conn,
             uid,
@@ -287,6 +314,7 @@ impl Releases {
     pub fn close_idle(&mut self, slot: usize, registry: &Registry) {
         if let Some(mut idle) = self.idle.get_mut(slot).and_then(Option::take) {
             self.idle_free.push(slot);
+            self.idle_open = self.idle_open.saturating_sub(1);
             let _ = registry.deregister(&mut idle.conn.sock);
             self.free_uid(idle.uid);
             if let Some(r) = self.slots.get_mut(idle.release).and_then(Option::as_mut) {

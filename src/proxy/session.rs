@@ -49,6 +49,10 @@ pub struct Shared {
     pub shutting_down: bool,
     pub now: Instant,
     pub errors: ErrorWindow,
+    /// Open client connections (sessions) and the cap they share with
+    /// idle pooled upstream connections.
+    pub sessions_open: usize,
+    pub max_connections: usize,
 }
 
 impl Shared {

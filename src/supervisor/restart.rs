@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::RestartConfig;
 
+/// Shortest pause before retrying a crash restart whose spawn failed.
+pub const SPAWN_RETRY_MIN: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RestartDecision {
     /// Restart after this delay.
@@ -43,6 +46,22 @@ impl RestartHistory {
         let delay = base_ms as f64 * cfg.backoff_factor.powi(n.min(i32::MAX as usize) as i32);
         self.times.push(now);
         RestartDecision::After(capped(delay, cfg.max_delay_ms))
+    }
+
+    /// After the spawn of a crash restart failed at `now` (out of
+    /// descriptors or memory, fork refused...): retried like another crash,
+    /// with the same backoff and `maxRestarts` accounting, but never sooner
+    /// than [`SPAWN_RETRY_MIN`] so a persistent failure cannot spin.
+    pub fn after_spawn_failure(
+        &mut self,
+        cfg: &RestartConfig,
+        base_ms: u64,
+        now: Instant,
+    ) -> RestartDecision {
+        match self.decide(cfg, base_ms, now) {
+            RestartDecision::After(d) => RestartDecision::After(d.max(SPAWN_RETRY_MIN)),
+            limit => limit,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -174,5 +193,52 @@ mod tests {
             h.decide(&c, 1000, now);
         }
         assert!(ms(h.decide(&c, 1000, now)) > 0);
+    }
+
+    #[test]
+    fn failed_spawn_is_retried_with_the_crash_backoff() {
+        let c = cfg(None, 0, 2.0, 0);
+        let mut h = RestartHistory::default();
+        let now = Instant::now();
+        assert_eq!(ms(h.decide(&c, 1000, now)), 1000);
+        assert_eq!(ms(h.after_spawn_failure(&c, 1000, now)), 2000);
+        assert_eq!(ms(h.after_spawn_failure(&c, 1000, now)), 4000);
+    }
+
+    #[test]
+    fn failed_spawn_retry_waits_at_least_the_floor() {
+        let c = cfg(None, 0, 1.0, 0);
+        let mut h = RestartHistory::default();
+        let d = h.after_spawn_failure(&c, 0, Instant::now());
+        assert_eq!(d, RestartDecision::After(SPAWN_RETRY_MIN));
+    }
+
+    #[test]
+    fn failed_spawn_retries_count_against_max_restarts() {
+        let c = cfg(Some(2), 0, 1.0, 0);
+        let mut h = RestartHistory::default();
+        let t0 = Instant::now();
+        assert_eq!(ms(h.decide(&c, 10, t0)), 10);
+        assert_eq!(ms(h.after_spawn_failure(&c, 10, t0)), 500);
+        assert_eq!(
+            h.after_spawn_failure(&c, 10, t0 + Duration::from_secs(1)),
+            RestartDecision::LimitReached
+        );
+    }
+
+    #[test]
+    fn failed_spawn_retries_are_forgotten_with_the_window() {
+        let c = cfg(Some(1), 1000, 1.0, 0);
+        let mut h = RestartHistory::default();
+        let t0 = Instant::now();
+        assert_eq!(ms(h.decide(&c, 10, t0)), 10);
+        assert_eq!(
+            h.after_spawn_failure(&c, 10, t0 + Duration::from_millis(10)),
+            RestartDecision::LimitReached
+        );
+        assert_eq!(
+            ms(h.after_spawn_failure(&c, 10, t0 + Duration::from_millis(1000))),
+            500
+        );
     }
 }

@@ -98,7 +98,17 @@ impl TestDaemon {
     }
 
     pub fn start_with(dir: PathBuf, config: PathBuf, env: &[(&str, &str)]) -> TestDaemon {
-        let d = TestDaemon::spawn(dir, config, env);
+        TestDaemon::start_limited(dir, config, env, None)
+    }
+
+    /// Same, with RLIMIT_NOFILE (soft and hard) lowered to `nofile`.
+    pub fn start_limited(
+        dir: PathBuf,
+        config: PathBuf,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> TestDaemon {
+        let d = TestDaemon::spawn_limited(dir, config, env, nofile);
         if d.stdout
             .wait_for("control socket listening", Duration::from_secs(10))
             .is_none()
@@ -114,7 +124,31 @@ impl TestDaemon {
 
     /// Spawns without waiting for readiness.
     pub fn spawn(dir: PathBuf, config: PathBuf, env: &[(&str, &str)]) -> TestDaemon {
+        TestDaemon::spawn_limited(dir, config, env, None)
+    }
+
+    fn spawn_limited(
+        dir: PathBuf,
+        config: PathBuf,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> TestDaemon {
         let mut cmd = Command::new(BIN);
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("daemon")
             .arg("--config")
             .arg(&config)

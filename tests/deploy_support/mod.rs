@@ -33,12 +33,22 @@ pub struct Deployment {
 
 impl Deployment {
     pub fn start(tag: &str, proxy_extra: &str, processes: &str) -> Deployment {
+        Deployment::start_limited(tag, proxy_extra, processes, None)
+    }
+
+    /// Same, the daemon under RLIMIT_NOFILE `nofile` (soft and hard).
+    pub fn start_limited(
+        tag: &str,
+        proxy_extra: &str,
+        processes: &str,
+        nofile: Option<u64>,
+    ) -> Deployment {
         let dir = temp_dir(tag);
         let config = dir.join("rollbridge.json");
         write(&dir, &config, tag, proxy_extra, processes);
         let releases = dir.join("releases");
         std::fs::create_dir_all(&releases).unwrap();
-        let daemon = TestDaemon::start_with(dir, config, &[]);
+        let daemon = TestDaemon::start_limited(dir, config, &[], nofile);
         Deployment { daemon, releases }
     }
 

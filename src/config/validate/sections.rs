@@ -120,6 +120,7 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         "proxy.upstreamReadTimeoutMs",
         60000.0,
     ));
+    let max_connections = max_connections(issues, p);
     ProxyConfig {
         host,
         port,
@@ -138,7 +139,25 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         client_write_timeout_ms,
         upstream_response_timeout_ms,
         upstream_read_timeout_ms,
+        max_connections,
     }
+}
+
+/// Largest `proxy.maxConnections` accepted (far beyond any descriptor limit).
+const MAX_CONNECTIONS_LIMIT: f64 = 1_000_000.0;
+
+/// `proxy.maxConnections`: a whole number, 0 (derived) up to one million.
+fn max_connections(issues: &mut Issues, p: &Raw) -> usize {
+    let path = "proxy.maxConnections";
+    let n = issues.non_negative_integer(p, "maxConnections", path, 0.0);
+    if n > MAX_CONNECTIONS_LIMIT {
+        issues.push(
+            format!("{path} must be at most 1000000"),
+            "Use 0 (derived from the file-descriptor limit) or e.g. maxConnections: 4096.",
+        );
+        return 0;
+    }
+    n as usize
 }
 
 /// A TCP port number: the generic number rule, then 0..=65535 and whole.

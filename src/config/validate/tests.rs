@@ -923,3 +923,25 @@ fn proxy_stream_timeouts_default_accept_zero_and_reject_negatives() {
         v.warnings.iter().map(|w| &w.fix).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn max_connections_is_a_bounded_whole_number() {
+    let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
+    assert_eq!(ok(&cfg("", "")).proxy.max_connections, 0);
+    assert_eq!(
+        ok(&with(r#""maxConnections":4096"#)).proxy.max_connections,
+        4096
+    );
+    fails(
+        &with(r#""maxConnections":-1"#),
+        "proxy.maxConnections must be a non-negative integer",
+    );
+    fails(
+        &with(r#""maxConnections":1.5"#),
+        "proxy.maxConnections must be a non-negative integer",
+    );
+    fails(
+        &with(r#""maxConnections":2000000"#),
+        "proxy.maxConnections must be at most 1000000",
+    );
+}

@@ -34,6 +34,7 @@ const PROXY: &[&str] = &[
     "clientWriteTimeoutMs",
     "upstreamResponseTimeoutMs",
     "upstreamReadTimeoutMs",
+    "maxConnections",
 ];
 const RETENTION: &[&str] = &["keep", "maxAgeMs"];
 const LEGACY: &[&str] = &["screens", "processes", "forceStopTimeoutMs"];

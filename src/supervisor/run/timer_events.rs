@@ -49,13 +49,49 @@ impl Loop {
         }
         p.restarts += 1;
         if let Err(error) = self.start_proc(key, StartReason::Crash) {
-            if let Some(p) = self.procs.get(&key) {
-                let data = p
-                    .data()
-                    .with("error", error.as_str())
-                    .with("id", p.spec.id.as_str());
-                self.notice_event("process restart failed", data);
+            self.restart_spawn_failed(key, generation, &error, Instant::now());
+        }
+    }
+
+    /// A crash restart could not spawn (EMFILE, ENOMEM, EAGAIN...): say so
+    /// and try again with the restart backoff, like after a crash, until
+    /// `maxRestarts` says stop. Never given up silently.
+    fn restart_spawn_failed(&mut self, key: ProcKey, generation: u64, error: &str, now: Instant) {
+        let shutting_down = self.shutting_down;
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        let retry = if shutting_down || p.stop_requested || !p.crash_gate {
+            None
+        } else {
+            Some(
+                p.history
+                    .after_spawn_failure(&p.spec.restart, p.spec.restart_delay_ms, now),
+            )
+        };
+        let mut data = p.data().with("error", error).with("id", p.spec.id.as_str());
+        let mut follow_up = None;
+        match retry {
+            Some(RestartDecision::After(delay)) => {
+                data = data.with("retryInMs", delay.as_millis() as u64);
+                let t = self
+                    .timers
+                    .insert(now + delay, TimerKind::Restart { key, generation });
+                p.restart_timer = Some(t);
             }
+            Some(RestartDecision::LimitReached) => {
+                follow_up = Some(
+                    p.data()
+                        .with("id", p.spec.id.as_str())
+                        .with("maxRestarts", p.spec.restart.max_restarts.unwrap_or(0))
+                        .with("windowMs", p.spec.restart.window_ms),
+                );
+            }
+            None => {}
+        }
+        self.notice_event("process restart failed", data);
+        if let Some(d) = follow_up {
+            self.notice_event("restart limit reached", d);
         }
     }
 }
