@@ -27,7 +27,7 @@ fn wait_timeout_event(p: &Proxy, kind: ErrorKind, side: Side) -> String {
         |e| matches!(e, ProxyEvent::Error { kind: k, side: s, .. } if *k == kind && *s == side),
     ) {
         ProxyEvent::Error { message, .. } => message,
-        ProxyEvent::Drained { .. } => unreachable!(),
+        other => unreachable!("{other:?}"),
     }
 }
 
