@@ -501,10 +501,10 @@ fn single_process_wording_and_missing_release_path() {
 fn unresolved_templates_and_missing_directories() {
     let dir = Tmp::new("doc-tpl");
     let procs = r#"[
-      {"id":"web","command":"run {{env.ROLLBRIDGE_DOCTOR_UNSET}} {{nope}}","policy":"proxied","port":{"from":0,"to":0}},
+      {"id":"web","command":"run {{env.ROLLBRIDGE_DOCTOR_UNSET}}","policy":"proxied","port":{"from":0,"to":0}},
       {"id":"a","command":"a","policy":"companion","cwd":"x"},
       {"id":"b","command":"b","policy":"companion","cwd":"/nonexistent-rb-doctor"},
-      {"id":"c","command":"c","policy":"companion","env":{"K":"{{port}}"}}
+      {"id":"c","command":"c","policy":"companion","env":{"K":"{{env.ROLLBRIDGE_DOCTOR_UNSET_TOO}}"}}
     ]"#;
     let cfg = write(&dir, "app", 0, "", procs);
     std::fs::create_dir_all(dir.join("rel")).unwrap();
@@ -512,7 +512,7 @@ fn unresolved_templates_and_missing_directories() {
     assert_eq!(run.code, 1);
     assert!(
         run.stdout.contains(
-            "✗ process templates: unresolved templates — web: Missing template value for {{env.ROLLBRIDGE_DOCTOR_UNSET}}; c: Missing template value for {{port}}\n"
+            "✗ process templates: unresolved templates — web: Missing template value for {{env.ROLLBRIDGE_DOCTOR_UNSET}}; c: Missing template value for {{env.ROLLBRIDGE_DOCTOR_UNSET_TOO}}\n"
         ),
         "{}",
         run.stdout
