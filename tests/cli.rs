@@ -317,10 +317,19 @@ fn validate_names_an_unknown_placeholder_with_did_you_mean() {
         "",
         r#"{"id":"web","policy":"proxied","command":"serve --port {{prot}}","port":18000}"#,
     );
-    let i = issue(&r, "processes[0].command uses unknown template placeholder {{prot}}");
+    let i = issue(
+        &r,
+        "processes[0].command uses unknown template placeholder {{prot}}",
+    );
     let fix = i["fix"].as_str().unwrap();
-    assert!(fix.starts_with("Did you mean {{port}}? Known placeholders: {{application}}"), "{fix}");
-    assert!(fix.contains("{{ports.<id>}}") && fix.contains("{{env.<NAME>}}"), "{fix}");
+    assert!(
+        fix.starts_with("Did you mean {{port}}? Known placeholders: {{application}}"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("{{ports.<id>}}") && fix.contains("{{env.<NAME>}}"),
+        "{fix}"
+    );
 }
 
 #[test]
@@ -360,21 +369,33 @@ fn validate_rejects_a_negative_health_timeout() {
         "",
         r#"{"id":"web","policy":"proxied","command":"x","port":18000,"health":{"timeoutMs":-1}}"#,
     );
-    issue(&r, "processes[0].health.timeoutMs must be a non-negative number");
+    issue(
+        &r,
+        "processes[0].health.timeoutMs must be a non-negative number",
+    );
 }
 
 #[test]
 fn syntax_error_fix_points_at_the_line_not_a_missing_file() {
     let dir = TempDir::new("syntaxfix");
-    let path = dir.write("rollbridge.json", "{\"application\": \"x\",\n \"proxy\": {}\n \"processes\": []}");
+    let path = dir.write(
+        "rollbridge.json",
+        "{\"application\": \"x\",\n \"proxy\": {}\n \"processes\": []}",
+    );
     let r = run_in(dir.path(), &["validate", "-c", &path], &[]);
     assert_eq!(r.code, 1);
     assert!(
-        r.stderr.contains(&format!("   Fix: Fix the syntax in {path} at line 3, column 2")),
+        r.stderr.contains(&format!(
+            "   Fix: Fix the syntax in {path} at line 3, column 2"
+        )),
         "{}",
         r.stderr
     );
-    assert!(!r.stderr.contains("Make sure the file exists"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("Make sure the file exists"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -383,10 +404,16 @@ fn help_describes_what_rollback_stop_and_predeploy_options_do() {
     assert!(rollback.contains("retained release to re-activate (default: the most recently activated release other than the active one)"), "{rollback}");
     assert!(!rollback.contains("revision"), "{rollback}");
     let stop = run(&["stop", "--help"]).stdout;
-    assert!(stop.contains("retained release to stop (default: the active release)"), "{stop}");
+    assert!(
+        stop.contains("retained release to stop (default: the active release)"),
+        "{stop}"
+    );
     assert!(!stop.contains("revision"), "{stop}");
     let cleanup = run(&["predeploy-cleanup", "--help"]).stdout;
-    assert!(cleanup.contains("release about to be deployed"), "{cleanup}");
+    assert!(
+        cleanup.contains("release about to be deployed"),
+        "{cleanup}"
+    );
     assert!(!cleanup.contains("release to run"), "{cleanup}");
 }
 
@@ -394,7 +421,10 @@ fn help_describes_what_rollback_stop_and_predeploy_options_do() {
 fn demo_app_is_hidden_from_help_and_completion_but_runs() {
     assert!(!run(&["--help"]).stdout.contains("demo-app"));
     for shell in ["bash", "zsh", "fish"] {
-        assert!(!run(&["completion", shell]).stdout.contains("demo-app"), "{shell}");
+        assert!(
+            !run(&["completion", shell]).stdout.contains("demo-app"),
+            "{shell}"
+        );
     }
     let help = run(&["demo-app", "--help"]);
     assert_eq!(help.code, 0);
@@ -405,7 +435,9 @@ fn demo_app_is_hidden_from_help_and_completion_but_runs() {
 fn policy_completion_offers_the_policies_not_file_names() {
     let bash = run(&["completion", "bash"]).stdout;
     assert!(
-        bash.contains("\"restart --policy\")\n      COMPREPLY=($(compgen -W \"companion singleton service\""),
+        bash.contains(
+            "\"restart --policy\")\n      COMPREPLY=($(compgen -W \"companion singleton service\""
+        ),
         "{bash}"
     );
     let zsh = run(&["completion", "zsh"]).stdout;

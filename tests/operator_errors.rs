@@ -54,7 +54,9 @@ fn status_on_a_stale_socket_says_the_daemon_is_not_running() {
         "{err}"
     );
     assert!(
-        err.contains("crash") && err.contains("rollbridge recover") && err.contains("rollbridge doctor"),
+        err.contains("crash")
+            && err.contains("rollbridge recover")
+            && err.contains("rollbridge doctor"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -67,11 +69,18 @@ fn regular_file_at_control_path_is_kept_and_named() {
     let sock = dir.join("c.sock");
     std::fs::write(&sock, "operator notes").unwrap();
     let mut d = TestDaemon::spawn(dir.clone(), config, &[]);
-    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(1), "daemon must refuse to start");
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(10)),
+        Some(1),
+        "daemon must refuse to start"
+    );
     assert_eq!(std::fs::read_to_string(&sock).unwrap(), "operator notes");
     let err = d.stderr.all().join("\n");
     assert!(
-        err.contains(&format!("control.path {} is a regular file", sock.display())),
+        err.contains(&format!(
+            "control.path {} is a regular file",
+            sock.display()
+        )),
         "{err}"
     );
     assert!(err.contains("Choose another control.path"), "{err}");
@@ -79,7 +88,8 @@ fn regular_file_at_control_path_is_kept_and_named() {
 
 #[test]
 fn logs_base_id_selects_every_instance() {
-    let worker = r#"{"id":"worker","policy":"companion","replicas":2,"command":"echo started; sleep 1000"}"#;
+    let worker =
+        r#"{"id":"worker","policy":"companion","replicas":2,"command":"echo started; sleep 1000"}"#;
     let d = Deployment::start(
         "logsbase",
         "",
@@ -97,7 +107,10 @@ fn logs_base_id_selects_every_instance() {
         .collect();
     assert_eq!(ids, ["worker#0", "worker#1"]);
     let human = stdout(&d.daemon.cli(&["logs", "--process", "worker"]));
-    assert!(human.contains("== worker#0 [release v1 (active)] =="), "{human}");
+    assert!(
+        human.contains("== worker#0 [release v1 (active)] =="),
+        "{human}"
+    );
     assert!(!human.contains("No process found"), "{human}");
 }
 

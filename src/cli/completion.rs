@@ -19,10 +19,7 @@ fn listed() -> impl Iterator<Item = &'static CommandSpec> {
 }
 
 fn names() -> String {
-    listed()
-        .map(|c| c.name)
-        .collect::<Vec<_>>()
-        .join(" ")
+    listed().map(|c| c.name).collect::<Vec<_>>().join(" ")
 }
 
 fn long_options(c: &CommandSpec, only_values: bool) -> String {
@@ -226,7 +223,9 @@ mod tests {
         assert!(bash().contains(&format!(
             "    \"restart --policy\")\n      COMPREPLY=($(compgen -W \"{want}\" -- \"$cur\"))"
         )));
-        assert!(zsh().contains(&format!("    \"restart --policy\") compadd -- {want}; return ;;")));
+        assert!(zsh().contains(&format!(
+            "    \"restart --policy\") compadd -- {want}; return ;;"
+        )));
         assert!(fish().contains(&format!("-l policy -r -f -a '{want}'")));
     }
 

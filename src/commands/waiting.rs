@@ -96,9 +96,15 @@ fn running(events: &[Value]) -> Vec<Running> {
 
 fn waiting_message(op: &Running) -> String {
     if op.rollback {
-        format!("Waiting for the running rollback to {} to finish…", op.release_id)
+        format!(
+            "Waiting for the running rollback to {} to finish…",
+            op.release_id
+        )
     } else {
-        format!("Waiting for the running deploy of {} to finish…", op.release_id)
+        format!(
+            "Waiting for the running deploy of {} to finish…",
+            op.release_id
+        )
     }
 }
 
@@ -124,17 +130,35 @@ mod tests {
         assert_eq!(
             running(&list),
             [
-                Running { rollback: true, release_id: "r1".into() },
-                Running { rollback: false, release_id: "r3".into() },
+                Running {
+                    rollback: true,
+                    release_id: "r1".into()
+                },
+                Running {
+                    rollback: false,
+                    release_id: "r3".into()
+                },
             ]
         );
     }
 
     #[test]
     fn waiting_message_names_the_operation_and_release() {
-        let deploy = Running { rollback: false, release_id: "r3".into() };
-        assert_eq!(waiting_message(&deploy), "Waiting for the running deploy of r3 to finish…");
-        let rollback = Running { rollback: true, release_id: "r1".into() };
-        assert_eq!(waiting_message(&rollback), "Waiting for the running rollback to r1 to finish…");
+        let deploy = Running {
+            rollback: false,
+            release_id: "r3".into(),
+        };
+        assert_eq!(
+            waiting_message(&deploy),
+            "Waiting for the running deploy of r3 to finish…"
+        );
+        let rollback = Running {
+            rollback: true,
+            release_id: "r1".into(),
+        };
+        assert_eq!(
+            waiting_message(&rollback),
+            "Waiting for the running rollback to r1 to finish…"
+        );
     }
 }

@@ -27,9 +27,9 @@ pub fn connect_hint(err: &ConnectError, config: &str) -> Option<String> {
              let your user in with control.group and control.mode in {config} (e.g. control: \
              {{group: \"deploy\", mode: \"660\"}}), then restart the daemon."
         ),
-        Some(libc::ENOTDIR) => format!(
-            "A parent of {path} is not a directory: fix control.path in {config}."
-        ),
+        Some(libc::ENOTDIR) => {
+            format!("A parent of {path} is not a directory: fix control.path in {config}.")
+        }
         _ if path.len() > MAX_SOCKET_PATH => format!(
             "control.path is {} bytes long, but a Unix socket path can be at most \
              {MAX_SOCKET_PATH} bytes (108 including the terminating NUL). Set a shorter \
@@ -66,14 +66,20 @@ mod tests {
     #[test]
     fn missing_socket_says_how_to_start_a_daemon() {
         let h = connect_hint(&err(libc::ENOENT), "/srv/rollbridge.js").unwrap_or_default();
-        assert!(h.starts_with("No Rollbridge daemon is listening at /tmp/app.sock (no socket file)."));
+        assert!(
+            h.starts_with("No Rollbridge daemon is listening at /tmp/app.sock (no socket file).")
+        );
         assert!(h.contains("--ensure-daemon") && h.contains("control.path in /srv/rollbridge.js"));
     }
 
     #[test]
     fn refused_socket_points_at_recover_and_doctor() {
         let h = connect_hint(&err(libc::ECONNREFUSED), "c.js").unwrap_or_default();
-        assert!(h.contains("crash") && h.contains("rollbridge recover") && h.contains("rollbridge doctor"));
+        assert!(
+            h.contains("crash")
+                && h.contains("rollbridge recover")
+                && h.contains("rollbridge doctor")
+        );
     }
 
     #[test]

@@ -88,9 +88,15 @@ mod tests {
         let _ = std::fs::write(&file, "keep me");
         let path = file.to_string_lossy().into_owned();
         let err = clear_path(&path).unwrap_err();
-        assert!(err.contains(&format!("control.path {path} is a regular file")), "{err}");
+        assert!(
+            err.contains(&format!("control.path {path} is a regular file")),
+            "{err}"
+        );
         assert!(err.contains("Choose another control.path"), "{err}");
-        assert_eq!(std::fs::read_to_string(&file).unwrap_or_default(), "keep me");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap_or_default(),
+            "keep me"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

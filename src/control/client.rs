@@ -132,7 +132,9 @@ fn read_line(
             watch(elapsed)?;
             next_watch = started.elapsed() + WATCH_EVERY;
         }
-        let mut slice = next_watch.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+        let mut slice = next_watch
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
         if let Some(t) = timeout {
             let left = t.saturating_sub(started.elapsed());
             if left.is_zero() {

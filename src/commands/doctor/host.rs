@@ -152,7 +152,11 @@ fn orphan_check(state_path: &str, probed: &Result<Probe, String>) -> Check {
         format!(
             "{} possible orphaned {} still running: {} — verify and stop any leftovers",
             found.len(),
-            if found.len() == 1 { "process" } else { "processes" },
+            if found.len() == 1 {
+                "process"
+            } else {
+                "processes"
+            },
             list.join(", ")
         ),
     )

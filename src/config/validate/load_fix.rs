@@ -68,21 +68,33 @@ mod tests {
             "Failed to load /a/rollbridge.js: SyntaxError at line 2, column 20: unexpected token ','",
             "/a/rollbridge.js",
         );
-        assert!(fix.starts_with("Fix the syntax in /a/rollbridge.js at line 2, column 20"), "{fix}");
+        assert!(
+            fix.starts_with("Fix the syntax in /a/rollbridge.js at line 2, column 20"),
+            "{fix}"
+        );
         assert!(!fix.contains("exists"), "{fix}");
-        let fix = load_error_fix("Invalid JSON in c.json at line 3, column 2: expected `,`", "c.json");
+        let fix = load_error_fix(
+            "Invalid JSON in c.json at line 3, column 2: expected `,`",
+            "c.json",
+        );
         assert!(fix.contains("line 3, column 2"), "{fix}");
     }
 
     #[test]
     fn syntax_error_without_position_still_says_syntax() {
-        let fix = load_error_fix("Failed to load x.js: SyntaxError: Unexpected token ','", "x.js");
+        let fix = load_error_fix(
+            "Failed to load x.js: SyntaxError: Unexpected token ','",
+            "x.js",
+        );
         assert!(fix.starts_with("Fix the syntax error in x.js"), "{fix}");
     }
 
     #[test]
     fn missing_file_says_make_sure_it_exists() {
-        let fix = load_error_fix("Cannot read config x.js: No such file or directory (os error 2)", "x.js");
+        let fix = load_error_fix(
+            "Cannot read config x.js: No such file or directory (os error 2)",
+            "x.js",
+        );
         assert!(fix.starts_with("Make sure x.js exists"), "{fix}");
     }
 }

@@ -20,8 +20,8 @@ use serde::Serialize;
 
 use super::model::Config;
 use super::raw::Raw;
-use rules::Issues;
 pub use load_fix::load_error_fix;
+use rules::Issues;
 pub use rules::{fmt_num, ms};
 
 /// One validation finding: `message` names the field by path, `fix` is a

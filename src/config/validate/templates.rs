@@ -50,12 +50,7 @@ pub fn check(issues: &mut Issues, processes: &[Checked]) {
 
 /// Why `key` (written as `written`) cannot be filled in at deploy: the
 /// message after "<field> uses", and the fix.
-fn problem(
-    written: &str,
-    key: &str,
-    has_port: bool,
-    ported: &[&str],
-) -> Option<(String, String)> {
+fn problem(written: &str, key: &str, has_port: bool, ported: &[&str]) -> Option<(String, String)> {
     if PLAIN.contains(&key) || key.strip_prefix("env.").is_some_and(|n| !n.is_empty()) {
         return None;
     }
@@ -75,9 +70,8 @@ fn problem(
             return None;
         }
         let mut fix = String::new();
-        match did_you_mean(id, ported.iter().copied()) {
-            Some(s) => fix.push_str(&format!("Did you mean {{{{ports.{s}}}}}? ")),
-            None => {}
+        if let Some(s) = did_you_mean(id, ported.iter().copied()) {
+            fix.push_str(&format!("Did you mean {{{{ports.{s}}}}}? "));
         }
         match ported {
             [] => fix.push_str("No process in this config has a port; give one a port range."),
