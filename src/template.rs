@@ -98,6 +98,41 @@ pub fn render(template: &str, ctx: &Context) -> Result<String, String> {
     Ok(out)
 }
 
+/// The placeholders a template uses, as `(written, key)` pairs in order:
+/// `"{{ port }}"` gives `("{{ port }}", "port")`.
+pub fn placeholders(template: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let candidate = &rest[start..];
+        match match_placeholder(candidate) {
+            Some((len, key)) => {
+                out.push((&candidate[..len], key));
+                rest = &candidate[len..];
+            }
+            None => rest = &candidate[1..],
+        }
+    }
+    out
+}
+
+/// Every placeholder a process template can use, as users write them.
+pub const KNOWN_PLACEHOLDERS: [&str; 13] = [
+    "application",
+    "releaseId",
+    "releasePath",
+    "revision",
+    "processId",
+    "replicaIndex",
+    "replicaCount",
+    "port",
+    "ports.<id>",
+    "proxy.host",
+    "proxy.port",
+    "proxy.upstreamHost",
+    "env.<NAME>",
+];
+
 /// Matches `{{ key }}` at the start of `s`: returns (length, key).
 fn match_placeholder(s: &str) -> Option<(usize, &str)> {
     let inner = s.strip_prefix("{{")?;

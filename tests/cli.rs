@@ -182,11 +182,11 @@ fn unknown_command_is_one_error_line_then_help() {
 
 #[test]
 fn unknown_option_names_the_flag() {
-    let r = run(&["status", "--jsn"]);
+    let r = run(&["shutdown", "--jsn"]);
     assert_eq!(r.code, 1);
     assert!(
         r.stderr
-            .starts_with("error: unknown option '--jsn'\n\nUsage: rollbridge status"),
+            .starts_with("error: unknown option '--jsn'\n\nUsage: rollbridge shutdown"),
         "{}",
         r.stderr
     );
@@ -287,4 +287,169 @@ fn commands_needing_a_daemon_fail_cleanly_without_one() {
     assert_eq!(r.code, 1);
     assert!(!r.stderr.is_empty());
     assert!(!r.stderr.contains("panicked"));
+}
+
+/// `validate --json` of a config whose one process is `process` (JSON).
+fn validate_process(tag: &str, extra: &str, process: &str) -> serde_json::Value {
+    let dir = TempDir::new(tag);
+    let path = dir.write(
+        "rollbridge.json",
+        &format!(r#"{{"application":"v","proxy":{{"port":0}}{extra},"processes":[{process}]}}"#),
+    );
+    let r = run_in(dir.path(), &["validate", "--json", "-c", &path], &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    json(&r.stdout)
+}
+
+fn issue<'a>(report: &'a serde_json::Value, message: &str) -> &'a serde_json::Value {
+    report["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["message"] == message)
+        .unwrap_or_else(|| panic!("no issue {message:?} in {report}"))
+}
+
+#[test]
+fn validate_names_an_unknown_placeholder_with_did_you_mean() {
+    let r = validate_process(
+        "tplunk",
+        "",
+        r#"{"id":"web","policy":"proxied","command":"serve --port {{prot}}","port":18000}"#,
+    );
+    let i = issue(
+        &r,
+        "processes[0].command uses unknown template placeholder {{prot}}",
+    );
+    let fix = i["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("Did you mean {{port}}? Known placeholders: {{application}}"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("{{ports.<id>}}") && fix.contains("{{env.<NAME>}}"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn validate_rejects_a_control_path_longer_than_a_socket_allows() {
+    let long = format!("/tmp/{}.sock", "x".repeat(110));
+    let r = validate_process(
+        "longsock",
+        &format!(r#","control":{{"path":"{long}"}}"#),
+        r#"{"id":"web","policy":"proxied","command":"x","port":18000}"#,
+    );
+    let msg = format!(
+        "control.path is {} bytes long; a Unix socket path can be at most 107 bytes (108 including the terminating NUL on Linux)",
+        long.len()
+    );
+    let fix = issue(&r, &msg)["fix"].as_str().unwrap().to_owned();
+    assert!(fix.contains("/run/") && fix.contains("/tmp/"), "{fix}");
+}
+
+#[test]
+fn validate_requires_health_paths_to_start_with_a_slash() {
+    let r = validate_process(
+        "hpath",
+        "",
+        r#"{"id":"web","policy":"proxied","command":"x","port":18000,"health":{"path":"ping"}}"#,
+    );
+    let fix = issue(&r, "processes[0].health.path must start with \"/\"")["fix"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(fix.contains("path: \"/ping\""), "{fix}");
+}
+
+#[test]
+fn validate_rejects_a_negative_health_timeout() {
+    let r = validate_process(
+        "htimeout",
+        "",
+        r#"{"id":"web","policy":"proxied","command":"x","port":18000,"health":{"timeoutMs":-1}}"#,
+    );
+    issue(
+        &r,
+        "processes[0].health.timeoutMs must be a non-negative number",
+    );
+}
+
+#[test]
+fn syntax_error_fix_points_at_the_line_not_a_missing_file() {
+    let dir = TempDir::new("syntaxfix");
+    let path = dir.write(
+        "rollbridge.json",
+        "{\"application\": \"x\",\n \"proxy\": {}\n \"processes\": []}",
+    );
+    let r = run_in(dir.path(), &["validate", "-c", &path], &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&format!(
+            "   Fix: Fix the syntax in {path} at line 3, column 2"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("Make sure the file exists"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn help_describes_what_rollback_stop_and_predeploy_options_do() {
+    let rollback = run(&["rollback", "--help"]).stdout;
+    assert!(rollback.contains("retained release to re-activate (default: the most recently activated release other than the active one)"), "{rollback}");
+    assert!(!rollback.contains("revision"), "{rollback}");
+    let stop = run(&["stop", "--help"]).stdout;
+    assert!(
+        stop.contains("retained release to stop (default: the active release)"),
+        "{stop}"
+    );
+    assert!(!stop.contains("revision"), "{stop}");
+    let cleanup = run(&["predeploy-cleanup", "--help"]).stdout;
+    assert!(
+        cleanup.contains("release about to be deployed"),
+        "{cleanup}"
+    );
+    assert!(!cleanup.contains("release to run"), "{cleanup}");
+}
+
+#[test]
+fn demo_app_is_hidden_from_help_and_completion_but_runs() {
+    assert!(!run(&["--help"]).stdout.contains("demo-app"));
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(
+            !run(&["completion", shell]).stdout.contains("demo-app"),
+            "{shell}"
+        );
+    }
+    let help = run(&["demo-app", "--help"]);
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.starts_with("Usage: rollbridge demo-app"));
+}
+
+#[test]
+fn policy_completion_offers_the_policies_not_file_names() {
+    let bash = run(&["completion", "bash"]).stdout;
+    assert!(
+        bash.contains(
+            "\"restart --policy\")\n      COMPREPLY=($(compgen -W \"companion singleton service\""
+        ),
+        "{bash}"
+    );
+    let zsh = run(&["completion", "zsh"]).stdout;
+    assert!(zsh.contains("\"restart --policy\") compadd -- companion singleton service"));
+}
+
+#[test]
+fn status_accepts_json_like_logs_and_events() {
+    let dir = TempDir::new("statusjson");
+    let path = dir.write("rollbridge.json", MINIMAL);
+    let r = run_in(dir.path(), &["status", "--json", "-c", &path], &[]);
+    // No daemon runs: a connect error, not an argument error.
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.starts_with("connect ENOENT "), "{}", r.stderr);
 }

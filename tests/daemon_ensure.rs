@@ -348,3 +348,86 @@ fn corrupted_snapshot_is_reported_not_used() {
     );
     assert!(!dir.join("c.sock").exists(), "nothing started");
 }
+
+#[test]
+fn pid_file_is_removed_after_clean_shutdown() {
+    let dir = temp_dir("pidfile");
+    let config = write_config(&dir, "pidfile", "", 0);
+    let pid_file = dir.join("d.pid");
+    let (log, rt) = (dir.join("d.log"), dir.join("rt"));
+    let mut cleanup = Cleanup {
+        pid: None,
+        dir: dir.clone(),
+    };
+    let out = cli(
+        &config,
+        &[
+            "ensure-daemon",
+            "--daemon-log-path",
+            log.to_str().unwrap(),
+            "--daemon-pid-path",
+            pid_file.to_str().unwrap(),
+            "--daemon-runtime-path",
+            rt.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    cleanup.pid = Some(pid);
+    let out = cli(&config, &["shutdown"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "daemon exited");
+    cleanup.pid = None;
+    assert!(!pid_file.exists(), "pid file left after a clean shutdown");
+}
+
+#[test]
+fn ensure_daemon_bounds_a_listener_that_never_answers() {
+    let dir = temp_dir("foreign");
+    let config = write_config(&dir, "foreign", "", 0);
+    let _cleanup = Cleanup {
+        pid: None,
+        dir: dir.clone(),
+    };
+    // Accepts every connection and never says a word.
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("c.sock")).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(4) {
+            held.push(conn);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let started = Instant::now();
+    let rt = dir.join("rt");
+    let out = cli(
+        &config,
+        &[
+            "ensure-daemon",
+            "--daemon-start-timeout-ms",
+            "500",
+            "--daemon-runtime-path",
+            rt.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("something that is not a working Rollbridge daemon holds the control socket"),
+        "{err}"
+    );
+    assert!(err.contains("control.path"), "{err}");
+}

@@ -163,9 +163,19 @@ fn cli_without_daemon_reports_connect_enoent() {
     for cmd in ["status", "logs", "shutdown"] {
         let out = cli(&config, &[cmd]);
         assert_eq!(out.status.code(), Some(1), "{cmd}");
+        // The original's line first, then what it means and what to do.
+        let err = stderr(&out);
+        let mut lines = err.lines();
         assert_eq!(
-            stderr(&out).trim(),
+            lines.next().unwrap_or_default(),
             format!("connect ENOENT {}", dir.join("c.sock").display())
+        );
+        assert!(
+            lines
+                .next()
+                .unwrap_or_default()
+                .starts_with("No Rollbridge daemon is listening at"),
+            "{err}"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

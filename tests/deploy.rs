@@ -160,13 +160,16 @@ fn template_error_fails_the_deploy_naming_the_placeholder() {
         "",
         &format!(
             "[{}]",
-            web(&range(21450, 10)).replace("--port", "--nope {{nope}} --port")
+            // Validation catches unknown placeholders; an unset variable
+            // still fails only when the daemon renders it.
+            web(&range(21450, 10))
+                .replace("--port", "--nope {{env.ROLLBRIDGE_TEST_UNSET_NOPE}} --port")
         ),
     );
     let out = d.deploy("v2");
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("Missing template value for {{nope}}"),
+        stderr(&out).contains("Missing template value for {{env.ROLLBRIDGE_TEST_UNSET_NOPE}}"),
         "{}",
         stderr(&out)
     );

@@ -116,7 +116,7 @@ fn invalid_config_reports_only_the_config_check() {
     assert!(
         list[0]
             .2
-            .ends_with(" issue(s) — run \"rollbridge validate\" for details"),
+            .ends_with("1 issue — run \"rollbridge validate\" for details"),
         "{}",
         list[0].2
     );
@@ -124,7 +124,7 @@ fn invalid_config_reports_only_the_config_check() {
     assert_eq!(human.code, 1);
     assert!(human.stdout.starts_with("✗ config: "), "{}", human.stdout);
     assert_eq!(human.stdout.lines().count(), 1);
-    assert_eq!(human.stderr, "\n1 check(s) failed.\n");
+    assert_eq!(human.stderr, "\n1 check failed.\n");
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn everything_passes_without_a_daemon() {
     assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
     let d = dir.display();
     let expected = format!(
-        "✓ config: valid: 1 process(es), proxy on 127.0.0.1:{port}\n\
+        "✓ config: valid: 1 process, proxy on 127.0.0.1:{port}\n\
          ✓ control socket: no daemon running; {} is free to bind\n\
          ✓ control socket directory: {d} is writable\n\
          ✓ proxy port: 127.0.0.1:{port} is available\n\
@@ -294,7 +294,7 @@ fn proxy_port_held_by_a_foreign_listener_fails() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.stderr, "\n1 check(s) failed.\n");
+    assert_eq!(run.stderr, "\n1 check failed.\n");
     drop(held);
 }
 
@@ -377,7 +377,7 @@ fn state_path_checks() {
     assert_eq!(
         orphans.2,
         format!(
-            "1 possible orphaned process(es) still running: web (pid {pid}) — verify and stop any leftovers"
+            "1 possible orphaned process still running: web (pid {pid}) — verify and stop any leftovers"
         )
     );
     sleeper.stop();
@@ -501,10 +501,10 @@ fn single_process_wording_and_missing_release_path() {
 fn unresolved_templates_and_missing_directories() {
     let dir = Tmp::new("doc-tpl");
     let procs = r#"[
-      {"id":"web","command":"run {{env.ROLLBRIDGE_DOCTOR_UNSET}} {{nope}}","policy":"proxied","port":{"from":0,"to":0}},
+      {"id":"web","command":"run {{env.ROLLBRIDGE_DOCTOR_UNSET}}","policy":"proxied","port":{"from":0,"to":0}},
       {"id":"a","command":"a","policy":"companion","cwd":"x"},
       {"id":"b","command":"b","policy":"companion","cwd":"/nonexistent-rb-doctor"},
-      {"id":"c","command":"c","policy":"companion","env":{"K":"{{port}}"}}
+      {"id":"c","command":"c","policy":"companion","env":{"K":"{{env.ROLLBRIDGE_DOCTOR_UNSET_TOO}}"}}
     ]"#;
     let cfg = write(&dir, "app", 0, "", procs);
     std::fs::create_dir_all(dir.join("rel")).unwrap();
@@ -512,7 +512,7 @@ fn unresolved_templates_and_missing_directories() {
     assert_eq!(run.code, 1);
     assert!(
         run.stdout.contains(
-            "✗ process templates: unresolved templates — web: Missing template value for {{env.ROLLBRIDGE_DOCTOR_UNSET}}; c: Missing template value for {{port}}\n"
+            "✗ process templates: unresolved templates — web: Missing template value for {{env.ROLLBRIDGE_DOCTOR_UNSET}}; c: Missing template value for {{env.ROLLBRIDGE_DOCTOR_UNSET_TOO}}\n"
         ),
         "{}",
         run.stdout
@@ -525,5 +525,5 @@ fn unresolved_templates_and_missing_directories() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.stderr, "\n2 check(s) failed.\n");
+    assert_eq!(run.stderr, "\n2 checks failed.\n");
 }

@@ -13,12 +13,13 @@ pub fn script(shell: &str) -> Option<String> {
     }
 }
 
+/// The commands a user is offered: the table minus internal ones.
+fn listed() -> impl Iterator<Item = &'static CommandSpec> {
+    COMMANDS.iter().filter(|c| !c.hidden)
+}
+
 fn names() -> String {
-    COMMANDS
-        .iter()
-        .map(|c| c.name)
-        .collect::<Vec<_>>()
-        .join(" ")
+    listed().map(|c| c.name).collect::<Vec<_>>().join(" ")
 }
 
 fn long_options(c: &CommandSpec, only_values: bool) -> String {
@@ -30,9 +31,24 @@ fn long_options(c: &CommandSpec, only_values: bool) -> String {
         .join(" ")
 }
 
+/// Options with a fixed set of values, e.g. `--policy`: (option, values).
+fn valued(c: &CommandSpec) -> impl Iterator<Item = (&'static str, String)> + '_ {
+    c.options
+        .iter()
+        .filter(|o| !o.values.is_empty())
+        .map(|o| (o.long, o.values.join(" ")))
+}
+
 fn bash() -> String {
     let mut cases = String::new();
-    for c in COMMANDS {
+    let mut value_cases = String::new();
+    for c in listed() {
+        for (long, values) in valued(c) {
+            value_cases.push_str(&format!(
+                "    \"{} --{long}\")\n      COMPREPLY=($(compgen -W \"{values}\" -- \"$cur\"))\n      return 0\n      ;;\n",
+                c.name
+            ));
+        }
         if c.name == "completion" {
             cases.push_str(&format!(
                 "    completion)\n      COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))\n      return 0\n      ;;\n",
@@ -69,6 +85,8 @@ _rollbridge() {{
   values=""
   case "$cmd" in
 {cases}  esac
+  case "$cmd $prev" in
+{value_cases}  esac
   if [[ -n "$prev" && " $values " == *" $prev "* ]]; then
     COMPREPLY=($(compgen -f -- "$cur"))
     return 0
@@ -84,7 +102,14 @@ complete -F _rollbridge rollbridge
 
 fn zsh() -> String {
     let mut cases = String::new();
-    for c in COMMANDS {
+    let mut value_cases = String::new();
+    for c in listed() {
+        for (long, values) in valued(c) {
+            value_cases.push_str(&format!(
+                "    \"{} --{long}\") compadd -- {values}; return ;;\n",
+                c.name
+            ));
+        }
         let opts = if c.name == "completion" {
             SHELLS.join(" ")
         } else {
@@ -103,6 +128,8 @@ _rollbridge() {{
     compadd -- $commands
     return
   fi
+  case "${{words[2]}} ${{words[CURRENT-1]}}" in
+{value_cases}  esac
   case "${{words[2]}}" in
 {cases}  esac
 }}
@@ -116,14 +143,14 @@ fn fish() -> String {
     let mut out = String::from(
         "# fish completion for rollbridge. Enable it with:\n#   rollbridge completion fish | source\ncomplete -c rollbridge -f\n",
     );
-    for c in COMMANDS {
+    for c in listed() {
         out.push_str(&format!(
             "complete -c rollbridge -n __fish_use_subcommand -a {} -d '{}'\n",
             c.name,
             c.summary.replace('\'', "\\'")
         ));
     }
-    for c in COMMANDS {
+    for c in listed() {
         if c.name == "completion" {
             out.push_str(&format!(
                 "complete -c rollbridge -n '__fish_seen_subcommand_from completion' -a '{}'\n",
@@ -135,7 +162,11 @@ fn fish() -> String {
                 "complete -c rollbridge -n '__fish_seen_subcommand_from {}' -l {}{} -d '{}'\n",
                 c.name,
                 o.long,
-                if o.value.is_some() { " -r -F" } else { "" },
+                match (o.value, o.values) {
+                    (None, _) => String::new(),
+                    (Some(_), []) => " -r -F".to_owned(),
+                    (Some(_), values) => format!(" -r -f -a '{}'", values.join(" ")),
+                },
                 o.help.replace('\'', "\\'")
             ));
         }
@@ -152,7 +183,7 @@ mod tests {
         let s = bash();
         assert!(s.contains("complete -F _rollbridge rollbridge"));
         assert!(s.contains(&format!("compgen -W \"{}\"", names())));
-        for c in COMMANDS {
+        for c in listed() {
             assert!(s.contains(&format!("    {})\n", c.name)), "{}", c.name);
             for o in c.options {
                 assert!(s.contains(&format!("--{}", o.long)));
@@ -184,6 +215,25 @@ mod tests {
         let s = fish();
         assert!(s.contains("-a deploy"));
         assert!(s.contains("__fish_seen_subcommand_from deploy' -l release-path -r -F"));
+    }
+
+    #[test]
+    fn policy_completes_its_values_not_files() {
+        let want = "companion singleton service";
+        assert!(bash().contains(&format!(
+            "    \"restart --policy\")\n      COMPREPLY=($(compgen -W \"{want}\" -- \"$cur\"))"
+        )));
+        assert!(zsh().contains(&format!(
+            "    \"restart --policy\") compadd -- {want}; return ;;"
+        )));
+        assert!(fish().contains(&format!("-l policy -r -f -a '{want}'")));
+    }
+
+    #[test]
+    fn internal_demo_app_is_not_completed() {
+        for s in [bash(), zsh(), fish()] {
+            assert!(!s.contains("demo-app"));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub fn main() -> String {
     row(&mut out, "--version", "print the version");
     row(&mut out, "-h, --help", "display help for command");
     out.push_str("\nCommands:\n");
-    for c in COMMANDS {
+    for c in COMMANDS.iter().filter(|c| !c.hidden) {
         row(&mut out, &usage_fragment(c), c.summary);
     }
     row(&mut out, "help [command]", "display help for command");
@@ -63,10 +63,15 @@ mod tests {
     #[test]
     fn main_help_lists_every_command() {
         let h = main();
-        for c in COMMANDS {
+        for c in COMMANDS.iter().filter(|c| !c.hidden) {
             assert!(h.contains(&format!("\n  {}", c.name)), "{}", c.name);
         }
         assert!(h.contains("help [command]"));
+    }
+
+    #[test]
+    fn internal_demo_app_is_not_listed() {
+        assert!(!main().contains("demo-app"));
     }
 
     #[test]

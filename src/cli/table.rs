@@ -12,6 +12,8 @@ pub struct OptSpec {
     /// Stores a parsed value (or `"true"` for a flag) into [`Args`].
     pub set: fn(&mut Args, String),
     pub required: bool,
+    /// The values a shell completes for this option (empty: file names).
+    pub values: &'static [&'static str],
 }
 
 pub struct CommandSpec {
@@ -22,6 +24,8 @@ pub struct CommandSpec {
     pub about: &'static str,
     pub options: &'static [OptSpec],
     pub run: fn(&Args) -> i32,
+    /// Internal commands: runnable, but not listed in help or completions.
+    pub hidden: bool,
 }
 
 impl CommandSpec {
@@ -53,6 +57,7 @@ macro_rules! opt {
             help: $help,
             set: |a, v| a.$field = Some(v),
             required: false,
+            values: &[],
         }
     };
 }
@@ -65,6 +70,7 @@ macro_rules! flag {
             help: $help,
             set: |a, _| a.$field = true,
             required: false,
+            values: &[],
         }
     };
 }
@@ -118,6 +124,27 @@ const DAEMON_TIMEOUT: OptSpec = opt!(
     "how long to wait for a started daemon to answer (default: 10000)",
     daemon_start_timeout_ms
 );
+/// `--release-path` of `doctor`: checked, not run.
+const CHECK_RELEASE_PATH: OptSpec = opt!(
+    "release-path",
+    Some("<path>"),
+    "release directory to check: its templates and working directories",
+    release_path
+);
+/// `--release-id` of `rollback`: which retained release to re-activate.
+const ROLLBACK_RELEASE_ID: OptSpec = opt!(
+    "release-id",
+    Some("<id>"),
+    "retained release to re-activate (default: the most recently activated release other than the active one)",
+    release_id
+);
+/// `--release-id` of `stop`: which release to stop.
+const STOP_RELEASE_ID: OptSpec = opt!(
+    "release-id",
+    Some("<id>"),
+    "retained release to stop (default: the active release)",
+    release_id
+);
 const PROCESS: OptSpec = opt!(
     "process",
     Some("<id>"),
@@ -149,6 +176,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             ),
         ],
         run: commands::daemon::run,
+        hidden: false,
     },
     CommandSpec {
         name: "deploy",
@@ -174,14 +202,16 @@ pub static COMMANDS: &[CommandSpec] = &[
             DAEMON_TIMEOUT,
         ],
         run: commands::deploy::run,
+        hidden: false,
     },
     CommandSpec {
         name: "rollback",
         positional: None,
         summary: "Re-activate a retained release",
         about: "Re-activate a retained release (default: the most recently activated one other than the active release) through the normal deploy flow.",
-        options: &[CONFIG, RELEASE_ID],
+        options: &[CONFIG, ROLLBACK_RELEASE_ID],
         run: commands::deploy::rollback,
+        hidden: false,
     },
     CommandSpec {
         name: "ensure-daemon",
@@ -196,22 +226,32 @@ pub static COMMANDS: &[CommandSpec] = &[
             DAEMON_TIMEOUT,
         ],
         run: commands::ensure_daemon::run,
+        hidden: false,
     },
     CommandSpec {
         name: "status",
         positional: None,
         summary: "Print the daemon status as JSON",
         about: "Print the daemon's status object (releases, processes, connections) as JSON.",
-        options: &[CONFIG],
+        options: &[
+            CONFIG,
+            flag!(
+                "json",
+                "print JSON (status is always JSON; accepted like logs, events and validate)",
+                json
+            ),
+        ],
         run: commands::status::run,
+        hidden: false,
     },
     CommandSpec {
         name: "stop",
         positional: None,
         summary: "Stop the active release (or --release-id)",
         about: "Stop every process of the active release, or of the release given with --release-id. With no active release the proxy answers 503.",
-        options: &[CONFIG, RELEASE_ID],
+        options: &[CONFIG, STOP_RELEASE_ID],
         run: commands::deploy::stop,
+        hidden: false,
     },
     CommandSpec {
         name: "restart",
@@ -221,14 +261,18 @@ pub static COMMANDS: &[CommandSpec] = &[
         options: &[
             CONFIG,
             PROCESS,
-            opt!(
-                "policy",
-                Some("<policy>"),
-                "only processes of this policy: companion, singleton or service",
-                policy
-            ),
+            OptSpec {
+                values: &commands::restart::POLICIES,
+                ..opt!(
+                    "policy",
+                    Some("<policy>"),
+                    "only processes of this policy: companion, singleton or service",
+                    policy
+                )
+            },
         ],
         run: commands::restart::run,
+        hidden: false,
     },
     CommandSpec {
         name: "shutdown",
@@ -237,6 +281,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         about: "Stop every managed process, close the proxy and the control socket, and end the daemon. Replies once everything is stopped.",
         options: &[CONFIG],
         run: commands::shutdown::run,
+        hidden: false,
     },
     CommandSpec {
         name: "validate",
@@ -253,14 +298,16 @@ pub static COMMANDS: &[CommandSpec] = &[
             ),
         ],
         run: commands::validate::run,
+        hidden: false,
     },
     CommandSpec {
         name: "doctor",
         positional: None,
         summary: "Check the config and this host before a deploy",
         about: "Check the config, the control socket, the proxy port, state paths and (with --release-path) the release's templates and working directories.",
-        options: &[CONFIG, RELEASE_PATH, RELEASE_ID, REVISION, JSON],
+        options: &[CONFIG, CHECK_RELEASE_PATH, RELEASE_ID, REVISION, JSON],
         run: commands::doctor::run,
+        hidden: false,
     },
     CommandSpec {
         name: "logs",
@@ -269,6 +316,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         about: "Print the recent stdout/stderr lines the daemon keeps for each managed process.",
         options: &[CONFIG, PROCESS, JSON],
         run: commands::logs::run,
+        hidden: false,
     },
     CommandSpec {
         name: "events",
@@ -286,14 +334,24 @@ pub static COMMANDS: &[CommandSpec] = &[
             JSON,
         ],
         run: commands::events::run,
+        hidden: false,
     },
     CommandSpec {
         name: "predeploy-cleanup",
         positional: None,
         summary: "Prepare a host migrating from another supervisor",
         about: "Before the first deploy after a migration: stop a stale daemon, recover orphans and stop legacy processes matched by legacyTakeover.",
-        options: &[CONFIG, RELEASE_PATH],
+        options: &[
+            CONFIG,
+            opt!(
+                "release-path",
+                Some("<path>"),
+                "directory of the release about to be deployed; a daemon with an active release is kept unless this release bundles a different Rollbridge version",
+                release_path
+            ),
+        ],
         run: commands::predeploy::run,
+        hidden: false,
     },
     CommandSpec {
         name: "recover",
@@ -302,6 +360,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         about: "List processes recorded in statePath that outlived a crashed daemon; with --force, stop them.",
         options: &[CONFIG, flag!("force", "stop the orphaned processes", force)],
         run: commands::recover::run,
+        hidden: false,
     },
     CommandSpec {
         name: "completion",
@@ -310,6 +369,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         about: "Print a completion script for bash, zsh or fish. Enable it with e.g. `source <(rollbridge completion bash)`.",
         options: &[],
         run: commands::completion::run,
+        hidden: false,
     },
     CommandSpec {
         name: "demo",
@@ -318,6 +378,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         about: "Start a daemon on free local ports with the built-in example app, deploy release one, then release two while clients send requests through the proxy, and report requests, failures, the switch and the drain. Needs no config.",
         options: &[],
         run: commands::demo::run,
+        hidden: false,
     },
     CommandSpec {
         name: "demo-app",
@@ -337,6 +398,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             ),
         ],
         run: commands::demo_app::run,
+        hidden: true,
     },
 ];
 

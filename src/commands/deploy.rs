@@ -43,7 +43,7 @@ fn request(command: &str, args: &Args, release_path: Option<&str>) -> String {
 }
 
 fn send(args: &Args, request: &str) -> i32 {
-    match super::status::send(args, request, None) {
+    match super::waiting::send(args, request) {
         Ok(line) => {
             println!("{}", pretty(&line));
             0

@@ -57,10 +57,13 @@ pub fn ensure(args: &Args) -> Result<String, String> {
         .unwrap_or_else(|| runtime::default_base(&config.application));
     let prepared = runtime::prepare_snapshot(&base)?;
     let path = config.control.path.as_str();
-    match client::request(path, STATUS, Some(client::DEFAULT_TIMEOUT)) {
+    // Bounded by the start timeout: a listener that never answers (not a
+    // Rollbridge daemon) must not hold the command longer than a start would.
+    let first_wait = Duration::from_secs_f64(timeout_ms / 1000.0).min(client::DEFAULT_TIMEOUT);
+    match client::request(path, STATUS, Some(first_wait)) {
         Ok(line) => return check_runtime(line, path, &prepared),
         Err(ClientError::NoDaemon(_)) => {}
-        Err(ClientError::Failed(e)) => return Err(e),
+        Err(e) => return Err(e.explain(&loaded.path)),
     }
     let log_path = args
         .daemon_log_path
@@ -72,7 +75,7 @@ pub fn ensure(args: &Args) -> Result<String, String> {
         .unwrap_or_else(|| format!("/tmp/rollbridge-{}.pid", config.application));
     let exe = Path::new(&prepared.path).join(runtime::EXE_NAME);
     let manifest = Path::new(&prepared.path).join(runtime::MANIFEST);
-    let mut child = spawn_detached(&exe, &manifest, &loaded.path, &log_path)?;
+    let mut child = spawn_detached(&exe, &manifest, &loaded.path, &log_path, &pid_path)?;
     make_parent(&pid_path)?;
     write_atomic(Path::new(&pid_path), format!("{}\n", child.id()).as_bytes())
         .map_err(|e| format!("Cannot write pid file {pid_path}: {e}"))?;
@@ -121,6 +124,7 @@ fn spawn_detached(
     manifest: &Path,
     config_path: &str,
     log_path: &str,
+    pid_path: &str,
 ) -> Result<Child, String> {
     make_parent(log_path)?;
     let log = OpenOptions::new()
@@ -137,6 +141,7 @@ fn spawn_detached(
         .arg("--config")
         .arg(&config)
         .env(runtime::MANIFEST_ENV, manifest)
+        .env(super::daemon::PID_FILE_ENV, absolute(pid_path))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
@@ -176,7 +181,7 @@ fn wait_ready(
         match client::request(path, STATUS, Some(Duration::from_secs(2))) {
             Ok(line) => return Ok(line),
             Err(ClientError::NoDaemon(_)) => {}
-            Err(ClientError::Failed(e)) => last_error = Some(e),
+            Err(e) => last_error = Some(e.message()),
         }
         if let Ok(Some(exit)) = child.try_wait() {
             // A concurrent starter may have won the race: ask once more.

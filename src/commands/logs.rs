@@ -29,7 +29,7 @@ pub fn run(args: &Args) -> i32 {
     let all = sources(&status);
     let picked: Vec<&Source> = all
         .iter()
-        .filter(|s| args.process.as_deref().is_none_or(|p| s.id == p))
+        .filter(|s| args.process.as_deref().is_none_or(|p| selects(p, &s.id)))
         .collect();
     if args.json {
         let out: Vec<Value> = picked
@@ -55,6 +55,16 @@ pub fn run(args: &Args) -> i32 {
     }
     println!("{}", render(&picked));
     0
+}
+
+/// `--process` picks an instance id exactly, or every instance of a base id
+/// (`worker` picks `worker#0`, `worker#1`), as help and `restart` promise.
+pub fn selects(wanted: &str, id: &str) -> bool {
+    id == wanted
+        || id
+            .strip_prefix(wanted)
+            .and_then(|rest| rest.strip_prefix('#'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 pub struct Source {
@@ -136,6 +146,17 @@ mod tests {
             "services": [{"id": "beacon", "process": {"id": "beacon", "logs": []}}],
             "singletons": []
         })
+    }
+
+    #[test]
+    fn base_id_selects_every_instance() {
+        assert!(selects("worker", "worker#0"));
+        assert!(selects("worker", "worker#12"));
+        assert!(selects("worker#1", "worker#1"));
+        assert!(selects("web", "web"));
+        assert!(!selects("worker", "worker-2#0"));
+        assert!(!selects("worker", "worker#"));
+        assert!(!selects("worker#1", "worker#10"));
     }
 
     #[test]

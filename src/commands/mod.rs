@@ -17,3 +17,4 @@ pub mod restart;
 pub mod shutdown;
 pub mod status;
 pub mod validate;
+pub mod waiting;

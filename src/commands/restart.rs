@@ -24,7 +24,7 @@ pub fn run(args: &Args) -> i32 {
         }
     }
     request.push('}');
-    match super::status::send(args, &request, None) {
+    match super::waiting::send(args, &request) {
         Ok(line) => {
             println!("{}", pretty(&line));
             0

@@ -38,5 +38,5 @@ pub(crate) fn send(
 ) -> Result<String, String> {
     let loaded = load(args)?;
     client::request(&loaded.config.control.path, request, timeout)
-        .map_err(|e: ClientError| e.message().to_owned())
+        .map_err(|e: ClientError| e.explain(&loaded.path))
 }

@@ -61,7 +61,7 @@ pub fn run(args: &Args) -> i32 {
         Err(load_error) => (
             None,
             vec![Issue {
-                fix: "Make sure the file exists and default-exports a config object (export default {...} or module.exports = {...}).".into(),
+                fix: config::validate::load_error_fix(load_error, path),
                 message: load_error.clone(),
             }],
         ),

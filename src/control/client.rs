@@ -9,20 +9,63 @@ use std::time::{Duration, Instant};
 /// Default wait for quick requests (`status`, `events`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A failed `connect` to the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectError {
+    /// The OS error number, when there is one.
+    pub errno: Option<i32>,
+    pub path: String,
+    /// The original's wording: `connect ENOENT <path>`.
+    pub text: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
     /// `ENOENT` / `ECONNREFUSED`: no daemon on that path.
-    NoDaemon(String),
+    NoDaemon(ConnectError),
+    /// Any other connect error (`EACCES`, a path too long, ...).
+    Unreachable(ConnectError),
+    /// Something accepted the connection but sent no reply in time.
+    NoAnswer { path: String, waited: Duration },
     /// Any other failure, including a daemon error response.
     Failed(String),
 }
 
 impl ClientError {
-    pub fn message(&self) -> &str {
+    /// The first line of the error, as the original words it where it has
+    /// one (`connect ENOENT <path>`).
+    pub fn message(&self) -> String {
         match self {
-            ClientError::NoDaemon(m) | ClientError::Failed(m) => m,
+            ClientError::NoDaemon(c) | ClientError::Unreachable(c) => c.text.clone(),
+            ClientError::NoAnswer { path, waited } => no_answer_text(path, *waited),
+            ClientError::Failed(m) => m.clone(),
         }
     }
+
+    /// [`message`](Self::message) plus, for connect errors, a second line
+    /// saying what it means and what to do. `config` is the config file
+    /// that named the socket.
+    pub fn explain(&self, config: &str) -> String {
+        let first = self.message();
+        let hint = match self {
+            ClientError::NoDaemon(c) | ClientError::Unreachable(c) => {
+                super::advice::connect_hint(c, config)
+            }
+            ClientError::NoAnswer { path, .. } => Some(super::advice::no_answer_hint(path, config)),
+            ClientError::Failed(_) => None,
+        };
+        match hint {
+            Some(h) => format!("{first}\n{h}"),
+            None => first,
+        }
+    }
+}
+
+fn no_answer_text(path: &str, waited: Duration) -> String {
+    format!(
+        "No reply from {path} within {}ms: something that is not a working Rollbridge daemon holds the control socket.",
+        waited.as_millis()
+    )
 }
 
 /// Sends `request` (one JSON object, no newline) and returns the success
@@ -32,6 +75,20 @@ pub fn request(
     request: &str,
     timeout: Option<Duration>,
 ) -> Result<String, ClientError> {
+    request_watching(path, request, timeout, &mut |_| Ok(()))
+}
+
+/// How often [`request_watching`] calls its watcher while no reply came.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// [`request`], calling `watch(elapsed)` about every [`WATCH_EVERY`] while
+/// the reply is outstanding; an error from it abandons the request.
+pub fn request_watching(
+    path: &str,
+    request: &str,
+    timeout: Option<Duration>,
+    watch: &mut dyn FnMut(Duration) -> Result<(), ClientError>,
+) -> Result<String, ClientError> {
     let started = Instant::now();
     let mut stream = connect(path)?;
     let mut line = request.to_owned();
@@ -39,7 +96,7 @@ pub fn request(
     stream
         .write_all(line.as_bytes())
         .map_err(|e| ClientError::Failed(format!("write {} {path}", errno_text(&e))))?;
-    let reply = read_line(&stream, path, timeout, started)?;
+    let reply = read_line(&stream, path, timeout, started, watch)?;
     check_reply(&reply)?;
     Ok(reply)
 }
@@ -47,10 +104,14 @@ pub fn request(
 /// Connects, mapping errors the way the CLI reports them.
 pub fn connect(path: &str) -> Result<UnixStream, ClientError> {
     UnixStream::connect(path).map_err(|e| {
-        let text = format!("connect {} {path}", errno_text(&e));
+        let err = ConnectError {
+            errno: e.raw_os_error(),
+            path: path.to_owned(),
+            text: format!("connect {} {path}", errno_text(&e)),
+        };
         match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ECONNREFUSED) => ClientError::NoDaemon(text),
-            _ => ClientError::Failed(text),
+            Some(libc::ENOENT) | Some(libc::ECONNREFUSED) => ClientError::NoDaemon(err),
+            _ => ClientError::Unreachable(err),
         }
     })
 }
@@ -60,17 +121,28 @@ fn read_line(
     path: &str,
     timeout: Option<Duration>,
     started: Instant,
+    watch: &mut dyn FnMut(Duration) -> Result<(), ClientError>,
 ) -> Result<String, ClientError> {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
+    let mut next_watch = WATCH_EVERY;
     loop {
+        let elapsed = started.elapsed();
+        if elapsed >= next_watch {
+            watch(elapsed)?;
+            next_watch = started.elapsed() + WATCH_EVERY;
+        }
+        let mut slice = next_watch
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
         if let Some(t) = timeout {
             let left = t.saturating_sub(started.elapsed());
             if left.is_zero() {
                 return Err(timed_out(path, t));
             }
-            let _ = stream.set_read_timeout(Some(left));
+            slice = slice.min(left);
         }
+        let _ = stream.set_read_timeout(Some(slice));
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) => {
                 return Err(ClientError::Failed(format!(
@@ -80,13 +152,14 @@ fn read_line(
             Ok(_) if buf.ends_with(b"\n") => break,
             Ok(_) => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A slice ran out: watch, or give up at the deadline (top).
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(timed_out(path, timeout.unwrap_or_default()));
+                continue;
             }
             Err(e) => {
                 return Err(ClientError::Failed(format!(
@@ -102,10 +175,10 @@ fn read_line(
 }
 
 fn timed_out(path: &str, t: Duration) -> ClientError {
-    ClientError::Failed(format!(
-        "Timed out after {}ms waiting for the Rollbridge daemon on {path}",
-        t.as_millis()
-    ))
+    ClientError::NoAnswer {
+        path: path.to_owned(),
+        waited: t,
+    }
 }
 
 /// `status: "error"` -> failure with its `error` text.
@@ -158,10 +231,8 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert_eq!(
-            err,
-            ClientError::NoDaemon("connect ENOENT /nonexistent-dir-rb/x.sock".into())
-        );
+        assert!(matches!(err, ClientError::NoDaemon(_)), "{err:?}");
+        assert_eq!(err.message(), "connect ENOENT /nonexistent-dir-rb/x.sock");
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub fn probe_raw(path: &str) -> Result<Probe, String> {
     let stream = match connect(path) {
         Ok(s) => s,
         Err(ClientError::NoDaemon(_)) => return Ok(Probe::NotAlive),
-        Err(ClientError::Failed(e)) => return Err(e),
+        Err(e) => return Err(e.message()),
     };
     let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(PROBE_TIMEOUT));

@@ -150,8 +150,13 @@ fn orphan_check(state_path: &str, probed: &Result<Probe, String>) -> Check {
     Check::fail(
         NAME,
         format!(
-            "{} possible orphaned process(es) still running: {} — verify and stop any leftovers",
+            "{} possible orphaned {} still running: {} — verify and stop any leftovers",
             found.len(),
+            if found.len() == 1 {
+                "process"
+            } else {
+                "processes"
+            },
             list.join(", ")
         ),
     )

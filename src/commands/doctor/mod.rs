@@ -77,11 +77,10 @@ fn config_check(checked: &config::Checked) -> Result<(Check, &Config), Check> {
     let issues = match &checked.outcome {
         Ok(v) if v.is_valid() => {
             let c = &v.config;
-            // "process(es)", "issue(s)", "check(s)" are literal in the
-            // contract, unlike the working-directory wording.
+            // Pluralized exactly as the original prints it.
             let detail = format!(
-                "valid: {} process(es), proxy on {}:{}",
-                c.processes.len(),
+                "valid: {}, proxy on {}:{}",
+                plural(c.processes.len(), "process", "processes"),
                 c.proxy.host,
                 c.proxy.port
             );
@@ -92,8 +91,16 @@ fn config_check(checked: &config::Checked) -> Result<(Check, &Config), Check> {
     };
     Err(Check::fail(
         "config",
-        format!("{issues} issue(s) — run \"rollbridge validate\" for details"),
+        format!(
+            "{} — run \"rollbridge validate\" for details",
+            plural(issues, "issue", "issues")
+        ),
     ))
+}
+
+/// `1 check`, `2 checks`: the count with the word in the matching number.
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Prints the checks and returns the exit code.
@@ -116,7 +123,7 @@ fn report(checks: &[Check], json: bool) -> i32 {
         if failed == 0 {
             println!("\nAll checks passed.");
         } else {
-            eprintln!("\n{failed} check(s) failed.");
+            eprintln!("\n{} failed.", plural(failed, "check", "checks"));
         }
     }
     if failed == 0 { 0 } else { 1 }
@@ -125,6 +132,13 @@ fn report(checks: &[Check], json: bool) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_pluralized_like_the_original() {
+        assert_eq!(plural(1, "check", "checks"), "1 check");
+        assert_eq!(plural(4, "process", "processes"), "4 processes");
+        assert_eq!(plural(0, "issue", "issues"), "0 issues");
+    }
 
     #[test]
     fn check_serializes_detail_name_ok_in_order() {

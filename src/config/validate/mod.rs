@@ -6,9 +6,12 @@
 //! warnings with a did-you-mean (see [`unknown`]).
 
 mod cross;
+mod load_fix;
+mod paths;
 mod process;
 mod rules;
 mod sections;
+mod templates;
 mod unknown;
 
 use std::path::Path;
@@ -17,6 +20,7 @@ use serde::Serialize;
 
 use super::model::Config;
 use super::raw::Raw;
+pub use load_fix::load_error_fix;
 use rules::Issues;
 pub use rules::{fmt_num, ms};
 
@@ -74,6 +78,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
     let release_retention = sections::release_retention(&mut issues, root);
     let state_path = sections::state_path(&mut issues, root);
     cross::check(&mut issues, &processes);
+    templates::check(&mut issues, &processes);
 
     let warnings = unknown::warnings(root);
     Validation {

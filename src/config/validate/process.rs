@@ -175,7 +175,10 @@ fn health(issues: &mut Issues, p: &Raw, base: &str, proxy: &ProxyConfig) -> Opti
     };
     let path = |f: &str| format!("{base}.health.{f}");
     let hpath = issues.defaulted_string(h, "path", &path("path"), &proxy.health_path);
-    let timeout_ms = ms(issues.number(
+    if h.member("path").is_some() {
+        super::paths::health_path(issues, &path("path"), &hpath);
+    }
+    let timeout_ms = ms(issues.non_negative(
         h,
         "timeoutMs",
         &path("timeoutMs"),

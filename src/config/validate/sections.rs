@@ -65,8 +65,9 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
     let upstream_host =
         issues.defaulted_string(p, "upstreamHost", "proxy.upstreamHost", &default_upstream);
     let health_path = issues.defaulted_string(p, "healthPath", "proxy.healthPath", "/ping");
+    super::paths::health_path(issues, "proxy.healthPath", &health_path);
     let health_timeout_ms =
-        ms(issues.number(p, "healthTimeoutMs", "proxy.healthTimeoutMs", 30000.0));
+        ms(issues.non_negative(p, "healthTimeoutMs", "proxy.healthTimeoutMs", 30000.0));
     let drain_timeout_ms = ms(issues.number(p, "drainTimeoutMs", "proxy.drainTimeoutMs", 60000.0));
     let force_stop_timeout_ms =
         ms(issues.number(p, "forceStopTimeoutMs", "proxy.forceStopTimeoutMs", 10000.0));
@@ -233,6 +234,7 @@ pub fn control(issues: &mut Issues, raw: Option<&Raw>, application: &str) -> Con
         "control.path",
         &format!("/tmp/rollbridge-{application}.sock"),
     );
+    super::paths::socket_path(issues, &path, c.member("path").is_some());
     let mode = match c.member("mode") {
         None => None,
         Some(v) => match parse_mode(v) {
