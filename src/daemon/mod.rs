@@ -19,7 +19,6 @@ pub mod pgroup;
 pub mod proxy_port;
 pub mod recover;
 pub mod runtime;
-pub mod sha256;
 pub mod state;
 pub mod status;
 

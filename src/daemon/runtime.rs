@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::sha256::{self, Sha256};
+use sha2::{Digest, Sha256};
 
 pub const FORMAT: u64 = 1;
 pub const EXE_NAME: &str = "rollbridge";
@@ -44,7 +44,7 @@ impl RuntimeIdentity {
 pub fn default_base(application: &str) -> String {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
-    let hash = sha256::hex(application.as_bytes());
+    let hash = sha256_hex(application.as_bytes());
     format!("/tmp/rollbridge-{uid}-{}-runtime", &hash[..16])
 }
 
@@ -78,11 +78,11 @@ pub fn running_installation() -> Result<RuntimeIdentity, String> {
 pub fn digest_files(files: &[(String, PathBuf)]) -> Result<String, String> {
     let mut sorted: Vec<&(String, PathBuf)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut h = Sha256::default();
+    let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     for (rel, path) in sorted {
         h.update(rel.as_bytes());
-        h.update(&[0]);
+        h.update([0]);
         let mut f = std::fs::File::open(path)
             .map_err(|e| format!("Cannot read {}: {e}", path.display()))?;
         loop {
@@ -94,9 +94,22 @@ pub fn digest_files(files: &[(String, PathBuf)]) -> Result<String, String> {
             }
             h.update(&buf[..n]);
         }
-        h.update(&[0]);
+        h.update([0]);
     }
-    Ok(h.finish_hex())
+    Ok(to_hex(&h.finalize()))
+}
+
+/// Lower-case hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    to_hex(&Sha256::digest(data))
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Digest of a snapshot directory (every regular file, recursively, except
@@ -352,15 +365,24 @@ mod tests {
     }
 
     #[test]
+    fn sha256_hex_matches_known_vectors() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
     fn digest_is_over_sorted_paths_and_contents_without_the_manifest() {
         let d = tmp("digest");
         std::fs::write(d.join("b"), b"2").unwrap();
         std::fs::write(d.join("a"), b"1").unwrap();
         std::fs::write(d.join(MANIFEST), b"ignored").unwrap();
-        assert_eq!(
-            digest_dir(&d).unwrap(),
-            sha256::hex(b"a\x001\x00b\x002\x00")
-        );
+        assert_eq!(digest_dir(&d).unwrap(), sha256_hex(b"a\x001\x00b\x002\x00"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -420,6 +442,6 @@ mod tests {
     fn default_base_uses_uid_and_application_hash() {
         let b = default_base("shop");
         assert!(b.starts_with("/tmp/rollbridge-"));
-        assert!(b.ends_with(&format!("-{}-runtime", &sha256::hex(b"shop")[..16])));
+        assert!(b.ends_with(&format!("-{}-runtime", &sha256_hex(b"shop")[..16])));
     }
 }
