@@ -253,7 +253,7 @@ fn ensure_daemon_refuses_a_daemon_with_a_mismatched_runtime() {
     std::fs::create_dir_all(&other).unwrap();
     std::fs::copy(BIN, other.join("rollbridge")).unwrap();
     std::fs::write(other.join("extra"), b"makes the digest differ").unwrap();
-    let digest = rollbridge::daemon::runtime::digest_dir(&other).unwrap();
+    let digest = rollbridge::runtime::digest_dir(&other).unwrap();
     std::fs::write(
         other.join("runtime.json"),
         serde_json::json!({"digest": digest, "format": 1, "path": other.to_str().unwrap(), "version": env!("CARGO_PKG_VERSION")}).to_string(),
@@ -323,11 +323,9 @@ fn corrupted_snapshot_is_reported_not_used() {
         dir: dir.clone(),
     };
     // Plant a corrupt snapshot where this binary's snapshot would go.
-    let prepared = rollbridge::daemon::runtime::digest_files(&[(
-        "rollbridge".into(),
-        std::path::PathBuf::from(BIN),
-    )])
-    .unwrap();
+    let prepared =
+        rollbridge::runtime::digest_files(&[("rollbridge".into(), std::path::PathBuf::from(BIN))])
+            .unwrap();
     let snap = rt.join(&prepared);
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::write(snap.join("rollbridge"), b"tampered").unwrap();

@@ -29,7 +29,7 @@ impl Fixture {
     fn new() -> Fixture {
         let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         become_subreaper();
-        rollbridge::daemon::log::set_enabled(false);
+        rollbridge::log::set_enabled(false);
         let (tx, rx) = unbounded();
         let sup = Supervisor::start(std::sync::Arc::new(move |n| {
             let _ = tx.send(n);

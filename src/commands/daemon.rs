@@ -29,7 +29,7 @@ pub fn run(args: &Args) -> i32 {
     };
     let result = crate::daemon::run(loaded.config, Some(loaded.path));
     // Lines queued for stdout (startup events included) go out first.
-    crate::daemon::log::flush(std::time::Duration::from_secs(2));
+    crate::log::flush(std::time::Duration::from_secs(2));
     match result {
         Ok(code) => {
             if let Some(file) = pid_file {

@@ -15,8 +15,8 @@ use crate::cli::Args;
 use crate::control::client::{self, ClientError};
 use crate::control::pretty::pretty;
 use crate::control::protocol::js_number;
-use crate::daemon::durable::write_atomic;
-use crate::daemon::runtime::{self, RuntimeIdentity};
+use crate::durable::write_atomic;
+use crate::runtime::{self, RuntimeIdentity};
 
 const POLL_EVERY: Duration = Duration::from_millis(100);
 const STATUS: &str = r#"{"command":"status"}"#;

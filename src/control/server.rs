@@ -17,8 +17,8 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::protocol::{MAX_LINE_BYTES, Reply, Request, parse_request, response_line};
-use crate::daemon::events::{Data, Event};
-use crate::daemon::log;
+use crate::events::{Data, Event};
+use crate::log;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);

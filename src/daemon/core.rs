@@ -10,20 +10,20 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::deploy::{self, DeployMsg, retire};
-use super::events::{Data, Event, EventRing};
-use super::log;
 use super::notify;
 use super::ops;
 use super::orphans::{self, Orphan};
 use super::persist::{self, PERSIST_EVERY, Persister};
 use super::proxy_port::ProxyPort;
-use super::runtime::RuntimeIdentity;
 use super::state::{DaemonState, Named, Release, ReleaseState};
 use super::status;
 use crate::config::{Config, DeployStrategy, Policy};
 use crate::control::protocol::{Reply, Request};
 use crate::control::server::{ControlServer, Incoming, ReplyTo};
+use crate::events::{Data, Event, EventRing};
+use crate::log;
 use crate::proxy::ProxyEvent;
+use crate::runtime::RuntimeIdentity;
 use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
 use crate::timefmt::iso_now;
 

@@ -8,9 +8,6 @@
 
 pub mod core;
 pub mod deploy;
-pub mod durable;
-pub mod events;
-pub mod log;
 pub mod notify;
 pub mod ops;
 pub mod orphans;
@@ -18,19 +15,19 @@ pub mod persist;
 pub mod pgroup;
 pub mod proxy_port;
 pub mod recover;
-pub mod runtime;
 pub mod state;
 pub mod status;
 
 use crossbeam_channel::unbounded;
 
 use self::core::{Core, CoreMsg};
-use self::events::{Data, Event, EventRing};
 use self::proxy_port::ProxyPort;
 use crate::config::Config;
 use crate::control::bind;
 use crate::control::server::{ControlServer, IncomingSink};
+use crate::events::{Data, Event, EventRing};
 use crate::supervisor::{Sink, Supervisor, spawn};
+use crate::{log, runtime};
 
 /// Runs a foreground daemon until shutdown. Startup errors come back as
 /// `Err(message)` (nothing left bound); otherwise the exit code.

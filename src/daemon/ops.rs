@@ -8,11 +8,11 @@
 use crossbeam_channel::Sender;
 
 use super::core::CoreMsg;
-use super::events::{Data, Event};
 use super::state::{DaemonState, Release};
 use crate::config::{Config, Policy};
 use crate::control::protocol::Reply;
 use crate::control::server::ReplyTo;
+use crate::events::{Data, Event};
 use crate::supervisor::{ProcKey, StartReason, SupervisorHandle};
 
 /// One process to restart: instance id and supervisor key.

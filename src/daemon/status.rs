@@ -6,9 +6,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::orphans::Orphan;
-use super::runtime::RuntimeIdentity;
 use super::state::{DaemonState, ReleaseState};
 use crate::config::{Config, IdOrName};
+use crate::runtime::RuntimeIdentity;
 use crate::supervisor::ProcessStatus;
 
 #[derive(Debug, Serialize)]

@@ -27,7 +27,7 @@ use mio::Waker;
 pub use spec::ProcessSpec;
 pub use status::{ProcState, ProcessStatus, StartReason};
 
-use crate::daemon::events::Event;
+use crate::events::Event;
 
 /// Identifies one managed process instance for its whole life in the
 /// supervisor (across restarts; each spawn also gets a generation).

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::core::CoreMsg;
-use super::events::{Data, Event};
 use super::state::{Named, Release, ReleaseState};
 use crate::config::{Config, DeployStrategy, Policy, ProcessConfig};
 use crate::control::server::ReplyTo;
+use crate::events::{Data, Event};
 use crate::release::{compat, health, ports};
 use crate::supervisor::{ProcKey, ProcessStatus, StartReason, SupervisorHandle};
 use build::ReleaseIds;

@@ -29,8 +29,8 @@ use super::stop::{HookKind, Observed, StopAction, StopPlan, StopSeq};
 use super::timers::{TimerId, Timers};
 use super::{Done, Msg, Notice, ProcKey, ProcState, ProcessSpec, ProcessStatus, Sink, StartReason};
 use crate::config::signal_name;
-use crate::daemon::events::{Data, Event};
-use crate::daemon::log;
+use crate::events::{Data, Event};
+use crate::log;
 use crate::timefmt::iso_now;
 
 pub(crate) const WAKER: Token = Token(0);

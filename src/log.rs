@@ -48,9 +48,9 @@ fn writer() -> Option<&'static Sender<Item>> {
                             Item::Line(line) => {
                                 let dropped = DROPPED.swap(0, Ordering::Relaxed);
                                 if dropped > 0 {
-                                    let note = super::events::Event::new(
+                                    let note = crate::events::Event::new(
                                         "log lines dropped",
-                                        super::events::Data::new().with("count", dropped),
+                                        crate::events::Data::new().with("count", dropped),
                                     );
                                     let _ = writeln!(out, "{}", note.to_json());
                                 }
@@ -93,7 +93,7 @@ pub fn write_line(line: &str) {
 }
 
 /// Logs an event line.
-pub fn event(event: &super::events::Event) {
+pub fn event(event: &crate::events::Event) {
     write_line(&event.to_json());
 }
 
