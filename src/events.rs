@@ -3,8 +3,7 @@
 
 use std::collections::VecDeque;
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::timefmt::iso_now;
 
@@ -13,36 +12,23 @@ pub const EVENT_CAPACITY: usize = 1000;
 
 /// Event data: an object whose keys keep insertion order (process events
 /// put `processId` and `releaseId` first, as the original merges them).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Data(pub Vec<(String, Value)>);
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Data(Map<String, Value>);
 
 impl Data {
     pub fn new() -> Data {
-        Data(Vec::new())
+        Data(Map::new())
     }
 
     /// Adds (or replaces, keeping the position) one member.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Data {
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((key.to_owned(), value)),
-        }
+        self.0.insert(key.to_owned(), value.into());
         self
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-}
-
-impl Serialize for Data {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+        self.0.get(key)
     }
 }
 

@@ -1,14 +1,12 @@
 //! The raw config value: JSON data in source key order.
 //!
-//! serde_json's own `Value` sorts object keys; issue order and `env` order
-//! must follow the file, as JavaScript objects do, so objects here are
-//! ordered vectors (a repeated key keeps its first position and takes the
-//! last value, like `JSON.parse`). `NonFinite` carries NaN/±Infinity out of
-//! Node, where JSON would silently turn them into `null`.
+//! Parsing and printing are serde_json's, with `preserve_order` (objects
+//! keep source order; a repeated key keeps its first position and takes
+//! the last value, like `JSON.parse`). What the crate cannot do is the one
+//! addition here: `NonFinite` carries NaN/±Infinity out of Node, where JSON
+//! would silently turn them into `null`, so validation can name them.
 
-use std::fmt;
-
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Raw {
@@ -28,7 +26,7 @@ pub const NON_FINITE_MARKER: &str = "$rollbridgeNonFinite";
 impl Raw {
     /// Parses JSON text; errors carry serde_json's line and column.
     pub fn from_json(text: &str) -> Result<Raw, serde_json::Error> {
-        serde_json::from_str(text)
+        serde_json::from_str::<Value>(text).map(Raw::from)
     }
 
     /// Member `key` of an object (`None` for non-objects and absent keys).
@@ -90,111 +88,45 @@ impl Raw {
 impl Raw {
     /// Compact JSON text with keys in their stored order.
     pub fn to_json(&self) -> String {
-        let mut out = String::new();
-        self.write_json(&mut out);
-        out
+        Value::from(self).to_string()
     }
+}
 
-    fn write_json(&self, out: &mut String) {
-        match self {
-            Raw::Null | Raw::NonFinite => out.push_str("null"),
-            Raw::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+impl From<Value> for Raw {
+    fn from(v: Value) -> Raw {
+        match v {
+            Value::Null => Raw::Null,
+            Value::Bool(b) => Raw::Bool(b),
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if f.is_finite() => Raw::Number(f),
+                _ => Raw::NonFinite,
+            },
+            Value::String(s) => Raw::String(s),
+            Value::Array(items) => Raw::Array(items.into_iter().map(Raw::from).collect()),
+            Value::Object(map) => {
+                Raw::Object(map.into_iter().map(|(k, v)| (k, v.into())).collect())
+            }
+        }
+    }
+}
+
+impl From<&Raw> for Value {
+    fn from(raw: &Raw) -> Value {
+        match raw {
+            Raw::Null | Raw::NonFinite => Value::Null,
+            Raw::Bool(b) => Value::Bool(*b),
             // Integers print without a fraction, as JavaScript does.
-            Raw::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
-                out.push_str(&(*n as i64).to_string())
-            }
-            Raw::Number(n) => out.push_str(
-                &serde_json::Number::from_f64(*n).map_or("null".into(), |x| x.to_string()),
+            Raw::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => Value::from(*n as i64),
+            Raw::Number(n) => Number::from_f64(*n).map_or(Value::Null, Value::Number),
+            Raw::String(s) => Value::String(s.clone()),
+            Raw::Array(items) => Value::Array(items.iter().map(Value::from).collect()),
+            Raw::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v)))
+                    .collect::<Map<String, Value>>(),
             ),
-            Raw::String(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
-            Raw::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    item.write_json(out);
-                }
-                out.push(']');
-            }
-            Raw::Object(members) => {
-                out.push('{');
-                for (i, (k, v)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
-                    out.push(':');
-                    v.write_json(out);
-                }
-                out.push('}');
-            }
         }
-    }
-}
-
-impl<'de> Deserialize<'de> for Raw {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Raw, D::Error> {
-        deserializer.deserialize_any(RawVisitor)
-    }
-}
-
-struct RawVisitor;
-
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = Raw;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
-        Ok(Raw::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
-        Ok(Raw::Number(v as f64))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
-        Ok(Raw::Number(v as f64))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
-        Ok(if v.is_finite() {
-            Raw::Number(v)
-        } else {
-            Raw::NonFinite
-        })
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
-        Ok(Raw::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
-        Ok(Raw::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Raw, E> {
-        Ok(Raw::Null)
-    }
-    fn visit_none<E>(self) -> Result<Raw, E> {
-        Ok(Raw::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
-        Raw::deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Raw::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
-        let mut members: Vec<(String, Raw)> = Vec::new();
-        while let Some((key, value)) = map.next_entry::<String, Raw>()? {
-            match members.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => members.push((key, value)),
-            }
-        }
-        Ok(Raw::Object(members))
     }
 }
 

@@ -1,72 +1,16 @@
-//! Re-indents compact JSON text the way `JSON.stringify(v, null, 2)` does,
-//! keeping key order exactly as received (serde_json's `Value` would sort).
+//! Pretty-prints JSON text the way `JSON.stringify(v, null, 2)` does,
+//! keeping key order exactly as received (serde_json with
+//! `preserve_order`).
 
-/// Pretty-prints compact (or any valid) JSON text with 2-space indentation.
+use serde_json::Value;
+
+/// Pretty-prints JSON text with 2-space indentation; text that is not
+/// JSON is returned as it is.
 pub fn pretty(json: &str) -> String {
-    let bytes: Vec<char> = json.chars().collect();
-    let mut out = String::with_capacity(json.len() * 2);
-    let mut indent = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            i += 1;
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                let close = if c == '{' { '}' } else { ']' };
-                let mut j = i + 1;
-                while j < bytes.len() && bytes[j].is_whitespace() {
-                    j += 1;
-                }
-                if j < bytes.len() && bytes[j] == close {
-                    out.push(c);
-                    out.push(close);
-                    i = j + 1;
-                    continue;
-                }
-                indent += 1;
-                out.push(c);
-                newline(&mut out, indent);
-            }
-            '}' | ']' => {
-                indent = indent.saturating_sub(1);
-                newline(&mut out, indent);
-                out.push(c);
-            }
-            ',' => {
-                out.push(',');
-                newline(&mut out, indent);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_whitespace() => {}
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    out
-}
-
-fn newline(out: &mut String, indent: usize) {
-    out.push('\n');
-    for _ in 0..indent {
-        out.push_str("  ");
-    }
+    serde_json::from_str::<Value>(json)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| json.to_owned())
 }
 
 #[cfg(test)]
