@@ -244,11 +244,9 @@ fn ensure_daemon_launches_from_a_verified_runtime_snapshot() {
     let _ = cli(&config, &["shutdown"]);
 }
 
-#[test]
-fn ensure_daemon_refuses_a_daemon_with_a_mismatched_runtime() {
-    let dir = temp_dir("mismatch");
-    let config = write_config(&dir, "mismatch", "", 0);
-    // A valid snapshot of a different runtime: the binary plus one more file.
+/// A daemon running a valid snapshot of a different runtime (the binary
+/// plus one more file) on `config`.
+fn daemon_with_another_runtime(dir: &std::path::Path, config: &std::path::Path) -> TestDaemon {
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::copy(BIN, other.join("rollbridge")).unwrap();
@@ -260,16 +258,54 @@ fn ensure_daemon_refuses_a_daemon_with_a_mismatched_runtime() {
     )
     .unwrap();
     let manifest = other.join("runtime.json");
-    let d = TestDaemon::start_with(
-        dir.clone(),
-        config.clone(),
+    TestDaemon::start_with(
+        dir.to_path_buf(),
+        config.to_path_buf(),
         &[(
             "ROLLBRIDGE_DAEMON_RUNTIME_MANIFEST",
             manifest.to_str().unwrap(),
         )],
-    );
+    )
+}
+
+#[test]
+fn ensure_daemon_uses_a_same_application_daemon_with_another_runtime_and_says_how_to_switch() {
+    let dir = temp_dir("mismatch");
+    let config = write_config(&dir, "mismatch", "", 0);
+    let d = daemon_with_another_runtime(&dir, &config);
     let out = cli(
         &config,
+        &[
+            "ensure-daemon",
+            "--daemon-runtime-path",
+            dir.join("rt").to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["application"], "mismatch");
+    assert!(err.contains("runs another Rollbridge runtime"), "{err}");
+    assert!(err.contains("rollbridge shutdown"), "{err}");
+    assert!(err.contains("gap"), "{err}");
+    drop(d);
+}
+
+#[test]
+fn ensure_daemon_refuses_another_applications_daemon_with_another_runtime() {
+    let dir = temp_dir("mismatchapp");
+    let config = write_config(&dir, "mismatchapp", "", 0);
+    let d = daemon_with_another_runtime(&dir, &config);
+    // Another application's config pointing at the same socket.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let other_config = dir.join("other.json");
+    std::fs::write(
+        &other_config,
+        text.replace("\"mismatchapp\"", "\"intruder\""),
+    )
+    .unwrap();
+    let out = cli(
+        &other_config,
         &[
             "ensure-daemon",
             "--daemon-runtime-path",
@@ -280,6 +316,7 @@ fn ensure_daemon_refuses_a_daemon_with_a_mismatched_runtime() {
     let err = stderr(&out);
     assert!(err.contains("legacy or mismatched runtime"), "{err}");
     assert!(err.contains("deploy was not sent"), "{err}");
+    assert!(err.contains("\"mismatchapp\""), "{err}");
     drop(d);
 }
 

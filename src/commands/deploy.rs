@@ -12,9 +12,24 @@ pub fn run(args: &Args) -> i32 {
             return 1;
         }
     }
-    // Sent exactly as typed (cli.md §2.3); keys in the original's order.
+    // Made absolute against this command's cwd (the daemon's differs and
+    // refuses relative paths); an empty path is left for the daemon to name.
     let path = args.release_path.as_deref().unwrap_or_default();
-    send(args, &request("deploy", args, Some(path)))
+    let path = absolute(path);
+    send(args, &request("deploy", args, Some(&path)))
+}
+
+/// `path` joined to the current directory when relative, `.` components
+/// dropped (`..` kept: it may cross a symlink).
+fn absolute(path: &str) -> String {
+    if path.is_empty() || path.starts_with('/') {
+        return path.to_owned();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return path.to_owned();
+    };
+    let joined: std::path::PathBuf = cwd.join(path).components().collect();
+    joined.to_string_lossy().into_owned()
 }
 
 pub fn rollback(args: &Args) -> i32 {
@@ -52,5 +67,18 @@ fn send(args: &Args, request: &str) -> i32 {
             eprintln!("{e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute;
+
+    #[test]
+    fn relative_release_path_is_made_absolute_against_the_cwd() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute("rel/./r1"), cwd.join("rel/r1").to_string_lossy());
+        assert_eq!(absolute("/srv/r1"), "/srv/r1");
+        assert_eq!(absolute(""), "");
     }
 }

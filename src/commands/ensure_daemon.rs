@@ -61,7 +61,7 @@ pub fn ensure(args: &Args) -> Result<String, String> {
     // Rollbridge daemon) must not hold the command longer than a start would.
     let first_wait = Duration::from_secs_f64(timeout_ms / 1000.0).min(client::DEFAULT_TIMEOUT);
     match client::request(path, STATUS, Some(first_wait)) {
-        Ok(line) => return check_runtime(line, path, &prepared),
+        Ok(line) => return check_runtime(line, path, &prepared, &config.application),
         Err(ClientError::NoDaemon(_)) => {}
         Err(e) => return Err(e.explain(&loaded.path)),
     }
@@ -80,27 +80,67 @@ pub fn ensure(args: &Args) -> Result<String, String> {
     write_atomic(Path::new(&pid_path), format!("{}\n", child.id()).as_bytes())
         .map_err(|e| format!("Cannot write pid file {pid_path}: {e}"))?;
     let line = wait_ready(path, &mut child, timeout_ms, &log_path)?;
-    check_runtime(line, path, &prepared)
+    check_runtime(line, path, &prepared, &config.application)
 }
 
-/// The answering daemon must run the prepared runtime (format, version,
-/// digest; path ignored).
+/// The answering daemon should run the prepared runtime (format, version,
+/// digest; path ignored). One of the same application that runs another
+/// runtime (the Node tool, another build) is used as it is, with a notice
+/// on stderr: refusing it would force a shutdown, a gap in service.
 pub fn check_runtime(
     line: String,
     path: &str,
     prepared: &RuntimeIdentity,
+    application: &str,
 ) -> Result<String, String> {
-    let running = serde_json::from_str::<serde_json::Value>(&line)
-        .ok()
+    let notice = compatibility(&line, path, prepared, application)?;
+    if let Some(notice) = notice {
+        eprintln!("{notice}");
+    }
+    Ok(line)
+}
+
+/// `Ok(None)`: same runtime; `Ok(Some(notice))`: same application, other
+/// runtime; `Err`: another runtime serving something else.
+fn compatibility(
+    line: &str,
+    path: &str,
+    prepared: &RuntimeIdentity,
+    application: &str,
+) -> Result<Option<String>, String> {
+    let status = serde_json::from_str::<serde_json::Value>(line).ok();
+    let running = status
+        .as_ref()
         .and_then(|v| v.get("daemonRuntime").cloned())
         .and_then(|r| serde_json::from_value::<RuntimeIdentity>(r).ok());
+    let serving = status
+        .as_ref()
+        .and_then(|v| v.get("application"))
+        .and_then(|a| a.as_str());
+    let same_app = serving == Some(application);
     match running {
-        Some(r) if r.matches(prepared) => Ok(line),
+        Some(r) if r.matches(prepared) => Ok(None),
         running => {
             let found = match running {
                 Some(r) => format!("version {}, digest {}", r.version, r.digest),
                 None => "no daemonRuntime".to_owned(),
             };
+            if same_app {
+                return Ok(Some(format!(
+                    "Notice: the daemon for \"{application}\" on {path} runs another Rollbridge runtime ({found}; \
+                     this installation is version {}); it is used as it is. Switching it to this installation \
+                     takes `rollbridge shutdown` and a new start, which leaves a gap in service; a takeover \
+                     without that gap is planned.",
+                    prepared.version
+                )));
+            }
+            if let Some(other) = serving {
+                return Err(format!(
+                    "The Rollbridge daemon on {path} serves application \"{other}\", not \"{application}\", and has \
+                     a legacy or mismatched runtime ({found}), so the deploy was not sent. Give this application \
+                     its own control.path."
+                ));
+            }
             Err(format!(
                 "The Rollbridge daemon on {path} has a legacy or mismatched runtime ({found}; this installation is \
                  version {}, digest {}), so the deploy was not sent. Keep the current release active, then explicitly \
@@ -230,5 +270,42 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod compat_tests {
+    use super::*;
+
+    fn prepared() -> RuntimeIdentity {
+        serde_json::from_value(serde_json::json!({
+            "digest": "d1", "format": 1, "path": "/rt/d1", "version": "0.1.0"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn same_runtime_needs_no_notice() {
+        let line = r#"{"application":"shop","daemonRuntime":{"digest":"d1","format":1,"path":"/x","version":"0.1.0"}}"#;
+        assert_eq!(compatibility(line, "/s", &prepared(), "shop"), Ok(None));
+    }
+
+    #[test]
+    fn legacy_daemon_of_the_same_application_is_used_with_a_notice() {
+        let line = r#"{"application":"shop","activeReleaseId":null}"#;
+        let notice = compatibility(line, "/s", &prepared(), "shop")
+            .unwrap()
+            .unwrap();
+        assert!(notice.contains("no daemonRuntime"), "{notice}");
+        assert!(notice.contains("rollbridge shutdown"), "{notice}");
+        assert!(!notice.contains("--takeover"), "{notice}");
+    }
+
+    #[test]
+    fn other_runtime_serving_another_application_is_refused() {
+        let line = r#"{"application":"blog"}"#;
+        let err = compatibility(line, "/s", &prepared(), "shop").unwrap_err();
+        assert!(err.contains("legacy or mismatched runtime"), "{err}");
+        assert!(err.contains("deploy was not sent"), "{err}");
     }
 }

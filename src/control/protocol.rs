@@ -89,6 +89,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             let release_id = optional("releaseId")?;
             let revision = optional("revision")?;
             let release_path = required("releasePath")?;
+            if !release_path.starts_with('/') {
+                // Relative to what? The daemon's cwd is not the caller's.
+                return Err(format!(
+                    "releasePath must be an absolute path, got {}",
+                    serde_json::to_string(&release_path).unwrap_or_default()
+                ));
+            }
             Ok(Request::Deploy {
                 release_path,
                 release_id,
@@ -259,6 +266,19 @@ mod tests {
             err(r#"{"command":"retire-owner"}"#),
             "attestation is required"
         );
+    }
+
+    #[test]
+    fn relative_release_path_is_refused() {
+        assert_eq!(
+            err(r#"{"command":"deploy","releasePath":"releases/r1"}"#),
+            r#"releasePath must be an absolute path, got "releases/r1""#
+        );
+        assert_eq!(
+            err(r#"{"command":"deploy","releasePath":"./a\"b"}"#),
+            r#"releasePath must be an absolute path, got "./a\"b""#
+        );
+        assert!(parse_request(br#"{"command":"deploy","releasePath":"/srv/r1"}"#).is_ok());
     }
 
     #[test]

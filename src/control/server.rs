@@ -3,7 +3,8 @@
 //! can panic or stop the loop) and handed to the core through a sink with a
 //! [`ReplyTo`]; replies come back over a channel plus a poll waker, in
 //! completion order. A slow or silent client only ever holds its own
-//! buffers: nothing here blocks on a client.
+//! buffers: nothing here blocks on a client. Idle connections are closed
+//! and, at the cap, the longest-idle one makes room (see [`super::idle`]).
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -16,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::idle::{self, Activity, MAX_CONNECTIONS};
 use super::protocol::{MAX_LINE_BYTES, Reply, Request, parse_request, response_line};
 use crate::events::{Data, Event};
 use crate::log;
@@ -23,8 +25,6 @@ use crate::log;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
-/// Connections served at once; more are accepted and closed at once.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// A client that does not read its replies stops being read past this.
 const WRITE_HIGH_WATER: usize = 8 * 1024 * 1024;
 /// How long `finish` tries to flush the last replies.
@@ -190,7 +190,8 @@ struct Conn {
     stream: UnixStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
-    pending: usize,
+    /// Requests in flight and last activity (idle budget).
+    activity: Activity,
     read_closed: bool,
     close_after_flush: bool,
     /// Skipping the rest of an over-long line.
@@ -246,9 +247,11 @@ impl Server {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = self
-                .accept_retry_at
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let wake = [self.accept_retry_at, self.next_idle_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = wake.map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != ErrorKind::Interrupted {
                     eprintln!("rollbridge: control poll failed: {e}");
@@ -275,7 +278,8 @@ impl Server {
                 match msg {
                     ServerMsg::Reply { conn, line, close } => {
                         if let Some(c) = self.conns.get_mut(&conn) {
-                            c.pending = c.pending.saturating_sub(1);
+                            c.activity.pending = c.activity.pending.saturating_sub(1);
+                            c.activity.last_active = Instant::now();
                             c.wbuf.extend_from_slice(line.as_bytes());
                             c.wbuf.push(b'\n');
                             c.close_after_flush |= close;
@@ -284,7 +288,8 @@ impl Server {
                     }
                     ServerMsg::Abandon { conn } => {
                         if let Some(c) = self.conns.get_mut(&conn) {
-                            c.pending = c.pending.saturating_sub(1);
+                            c.activity.pending = c.activity.pending.saturating_sub(1);
+                            c.activity.last_active = Instant::now();
                         }
                         self.maybe_close(conn);
                     }
@@ -298,6 +303,7 @@ impl Server {
                     }
                 }
             }
+            self.close_idle();
             self.conns.retain(|_, c| !c.dead);
             if self.spare.is_none() {
                 self.spare = spare_fd();
@@ -317,7 +323,8 @@ impl Server {
             match listener.accept() {
                 Ok((mut stream, _)) => {
                     self.out_of_fds = false;
-                    if self.conns.len() >= MAX_CONNECTIONS {
+                    if self.conns.len() >= MAX_CONNECTIONS && !self.evict_longest_idle() {
+                        // Every connection awaits a reply: nothing to give up.
                         drop(stream);
                         continue;
                     }
@@ -341,7 +348,7 @@ impl Server {
                             stream,
                             rbuf: Vec::new(),
                             wbuf: Vec::new(),
-                            pending: 0,
+                            activity: Activity::new(Instant::now()),
                             read_closed: false,
                             close_after_flush: false,
                             discarding: false,
@@ -420,7 +427,8 @@ impl Server {
         match parse_request(line) {
             Ok(request) => {
                 if let Some(c) = self.conns.get_mut(&id) {
-                    c.pending += 1;
+                    c.activity.pending += 1;
+                    c.activity.last_active = Instant::now();
                 }
                 let reply = ReplyTo {
                     conn: id,
@@ -437,6 +445,7 @@ impl Server {
 
     fn answer_locally(&mut self, id: u64, error: String) {
         if let Some(c) = self.conns.get_mut(&id) {
+            c.activity.last_active = Instant::now();
             c.wbuf
                 .extend_from_slice(response_line(&Err(error.clone())).as_bytes());
             c.wbuf.push(b'\n');
@@ -482,12 +491,44 @@ impl Server {
             return;
         };
         let flushed = c.wbuf.is_empty();
-        if (c.close_after_flush && flushed) || (c.read_closed && c.pending == 0 && flushed) {
+        if (c.close_after_flush && flushed) || (c.read_closed && c.activity.pending == 0 && flushed)
+        {
             c.dead = true;
         }
         if c.dead {
             let _ = self.poll.registry().deregister(&mut c.stream);
             self.conns.remove(&id);
+        }
+    }
+
+    fn next_idle_deadline(&self) -> Option<Instant> {
+        idle::next_deadline(self.conns.values().map(|c| c.activity))
+    }
+
+    /// Closes every connection idle past the timeout.
+    fn close_idle(&mut self) {
+        let now = Instant::now();
+        let due = idle::expired(self.conns.iter().map(|(id, c)| (*id, c.activity)), now);
+        for id in due {
+            self.drop_conn(id);
+        }
+    }
+
+    /// At the cap: closes the longest-idle connection; false when every
+    /// connection awaits a reply.
+    fn evict_longest_idle(&mut self) -> bool {
+        match idle::longest_idle(self.conns.iter().map(|(id, c)| (*id, c.activity))) {
+            Some(id) => {
+                self.drop_conn(id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn drop_conn(&mut self, id: u64) {
+        if let Some(mut c) = self.conns.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
         }
     }
 

@@ -1,7 +1,8 @@
 //! Spawning: `/bin/sh -c <command>` in a new session (so its pid is the
 //! process-group id every signal goes to), stdin from /dev/null, stdout and
-//! stderr on non-blocking pipes. Only the supervisor thread spawns, and it
-//! reaps with `waitpid(-1)`, so nobody in the daemon may `wait` a child.
+//! stderr on non-blocking pipes, no other inherited descriptor. Only the
+//! supervisor thread spawns, and it reaps with `waitpid(-1)`, so nobody in
+//! the daemon may `wait` a child.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -70,12 +71,38 @@ fn shell(command: &str, cwd: &str, env: &[(String, String)]) -> Command {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).current_dir(cwd).env_clear();
     cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    // SAFETY: setsid is async-signal-safe; nothing else runs between fork
-    // and exec.
+    // SAFETY: setsid and the raw close_range/getrlimit/fcntl calls are
+    // async-signal-safe and allocate nothing; nothing else runs between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
+            }
+            // Only stdin/stdout/stderr survive exec: descriptors the daemon
+            // inherited without close-on-exec (`exec 7>file` in the shell
+            // that started it) must not reach app processes. They are
+            // marked close-on-exec rather than closed so std's exec-error
+            // pipe keeps working.
+            let all = libc::c_uint::MAX;
+            let flag = libc::CLOSE_RANGE_CLOEXEC;
+            if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, all, flag) != 0 {
+                // Kernels before 5.11: one fcntl per possible descriptor.
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                    lim.rlim_cur.min(1 << 20) as libc::c_int
+                } else {
+                    1024
+                };
+                for fd in 3..top {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                    }
+                }
             }
             Ok(())
         });
