@@ -17,7 +17,13 @@ impl Loop {
         let Some(pgid) = p.leader else {
             return;
         };
-        if let Some(members) = memory::sample_group(pgid) {
+        // The group and every descendant that left it.
+        let found = self.descendants_of(key, Some(pgid));
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        if !found.is_empty() {
+            let members = descendants::samples(&found);
             p.rss = memory::total_rss(&members).or(p.rss);
             p.children = members;
         }
