@@ -60,6 +60,11 @@ enum TimerKind {
         key: ProcKey,
         generation: u64,
     },
+    /// A memory restart waiting out its backoff.
+    MemoryRestart {
+        key: ProcKey,
+        generation: u64,
+    },
 }
 
 struct Pipe {
@@ -95,6 +100,8 @@ struct Managed {
     restarts: u64,
     logs: OutputRing,
     history: RestartHistory,
+    /// Memory restarts back off on the crash schedule, counted apart.
+    memory_history: RestartHistory,
     crash_gate: bool,
     stop_requested: bool,
     stop: Option<StopRun>,
@@ -127,6 +134,7 @@ impl Managed {
             restarts: 0,
             logs,
             history: RestartHistory::default(),
+            memory_history: RestartHistory::default(),
             crash_gate: true,
             stop_requested: false,
             stop: None,
