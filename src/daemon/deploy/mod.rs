@@ -271,8 +271,7 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
     };
     let mut seen = companions::SeenExits::new();
     if let (Some(hc), Some(key)) = (proxied.health.as_ref(), proxied_key) {
-        let url = health::url(&config.proxy.upstream_host, port, &hc.path);
-        if let Err(e) = health_check(plan, &config, hc, url, port, key, &proxied.id, &mut seen) {
+        if let Err(e) = health_check(plan, &config, hc, port, key, &proxied.id, &mut seen) {
             return Err(fail_release(&started, e));
         }
     }
@@ -480,12 +479,12 @@ fn health_check(
     plan: &Plan,
     config: &Config,
     hc: &crate::config::HealthConfig,
-    url: String,
     port: u16,
     key: ProcKey,
     id: &str,
     seen: &mut companions::SeenExits,
 ) -> Result<(), String> {
+    let url = health::url(&config.proxy.upstream_host, port, &hc.path);
     let mut schedule = health::Schedule::new(Instant::now(), hc, url);
     let mut next = schedule.first_probe();
     loop {
