@@ -2,8 +2,11 @@
 //! a process group from `/proc`, and decide (purely) between nothing, a
 //! warning and a memory restart.
 
-use crate::config::MemoryConfig;
+use std::time::Instant;
 
+use crate::config::{MemoryConfig, RestartConfig};
+
+use super::restart::{RestartDecision, RestartHistory};
 use super::status::ChildSample;
 
 /// Members of process group `pgid` by pid, with `comm` and `VmRSS`.
@@ -96,9 +99,74 @@ pub fn judge(rss: u64, cfg: &MemoryConfig, warned: &mut bool) -> MemoryVerdict {
     MemoryVerdict::Fine
 }
 
+/// When to start again after a memory restart's stop at `now`: the crash
+/// restart schedule (`restartDelayMs × backoffFactor^n`, capped by
+/// `maxDelayMs`, `maxRestarts` within `windowMs`) over `history`, the
+/// process's memory restarts only, so the two budgets stay apart.
+pub fn restart_backoff(
+    history: &mut RestartHistory,
+    cfg: &RestartConfig,
+    base_ms: u64,
+    now: Instant,
+) -> RestartDecision {
+    history.decide(cfg, base_ms, now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn restart(max: Option<u64>, window: u64, factor: f64, cap: u64) -> RestartConfig {
+        RestartConfig {
+            max_restarts: max,
+            window_ms: window,
+            backoff_factor: factor,
+            max_delay_ms: cap,
+        }
+    }
+
+    fn delays(h: &mut RestartHistory, c: &RestartConfig, base: u64, at: &[u64]) -> Vec<String> {
+        let t0 = Instant::now();
+        at.iter()
+            .map(
+                |ms| match restart_backoff(h, c, base, t0 + Duration::from_millis(*ms)) {
+                    RestartDecision::After(d) => d.as_millis().to_string(),
+                    RestartDecision::LimitReached => "limit".into(),
+                },
+            )
+            .collect()
+    }
+
+    #[test]
+    fn repeated_memory_restarts_back_off_and_cap() {
+        let mut h = RestartHistory::default();
+        let c = restart(None, 0, 2.0, 500);
+        assert_eq!(
+            delays(&mut h, &c, 100, &[0, 10, 20, 30, 40]),
+            ["100", "200", "400", "500", "500"]
+        );
+    }
+
+    #[test]
+    fn default_policy_waits_the_restart_delay_every_time() {
+        let mut h = RestartHistory::default();
+        let c = restart(None, 0, 1.0, 0);
+        assert_eq!(
+            delays(&mut h, &c, 1000, &[0, 1, 2]),
+            ["1000", "1000", "1000"]
+        );
+    }
+
+    #[test]
+    fn memory_restarts_stop_at_max_restarts_until_the_window_forgets() {
+        let mut h = RestartHistory::default();
+        let c = restart(Some(1), 10_000, 1.0, 0);
+        assert_eq!(
+            delays(&mut h, &c, 50, &[0, 100, 9_999, 10_000]),
+            ["50", "limit", "limit", "50"]
+        );
+    }
 
     #[test]
     fn stat_fields_survive_odd_command_names() {

@@ -7,6 +7,7 @@
 //! Results come back through [`Done`] callbacks (run on the supervisor
 //! thread: they must only send on a channel) and events through the sink.
 
+pub mod descendants;
 pub mod memory;
 pub mod output;
 pub mod restart;

@@ -5,6 +5,7 @@
 //! answers at once throughout, and the core stays the only owner.
 
 pub mod build;
+pub mod companions;
 pub mod retire;
 
 use std::collections::HashSet;
@@ -268,11 +269,22 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
             format!("Proxied process {} must define a port range", proxied.id),
         ));
     };
+    let mut seen = companions::SeenExits::new();
     if let (Some(hc), Some(key)) = (proxied.health.as_ref(), proxied_key) {
-        let url = health::url(&config.proxy.upstream_host, port, &hc.path);
-        if let Err(e) = health_check(plan, &config, hc, url, port, key, &proxied.id) {
+        if let Err(e) = health_check(plan, &config, hc, port, key, &proxied.id, &mut seen) {
             return Err(fail_release(&started, e));
         }
+    }
+    // Companions and handoff services must still be on their first run.
+    let others: Vec<Named> = started
+        .processes
+        .iter()
+        .filter(|p| p.id != proxied.id)
+        .cloned()
+        .collect();
+    let settle = companions::settle_window(proxied.health.as_ref());
+    if let Err(e) = companions::check(&plan.supervisor, &others, settle, &plan.exits, &mut seen) {
+        return Err(fail_release(&started, e));
     }
 
     // Switch traffic.
@@ -467,11 +479,12 @@ fn health_check(
     plan: &Plan,
     config: &Config,
     hc: &crate::config::HealthConfig,
-    url: String,
     port: u16,
     key: ProcKey,
     id: &str,
+    seen: &mut companions::SeenExits,
 ) -> Result<(), String> {
+    let url = health::url(&config.proxy.upstream_host, port, &hc.path);
     let mut schedule = health::Schedule::new(Instant::now(), hc, url);
     let mut next = schedule.first_probe();
     loop {
@@ -493,7 +506,9 @@ fn health_check(
                         schedule.url()
                     ));
                 }
-                Ok(_) => {}
+                Ok((k, code, signal)) => {
+                    seen.insert(k, (code, signal));
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));

@@ -17,7 +17,13 @@ impl Loop {
         let Some(pgid) = p.leader else {
             return;
         };
-        if let Some(members) = memory::sample_group(pgid) {
+        // The group and every descendant that left it.
+        let found = self.descendants_of(key, Some(pgid));
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        if !found.is_empty() {
+            let members = descendants::samples(&found);
             p.rss = memory::total_rss(&members).or(p.rss);
             p.children = members;
         }
@@ -65,15 +71,70 @@ impl Loop {
         }
     }
 
-    /// After the stop of a memory restart: start again with reason
-    /// `memory` unless the crash gate now refuses.
+    /// After the stop of a memory restart: unless the crash gate now
+    /// refuses, wait out the backoff (the crash-restart schedule, on its
+    /// own history) and start again with reason `memory`.
     pub(super) fn memory_restart_resume(&mut self, key: ProcKey) {
         let shutting_down = self.shutting_down;
         let Some(p) = self.procs.get_mut(&key) else {
             return;
         };
         p.memory_restarting = false;
-        if !p.crash_gate || shutting_down || p.remove_when_stopped {
+        if !p.crash_gate || shutting_down || p.remove_when_stopped || p.leader.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let decision = memory::restart_backoff(
+            &mut p.memory_history,
+            &p.spec.restart,
+            p.spec.restart_delay_ms,
+            now,
+        );
+        match decision {
+            RestartDecision::LimitReached => {
+                p.state = ProcState::Failed;
+                let data = p
+                    .data()
+                    .with("id", p.spec.id.as_str())
+                    .with("maxRestarts", p.spec.restart.max_restarts.unwrap_or(0))
+                    .with("reason", "memory")
+                    .with("windowMs", p.spec.restart.window_ms);
+                self.notice_event("restart limit reached", data);
+            }
+            RestartDecision::After(delay) => {
+                let generation = p.generation;
+                let data = p
+                    .data()
+                    .with("delayMs", delay.as_millis() as u64)
+                    .with("id", p.spec.id.as_str());
+                if delay.is_zero() {
+                    self.notice_event("memory restart delayed", data);
+                    self.memory_restart_due(key, generation);
+                } else {
+                    let t = self
+                        .timers
+                        .insert(now + delay, TimerKind::MemoryRestart { key, generation });
+                    p.restart_timer = Some(t);
+                    self.notice_event("memory restart delayed", data);
+                }
+            }
+        }
+    }
+
+    /// The backoff of a memory restart ran out (or was zero).
+    pub(super) fn memory_restart_due(&mut self, key: ProcKey, generation: u64) {
+        let shutting_down = self.shutting_down;
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
+        p.restart_timer = None;
+        if p.generation != generation
+            || p.leader.is_some()
+            || p.stop.is_some()
+            || !p.crash_gate
+            || shutting_down
+            || p.remove_when_stopped
+        {
             return;
         }
         p.memory_restarts += 1;

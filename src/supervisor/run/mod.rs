@@ -2,6 +2,7 @@
 //! the message waker and every child's output pipes, with the nearest timer
 //! deadline (restart delays, hook limits, stop escalations) as its timeout.
 
+mod escaped;
 mod exits;
 mod memory_checks;
 mod output_pipes;
@@ -20,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::descendants::{self, Marker, ProcInfo};
 use super::memory::{self, MemoryVerdict};
 use super::output::{Budget, LineSplitter, LogBudget, LogLine, OutputRing, Stream};
 use super::restart::{RestartDecision, RestartHistory};
@@ -58,6 +60,11 @@ enum TimerKind {
         key: ProcKey,
         generation: u64,
     },
+    /// A memory restart waiting out its backoff.
+    MemoryRestart {
+        key: ProcKey,
+        generation: u64,
+    },
 }
 
 struct Pipe {
@@ -70,6 +77,9 @@ struct Pipe {
 struct StopRun {
     seq: StopSeq,
     pgid: i32,
+    /// Descendants outside the group (or not yet known to be in it), with
+    /// their identities, refreshed at the stop and kill steps.
+    tracked: Vec<ProcInfo>,
     waiters: Vec<Done<Result<(), String>>>,
 }
 
@@ -81,12 +91,17 @@ struct Managed {
     leader: Option<i32>,
     /// Last spawned group, kept while members may survive the leader.
     pgid: Option<i32>,
+    /// Injected identity of the last run (finds descendants that left the
+    /// group).
+    marker: Option<Marker>,
     started: Option<(String, Instant)>,
     exit: Option<(Option<i32>, Option<String>)>,
     reason: Option<StartReason>,
     restarts: u64,
     logs: OutputRing,
     history: RestartHistory,
+    /// Memory restarts back off on the crash schedule, counted apart.
+    memory_history: RestartHistory,
     crash_gate: bool,
     stop_requested: bool,
     stop: Option<StopRun>,
@@ -112,12 +127,14 @@ impl Managed {
             generation: 0,
             leader: None,
             pgid: None,
+            marker: None,
             started: None,
             exit: None,
             reason: None,
             restarts: 0,
             logs,
             history: RestartHistory::default(),
+            memory_history: RestartHistory::default(),
             crash_gate: true,
             stop_requested: false,
             stop: None,
@@ -186,6 +203,8 @@ pub(crate) struct Loop {
     sink: Sink,
     sigchld: mio::net::UnixStream,
     sig_id: signal_hook::SigId,
+    /// This process: every re-parented descendant ends up under it.
+    root: i32,
     procs: HashMap<ProcKey, Managed>,
     by_pid: HashMap<i32, (ProcKey, u64)>,
     hooks: HashMap<i32, (ProcKey, HookKind)>,
@@ -243,6 +262,7 @@ impl Loop {
             sink,
             sigchld,
             sig_id,
+            root: std::process::id() as i32,
             procs: HashMap::new(),
             by_pid: HashMap::new(),
             hooks: HashMap::new(),
@@ -421,13 +441,15 @@ impl Loop {
         if let Some(t) = p.restart_timer.take() {
             self.timers.cancel(t);
         }
-        // Members of the previous run that outlived their leader would clash
-        // with the new copy (ports): end them first.
-        if let Some(old) = p.pgid.take() {
-            if group_alive(old) {
-                let _ = signal_group(old, libc::SIGKILL);
-            }
-        }
+        // Members of the previous run that outlived their leader (in the
+        // group or escaped from it) would clash with the new copy (ports):
+        // end them first.
+        self.kill_leftovers(key);
+        let Some(p) = self.procs.get_mut(&key) else {
+            return Err(format!("Unknown managed process key {key}"));
+        };
+        p.pgid = None;
+        p.marker = Marker::from_env(&p.spec.env);
         p.state = ProcState::Starting;
         p.stop_requested = false;
         let spawned = match spawn::spawn_managed(&p.spec.command, &p.spec.cwd, &p.spec.env) {

@@ -19,10 +19,23 @@ impl Loop {
             run.waiters.push(done);
             return;
         }
-        let pgid = p.leader.or(p.pgid.filter(|g| group_alive(*g)));
+        let old = p.pgid;
+        let mut pgid = p.leader.or(old.filter(|g| group_alive(*g)));
+        if pgid.is_none() && (old.is_some() || p.marker.is_some()) {
+            // Only escaped descendants may be left: still a stop.
+            let old = old.unwrap_or(0);
+            pgid = (!self.descendants_of(key, Some(old)).is_empty()).then_some(old);
+        }
+        let Some(p) = self.procs.get_mut(&key) else {
+            done(Ok(()));
+            return;
+        };
         let Some(pgid) = pgid else {
             p.state = ProcState::Stopped;
             p.pgid = None;
+            // Nothing of the run is left: forget its identity, so a later
+            // instance with the same one is never taken for it.
+            p.marker = None;
             done(Ok(()));
             if p.remove_when_stopped {
                 self.procs.remove(&key);
@@ -42,8 +55,10 @@ impl Loop {
         p.stop = Some(StopRun {
             seq: StopSeq::new(plan),
             pgid,
+            tracked: Vec::new(),
             waiters: vec![done],
         });
+        self.refresh_tracked(key);
         // Advanced at the end of this loop turn.
     }
 
@@ -66,18 +81,32 @@ impl Loop {
             let pgid = run.pgid;
             let obs = Observed {
                 leader_alive,
-                group_alive: group_alive(pgid),
+                group_alive: group_alive(pgid) || self.tracked_alive(key),
                 hook_running,
+            };
+            let Some(run) = self.procs.get_mut(&key).and_then(|p| p.stop.as_mut()) else {
+                continue;
             };
             let actions = run.seq.advance(now, obs);
             let mut error = None;
             for action in actions {
                 match action {
-                    StopAction::RunHook(kind) => self.run_hook(key, kind, pgid),
+                    StopAction::RunHook(kind) => {
+                        self.run_hook(key, kind, pgid);
+                        if kind == HookKind::Stop {
+                            // The hook addresses the group; what left it
+                            // gets the stop signal.
+                            let sig = self.procs.get(&key).map(|p| p.spec.stop_signal.number);
+                            if let Some(sig) = sig {
+                                self.signal_escaped(key, sig);
+                            }
+                        }
+                    }
                     StopAction::Signal(sig) => {
                         if let Err(e) = signal_group(pgid, sig) {
                             error = Some(e);
                         }
+                        self.signal_escaped(key, sig);
                     }
                     StopAction::TimedOut => {
                         if let Some(p) = self.procs.get(&key) {
@@ -89,6 +118,7 @@ impl Loop {
                         if let Err(e) = signal_group(pgid, libc::SIGKILL) {
                             error = Some(e);
                         }
+                        self.signal_escaped(key, libc::SIGKILL);
                     }
                 }
             }
@@ -106,6 +136,7 @@ impl Loop {
                     None => {
                         p.state = ProcState::Stopped;
                         p.pgid = None;
+                        p.marker = None;
                         Ok(())
                     }
                 };
@@ -177,9 +208,16 @@ impl Loop {
     }
 
     pub(super) fn kill_everything(&mut self) {
-        for p in self.procs.values() {
+        let keys: Vec<ProcKey> = self.procs.keys().copied().collect();
+        for key in keys {
+            let Some(p) = self.procs.get(&key) else {
+                continue;
+            };
             if let Some(g) = p.leader.or(p.pgid) {
                 let _ = signal_group(g, libc::SIGKILL);
+            }
+            for f in self.descendants_of(key, None) {
+                descendants::signal_verified(f.ident(), libc::SIGKILL);
             }
         }
     }

@@ -8,6 +8,9 @@ impl Loop {
             match kind {
                 TimerKind::Restart { key, generation } => self.restart_due(key, generation),
                 TimerKind::MemorySample { key, generation } => self.memory_sample(key, generation),
+                TimerKind::MemoryRestart { key, generation } => {
+                    self.memory_restart_due(key, generation)
+                }
                 TimerKind::HookDeadline {
                     key,
                     pid,
