@@ -99,17 +99,19 @@ pub fn judge(rss: u64, cfg: &MemoryConfig, warned: &mut bool) -> MemoryVerdict {
     MemoryVerdict::Fine
 }
 
-/// When to start again after a memory restart's stop at `now`: the crash
-/// restart schedule (`restartDelayMs × backoffFactor^n`, capped by
-/// `maxDelayMs`, `maxRestarts` within `windowMs`) over `history`, the
-/// process's memory restarts only, so the two budgets stay apart.
+/// When to start again after a memory restart's stop at `now`. The first
+/// one starts at once, as a memory restart always did; each repeat within
+/// `windowMs` (ever, when it is 0) waits the crash schedule shifted by one
+/// (`restartDelayMs`, then `× backoffFactor` each time, capped by
+/// `maxDelayMs`), and `maxRestarts` bounds them like crashes. `history`
+/// holds the process's memory restarts only, so the two budgets stay apart.
 pub fn restart_backoff(
     history: &mut RestartHistory,
     cfg: &RestartConfig,
     base_ms: u64,
     now: Instant,
 ) -> RestartDecision {
-    history.decide(cfg, base_ms, now)
+    history.decide_repeat(cfg, base_ms, now)
 }
 
 #[cfg(test)]
@@ -143,19 +145,16 @@ mod tests {
         let mut h = RestartHistory::default();
         let c = restart(None, 0, 2.0, 500);
         assert_eq!(
-            delays(&mut h, &c, 100, &[0, 10, 20, 30, 40]),
-            ["100", "200", "400", "500", "500"]
+            delays(&mut h, &c, 100, &[0, 10, 20, 30, 40, 50]),
+            ["0", "100", "200", "400", "500", "500"]
         );
     }
 
     #[test]
-    fn default_policy_waits_the_restart_delay_every_time() {
+    fn default_policy_restarts_at_once_then_waits_the_restart_delay() {
         let mut h = RestartHistory::default();
         let c = restart(None, 0, 1.0, 0);
-        assert_eq!(
-            delays(&mut h, &c, 1000, &[0, 1, 2]),
-            ["1000", "1000", "1000"]
-        );
+        assert_eq!(delays(&mut h, &c, 1000, &[0, 1, 2]), ["0", "1000", "1000"]);
     }
 
     #[test]
@@ -164,7 +163,7 @@ mod tests {
         let c = restart(Some(1), 10_000, 1.0, 0);
         assert_eq!(
             delays(&mut h, &c, 50, &[0, 100, 9_999, 10_000]),
-            ["50", "limit", "limit", "50"]
+            ["0", "limit", "limit", "0"]
         );
     }
 

@@ -16,6 +16,10 @@ pub enum RestartDecision {
     LimitReached,
 }
 
+/// Most times [`RestartHistory::decide_repeat`] keeps with neither a
+/// window nor a limit (the delay is capped long before that).
+const REPEAT_MEMORY: usize = 64;
+
 /// Times of automatic restarts already scheduled (never cleared by manual
 /// restarts or deploys, as the contract says).
 #[derive(Debug, Clone, Default)]
@@ -45,6 +49,39 @@ impl RestartHistory {
         }
         let delay = base_ms as f64 * cfg.backoff_factor.powi(n.min(i32::MAX as usize) as i32);
         self.times.push(now);
+        RestartDecision::After(capped(delay, cfg.max_delay_ms))
+    }
+
+    /// Like [`decide`](Self::decide) for a restart whose first occurrence
+    /// is immediate: always recorded (no fast path), the delay is the crash
+    /// schedule for one restart fewer, zero the first time.
+    pub fn decide_repeat(
+        &mut self,
+        cfg: &RestartConfig,
+        base_ms: u64,
+        now: Instant,
+    ) -> RestartDecision {
+        if cfg.window_ms > 0 {
+            let window = Duration::from_millis(cfg.window_ms);
+            self.times
+                .retain(|t| now.saturating_duration_since(*t) < window);
+        } else if cfg.max_restarts.is_none() && self.times.len() >= REPEAT_MEMORY {
+            self.times.remove(0);
+        }
+        let n = self.times.len();
+        if let Some(max) = cfg.max_restarts {
+            if n as u64 >= max {
+                return RestartDecision::LimitReached;
+            }
+        }
+        self.times.push(now);
+        if n == 0 {
+            return RestartDecision::After(Duration::ZERO);
+        }
+        let delay = base_ms as f64
+            * cfg
+                .backoff_factor
+                .powi((n - 1).min(i32::MAX as usize) as i32);
         RestartDecision::After(capped(delay, cfg.max_delay_ms))
     }
 

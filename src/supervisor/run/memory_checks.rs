@@ -108,7 +108,7 @@ impl Loop {
                     .with("delayMs", delay.as_millis() as u64)
                     .with("id", p.spec.id.as_str());
                 if delay.is_zero() {
-                    self.notice_event("memory restart delayed", data);
+                    // The first memory restart: at once, as it always was.
                     self.memory_restart_due(key, generation);
                 } else {
                     let t = self
