@@ -159,12 +159,23 @@ fn help_goes_to_stdout() {
 }
 
 #[test]
-fn version_prints_the_crate_version() {
+fn version_prints_the_crate_version_and_commit() {
     let r = run(&["--version"]);
-    assert_eq!(
-        r.stdout,
-        format!("rollbridge {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    let prefix = format!("rollbridge {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(r.stdout.starts_with(&prefix), "{}", r.stdout);
+    let commit = r.stdout[prefix.len()..].trim_end().trim_end_matches(')');
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match head {
+        // Built from this checkout: the commit is HEAD's.
+        Some(head) if std::env::var("ROLLBRIDGE_COMMIT").is_err() => assert_eq!(commit, head),
+        _ => assert!(!commit.is_empty(), "{}", r.stdout),
+    }
 }
 
 #[test]

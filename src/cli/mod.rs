@@ -4,6 +4,7 @@
 pub mod args;
 pub mod completion;
 pub mod help;
+pub mod man;
 pub mod parse;
 pub mod table;
 
@@ -21,7 +22,11 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> i32 {
             0
         }
         Parsed::Version => {
-            println!("rollbridge {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "rollbridge {} (commit {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("ROLLBRIDGE_COMMIT")
+            );
             0
         }
         Parsed::NoCommand => {

@@ -372,6 +372,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         hidden: false,
     },
     CommandSpec {
+        name: "man",
+        positional: None,
+        summary: "Print the manual page (roff)",
+        about: "Print the manual page rollbridge.1 in roff format, generated from the same table as this help. Install it with e.g. `rollbridge man > /usr/local/share/man/man1/rollbridge.1`.",
+        options: &[],
+        run: commands::man::run,
+        hidden: false,
+    },
+    CommandSpec {
         name: "demo",
         positional: None,
         summary: "Run a real zero-downtime deploy on built-in defaults",
@@ -431,6 +440,7 @@ mod tests {
                 "predeploy-cleanup",
                 "recover",
                 "completion",
+                "man",
                 "demo",
                 "demo-app"
             ]
@@ -440,7 +450,7 @@ mod tests {
     #[test]
     fn every_command_but_completion_takes_config_first() {
         for c in COMMANDS {
-            if matches!(c.name, "completion" | "demo" | "demo-app") {
+            if matches!(c.name, "completion" | "man" | "demo" | "demo-app") {
                 assert!(!c.takes_config());
             } else {
                 assert_eq!(c.options[0].long, "config", "{}", c.name);

@@ -11,6 +11,7 @@ pub mod ensure_daemon;
 pub mod events;
 pub mod legacy;
 pub mod logs;
+pub mod man;
 pub mod predeploy;
 pub mod recover;
 pub mod restart;
