@@ -26,11 +26,9 @@ fn pages() -> Vec<PathBuf> {
     for dir in ["docs", "examples"] {
         collect(&root.join(dir), &mut pages);
     }
-    for extra in ["CHANGELOG.md"] {
-        let p = root.join(extra);
-        if p.exists() {
-            pages.push(p);
-        }
+    let changelog = root.join("CHANGELOG.md");
+    if changelog.exists() {
+        pages.push(changelog);
     }
     pages.sort();
     pages
