@@ -353,7 +353,9 @@ mod tests {
         let path = dir.join("state.json");
         let p = Persister::start(path.clone(), Box::new(|_| {})).unwrap();
         p.write("{\"a\":1}\n".into());
-        p.write("{\"a\":2}\n".into());
+        let (ack, done) = bounded(1);
+        p.write_acked("{\"a\":2}\n".into(), ack);
+        done.recv().unwrap().unwrap();
         p.finalize(Some("{\"a\":3}\n".into())).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":3}\n");
         let prev = crate::daemon::statefile::prev_path(&path.to_string_lossy());
