@@ -102,6 +102,13 @@ pub fn recover(config: &Config, force: bool) -> Result<Outcome, String> {
 
 /// A daemon holding the lock is alive, whatever its socket says.
 fn refuse_live_daemon(config: &Config, state_path: &str) -> Result<(), String> {
+    let path = &config.control.path;
+    if !matches!(probe(path), Ok(Probe::NotAlive)) {
+        return Err(format!(
+            "A Rollbridge daemon or another process is using {path}; stop it first. \
+             recover is for cleaning up after a daemon crash."
+        ));
+    }
     match liveness::holder(state_path) {
         Holder::Nobody => {}
         Holder::Daemon => return Err(live_message(config, state_path)),
@@ -110,13 +117,6 @@ fn refuse_live_daemon(config: &Config, state_path: &str) -> Result<(), String> {
                 "Cannot tell whether a Rollbridge daemon is running ({e}); run recover as the daemon's user."
             ));
         }
-    }
-    let path = &config.control.path;
-    if !matches!(probe(path), Ok(Probe::NotAlive)) {
-        return Err(format!(
-            "A Rollbridge daemon or another process is using {path}; stop it first. \
-             recover is for cleaning up after a daemon crash."
-        ));
     }
     Ok(())
 }
