@@ -216,6 +216,7 @@ fn an_unreadable_state_file_is_reported_kept_aside_and_prev_is_used() {
         .spawn()
         .unwrap();
     let live = sleeper.id();
+    let _guard = Workers(vec![live]);
     std::fs::write(&state, "{\"activeReleaseId\":\"v1\",\"rel").unwrap();
 
     // No previous version: recover says so, exit non-zero.

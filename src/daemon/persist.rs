@@ -2,8 +2,8 @@
 //! and `persistedAt`, with every key that could carry a command line,
 //! environment, working directory or captured output removed at any depth.
 //! Written by a writer thread (writes are chained, never concurrent, and the
-//! core loop never waits on the disk), durably: temp file + fsync + rename
-//! + folder fsync. Each successful write first rotates the previous good
+//! core loop never waits on the disk), durably: temp file, fsync, rename,
+//! folder fsync. Each successful write first rotates the previous good
 //! version to `<state>.prev`. Additive keys after `persistedAt`: `daemon`
 //! (pid + start time of the writer) and `starting` (a release whose
 //! processes run but which is not active yet); process entries carry
