@@ -57,10 +57,24 @@ fn request(command: &str, args: &Args, release_path: Option<&str>) -> String {
     serde_json::Value::Object(request).to_string()
 }
 
+/// The daemon could not record the result in its state file: a crash now
+/// would leave these processes untracked.
+fn warn_state_error(line: &str) {
+    let value = serde_json::from_str::<serde_json::Value>(line).unwrap_or_default();
+    if let Some(e) = value.get("stateError").and_then(|e| e.as_str()) {
+        eprintln!(
+            "Warning: the daemon could not write its state file ({e}). It retries every second; \
+             until a write succeeds, a daemon crash would leave these processes untracked. Free space \
+             or fix the state file's folder, then check that `rollbridge status` no longer shows stateError."
+        );
+    }
+}
+
 fn send(args: &Args, request: &str) -> i32 {
     match super::waiting::send(args, request) {
         Ok(line) => {
             println!("{}", pretty(&line));
+            warn_state_error(&line);
             0
         }
         Err(e) => {

@@ -65,6 +65,13 @@ pub fn ensure(args: &Args) -> Result<String, String> {
         Err(ClientError::NoDaemon(_)) => {}
         Err(e) => return Err(e.explain(&loaded.path)),
     }
+    // A daemon holding the lock is alive even when its socket vanished: it
+    // re-creates the socket within a second. Never start a second one.
+    let state = crate::daemon::statefile::location(config);
+    if crate::daemon::liveness::holder(&state.path) == crate::daemon::liveness::Holder::Daemon {
+        let line = wait_for_live(path, timeout_ms, &state.path)?;
+        return check_runtime(line, path, &prepared, &config.application);
+    }
     let log_path = args
         .daemon_log_path
         .clone()
@@ -242,6 +249,27 @@ fn wait_ready(
                 msg.push_str(&format!(" Last error: {e}"));
             }
             return Err(msg);
+        }
+        std::thread::sleep(POLL_EVERY.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// Polls a live daemon (lock held) until its socket answers again.
+fn wait_for_live(path: &str, timeout_ms: f64, state_path: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_ms / 1000.0);
+    loop {
+        if let Ok(line) = client::request(path, STATUS, Some(Duration::from_secs(2))) {
+            return Ok(line);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "A Rollbridge daemon for this application is running (it holds {}) but its control socket {path} \
+                 did not answer within {}ms. Its processes are live, not orphaned: do not run `rollbridge recover \
+                 --force`. Check the daemon's log; stop it with `rollbridge shutdown` once its socket is back, or \
+                 with SIGTERM to its pid.",
+                crate::daemon::statefile::lock_path(state_path),
+                js_number(timeout_ms)
+            ));
         }
         std::thread::sleep(POLL_EVERY.min(deadline.saturating_duration_since(Instant::now())));
     }

@@ -96,7 +96,14 @@ fn stop_daemon(config: &Config, pending_release: Option<&str>) -> Result<Daemon,
     // The reply may never come if the daemon dies first; the poll decides.
     let _ = client::request(path, r#"{"command":"shutdown"}"#, Some(SHUTDOWN_WAIT));
     let deadline = Instant::now() + SHUTDOWN_WAIT;
-    while !matches!(probe(path), Ok(Probe::NotAlive)) {
+    // Dead = its socket gone and its lock released (it holds the lock
+    // until its processes are stopped).
+    let state = crate::daemon::statefile::location(config).path;
+    let alive = || {
+        !matches!(probe(path), Ok(Probe::NotAlive))
+            || crate::daemon::liveness::holder(&state) == crate::daemon::liveness::Holder::Daemon
+    };
+    while alive() {
         if Instant::now() >= deadline {
             return Err(format!(
                 "Timed out waiting for the Rollbridge daemon at {path} to shut down."

@@ -9,15 +9,18 @@ use crate::daemon::recover::{Outcome, recover};
 pub fn run(args: &Args) -> i32 {
     let outcome = crate::config::load(args.config.as_deref())
         .and_then(|loaded| recover(&loaded.config, args.force));
-    let report = match outcome {
-        Ok(outcome) if args.force => forced(&outcome),
-        Ok(outcome) => dry_run(&outcome),
+    let report = match &outcome {
+        Ok(outcome) if args.force => forced(outcome),
+        Ok(outcome) => dry_run(outcome),
         Err(e) => Report {
             stderr: format!("{e}\n"),
             code: 1,
             ..Report::default()
         },
     };
+    if let Ok(Some(note)) = outcome.as_ref().map(|o| o.note.as_deref()) {
+        eprintln!("{note}");
+    }
     print!("{}", report.stdout);
     eprint!("{}", report.stderr);
     report.code
@@ -125,6 +128,7 @@ mod tests {
             id: id.into(),
             pid,
             release_id: rid.map(str::to_owned),
+            ..Orphan::default()
         }
     }
 
@@ -176,11 +180,13 @@ mod tests {
                 id: "web".into(),
                 pid: 12,
                 release_id: Some("v1".into()),
+                ..Orphan::default()
             },
             Orphan {
                 id: "db".into(),
                 pid: 13,
                 release_id: None,
+                ..Orphan::default()
             },
         ];
         assert_eq!(

@@ -109,6 +109,8 @@ pub(crate) enum ServerMsg {
         done: Box<dyn FnOnce(Option<String>) + Send>,
     },
     Exit,
+    /// Serve this listener instead (the socket path was re-created).
+    Rebind(UnixListener),
 }
 
 pub struct ControlServer {
@@ -161,6 +163,14 @@ impl ControlServer {
     /// socket path; `done(error)` runs on the control thread afterwards.
     pub fn close(&self, keep: Vec<u64>, done: Box<dyn FnOnce(Option<String>) + Send>) {
         if self.tx.send(ServerMsg::Close { keep, done }).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Swaps in a freshly bound listener (the daemon re-created a control
+    /// socket whose path vanished); open connections are kept.
+    pub fn rebind(&self, listener: UnixListener) {
+        if self.tx.send(ServerMsg::Rebind(listener)).is_ok() {
             let _ = self.waker.wake();
         }
     }
@@ -300,6 +310,19 @@ impl Server {
                     ServerMsg::Exit => {
                         self.final_flush();
                         return;
+                    }
+                    ServerMsg::Rebind(mut fresh) => {
+                        if let Some(mut old) = self.listener.take() {
+                            let _ = self.poll.registry().deregister(&mut old);
+                        }
+                        if self
+                            .poll
+                            .registry()
+                            .register(&mut fresh, LISTENER, Interest::READABLE)
+                            .is_ok()
+                        {
+                            self.listener = Some(fresh);
+                        }
                     }
                 }
             }

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::deploy::{self, DeployMsg, retire};
+use super::liveness::DaemonLock;
 use super::notify;
 use super::ops;
-use super::orphans::{self, Orphan};
+use super::orphans::Orphan;
 use super::persist::{self, PERSIST_EVERY, Persister};
 use super::proxy_port::ProxyPort;
 use super::state::{DaemonState, Named, Release, ReleaseState};
@@ -28,6 +29,9 @@ use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
 use crate::timefmt::iso_now;
 
 mod releases;
+mod upkeep;
+
+pub use upkeep::Starting;
 
 pub enum CoreMsg {
     Control(Incoming),
@@ -38,8 +42,8 @@ pub enum CoreMsg {
     ControlClosed(Option<String>),
     /// Shutdown step: every process stopped (`n` failed to stop).
     AllStopped(usize),
-    /// A state file write failed.
-    PersistFailed(String),
+    /// A state file write finished (`Err`: it failed).
+    Persisted(Result<(), String>),
     /// An event from an operation thread.
     Record(Event),
     /// The running mutating operation finished: start the next queued one.
@@ -82,6 +86,15 @@ pub struct Core {
     op_exits: Option<ExitSender>,
     /// Retiring releases waiting for the proxy's "drained".
     drain_waiters: HashMap<String, Sender<()>>,
+    /// Held for the daemon's life: "a daemon is alive" for other tools.
+    lock: Option<DaemonLock>,
+    /// The last state write failed (cleared by the next success).
+    state_error: Option<String>,
+    /// A deploy's release whose processes run but which is not active yet.
+    starting: Option<Starting>,
+    /// Device + inode of the control socket we bound (re-created if gone).
+    control_ino: Option<(u64, u64)>,
+    next_check: Option<Instant>,
 }
 
 impl Core {
@@ -111,6 +124,11 @@ impl Core {
             config_path: None,
             op_exits: None,
             drain_waiters: HashMap::new(),
+            lock: None,
+            state_error: None,
+            starting: None,
+            control_ino: None,
+            next_check: None,
         }
     }
 
@@ -124,14 +142,15 @@ impl Core {
         self.runtime = runtime;
     }
 
-    /// Starts persistence (`statePath` set): first write now, then every
-    /// [`PERSIST_EVERY`]. Call once the control socket is exposed.
+    /// Starts persistence (to `statePath`, or the default runtime record):
+    /// first write now, then every [`PERSIST_EVERY`]. Call once the control
+    /// socket is exposed.
     pub fn start_persistence(&mut self, state_path: &str) -> std::io::Result<()> {
         let tx = self.tx.clone();
         let persister = Persister::start(
             state_path.into(),
-            Box::new(move |e| {
-                let _ = tx.send(CoreMsg::PersistFailed(e));
+            Box::new(move |r| {
+                let _ = tx.send(CoreMsg::Persisted(r));
             }),
         )?;
         self.persister = Some(persister);
@@ -141,22 +160,36 @@ impl Core {
 
     /// Queues a state write (never while shutting down).
     pub fn persist_now(&mut self) {
+        self.persist_with(None);
+    }
+
+    /// Queues a state write; `ack` hears its outcome (at once when there
+    /// is nothing to write to).
+    pub fn persist_with(&mut self, ack: Option<persist::Ack>) {
         if self.shutdown.is_some() || self.persister.is_none() {
             self.next_persist = None;
+            if let Some(ack) = ack {
+                let _ = ack.send(Ok(()));
+            }
             return;
         }
-        let status = self.status_json();
+        let status = self.status_core_json();
         let events =
             serde_json::to_string(&self.events.select(None)).unwrap_or_else(|_| "[]".into());
-        let content = persist::content(&status, &events, &iso_now());
+        let extra = self.persist_extra(&status);
+        let content = persist::content(&status, &events, &iso_now(), &extra);
         if let Some(p) = self.persister.as_ref() {
-            p.write(content);
+            match ack {
+                Some(ack) => p.write_acked(content, ack),
+                None => p.write(content),
+            }
         }
         self.next_persist = Some(Instant::now() + PERSIST_EVERY);
     }
 
     pub fn set_control(&mut self, control: ControlServer) {
         self.control = Some(control);
+        self.control_ino = self.control_socket_id();
     }
 
     /// Records an event: ring + stdout line.
@@ -167,12 +200,17 @@ impl Core {
 
     /// Runs until shutdown completes; returns the exit code.
     pub fn run(mut self, rx: Receiver<CoreMsg>) -> i32 {
+        self.next_check = Some(Instant::now() + upkeep::CHECK_EVERY);
         loop {
-            let msg = match self.next_persist {
+            let wake = match (self.next_persist, self.next_check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let msg = match wake {
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.persist_now();
+                        self.tick();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => return 0,
@@ -273,7 +311,13 @@ impl Core {
                     self.request(request, reply);
                 }
             }
-            CoreMsg::PersistFailed(error) => {
+            CoreMsg::Persisted(Ok(())) => {
+                if self.state_error.take().is_some() {
+                    self.record(Event::new("state persisted again", Data::new()));
+                }
+            }
+            CoreMsg::Persisted(Err(error)) => {
+                self.state_error = Some(error.clone());
                 self.record(Event::new(
                     "state persist failed",
                     Data::new().with("error", error),
@@ -399,8 +443,19 @@ impl Core {
         reply.send(Err(error));
     }
 
-    /// The status object as compact JSON (without the `status` member).
+    /// The status object as compact JSON (without the `status` member),
+    /// `stateError` appended after the contract's keys while state writes
+    /// fail.
     pub fn status_json(&mut self) -> String {
+        let json = self.status_core_json();
+        match self.state_error.as_deref() {
+            Some(e) => upkeep::append_key(json, "stateError", e),
+            None => json,
+        }
+    }
+
+    /// The contract's status object alone.
+    fn status_core_json(&mut self) -> String {
         // Live connection counts from the proxy thread (one round trip).
         if let Ok(counts) = self.proxy.handle().counts() {
             for r in &mut self.state.releases {
@@ -410,7 +465,7 @@ impl Core {
             }
         }
         // Orphans: liveness re-checked on every call, dead ones dropped.
-        self.orphans.retain(|o| orphans::alive(o.pid));
+        self.orphans.retain(Orphan::alive);
         let keys = self.state.all_keys();
         let snaps = if keys.is_empty() {
             Vec::new()
@@ -439,6 +494,7 @@ impl Core {
         }
         notify::notify("STOPPING=1");
         self.next_persist = None;
+        self.next_check = None;
         let keep: Vec<u64> = requester.iter().map(ReplyTo::conn).collect();
         self.shutdown = Some(ShutdownRun {
             waiters: requester.into_iter().collect(),
@@ -460,7 +516,7 @@ impl Core {
             return 0;
         };
         if let Some(persister) = self.persister.take() {
-            self.orphans.retain(|o| orphans::alive(o.pid));
+            self.orphans.retain(Orphan::alive);
             let content = if self.orphans.is_empty() {
                 None
             } else {

@@ -8,14 +8,18 @@
 
 pub mod core;
 pub mod deploy;
+pub mod liveness;
 pub mod notify;
 pub mod ops;
 pub mod orphans;
 pub mod persist;
 pub mod pgroup;
+pub mod procinfo;
 pub mod proxy_port;
 pub mod recover;
+mod startup;
 pub mod state;
+pub mod statefile;
 pub mod status;
 
 use crossbeam_channel::unbounded;
@@ -40,10 +44,15 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
 
     // A manifest that does not verify fails the start before anything binds.
     let runtime = runtime::for_daemon()?;
-    let orphans = match config.state_path.as_deref() {
-        Some(path) => orphans::detect(path),
-        None => Vec::new(),
-    };
+    // A live daemon on the control path is reported first; then the lock
+    // and the state file: never start beside living orphans.
+    startup::refuse_live_socket(&config.control.path)?;
+    let location = statefile::location(&config);
+    let guard = startup::check_state(&config, config_path.as_deref(), &location)?;
+    for e in guard.events {
+        record(e);
+    }
+    let orphans = guard.orphans;
     for o in &orphans {
         record(Event::new(
             "orphaned managed process detected",
@@ -116,7 +125,6 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
         "control socket listening",
         Data::new().with("path", path.as_str()),
     ));
-    let state_path = config.state_path.clone();
     let proxy_tx = tx.clone();
     std::thread::Builder::new()
         .name("proxy-events".into())
@@ -132,13 +140,12 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
     core.set_config_path(config_path);
     core.set_runtime(runtime);
     core.set_control(control);
-    if let Some(path) = state_path {
-        if let Err(e) = core.start_persistence(&path) {
-            core.record(Event::new(
-                "state persist failed",
-                Data::new().with("error", format!("cannot start the state writer: {e}")),
-            ));
-        }
+    core.set_lock(guard.lock);
+    if let Err(e) = core.start_persistence(&location.path) {
+        core.record(Event::new(
+            "state persist failed",
+            Data::new().with("error", format!("cannot start the state writer: {e}")),
+        ));
     }
     notify::notify("READY=1");
     let code = core.run(rx);

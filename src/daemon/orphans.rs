@@ -5,29 +5,58 @@
 use serde::Serialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Orphan {
     pub id: String,
     pub pid: u32,
     pub release_id: Option<String>,
+    /// Recorded `/proc` start time: with it, a live pid is known to be the
+    /// same process (not a recycled pid). Kept in the state file only.
+    #[serde(skip)]
+    pub start_time: Option<u64>,
+    /// Recorded process group (the pid when not recorded).
+    #[serde(skip)]
+    pub pgid: Option<u32>,
+    /// Part of a release that was still starting (never activated).
+    #[serde(skip)]
+    pub starting: bool,
+}
+
+impl Orphan {
+    /// The recorded start time matches the live process.
+    pub fn verified(&self) -> bool {
+        self.start_time
+            .is_some_and(|t| super::procinfo::same_process(self.pid, t))
+    }
+
+    /// Still alive: with a recorded start time, only the same process
+    /// counts; without one, any live pid (legacy snapshots).
+    pub fn alive(&self) -> bool {
+        match self.start_time {
+            Some(t) => super::procinfo::same_process(self.pid, t),
+            None => alive(self.pid),
+        }
+    }
+
+    /// The group to signal.
+    pub fn group(&self) -> u32 {
+        self.pgid.filter(|g| *g > 1).unwrap_or(self.pid)
+    }
 }
 
 /// Hint of the summary event.
 pub const HINT: &str = "These processes were started by a previous Rollbridge daemon that did not shut down cleanly. \
 They are not managed by this daemon; stop them with `rollbridge recover --force` (or by hand) once they are no longer needed.";
 
-/// Reads `state_path`; a missing or malformed snapshot yields nothing.
-pub fn detect(state_path: &str) -> Vec<Orphan> {
-    let Ok(text) = std::fs::read_to_string(state_path) else {
+/// The live processes a snapshot names.
+pub fn detect(snapshot: Option<&Value>) -> Vec<Orphan> {
+    let Some(snapshot) = snapshot else {
         return Vec::new();
     };
-    let Ok(snapshot) = serde_json::from_str::<Value>(&text) else {
-        return Vec::new();
-    };
-    candidates(&snapshot)
+    candidates(snapshot)
         .into_iter()
-        .filter(|o| alive(o.pid))
+        .filter(Orphan::alive)
         .collect()
 }
 
@@ -59,6 +88,7 @@ pub fn candidates(snapshot: &Value) -> Vec<Orphan> {
             id: id.into(),
             pid,
             release_id,
+            ..identity(&o)
         });
     }
     for r in arr(snapshot, "releases") {
@@ -72,6 +102,25 @@ pub fn candidates(snapshot: &Value) -> Vec<Orphan> {
                     id: id.into(),
                     pid,
                     release_id: release_id.clone(),
+                    ..identity(&p)
+                });
+            }
+        }
+    }
+    // A release recorded while it started (never activated).
+    if let Some(starting) = snapshot.get("starting").filter(|s| s.is_object()) {
+        let release_id = starting
+            .get("releaseId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        for p in arr(starting, "processes") {
+            if let (Some(id), Some(pid)) = (p.get("id").and_then(Value::as_str), pid_of(&p)) {
+                push(Orphan {
+                    id: id.into(),
+                    pid,
+                    release_id: release_id.clone(),
+                    starting: true,
+                    ..identity(&p)
                 });
             }
         }
@@ -90,11 +139,24 @@ pub fn candidates(snapshot: &Value) -> Vec<Orphan> {
                     id: id.into(),
                     pid,
                     release_id: None,
+                    ..identity(process)
                 });
             }
         }
     }
     out
+}
+
+/// `startTime` and `pgid` as recorded beside a pid.
+fn identity(v: &Value) -> Orphan {
+    Orphan {
+        start_time: v.get("startTime").and_then(Value::as_u64),
+        pgid: v
+            .get("pgid")
+            .and_then(Value::as_u64)
+            .and_then(|g| u32::try_from(g).ok()),
+        ..Orphan::default()
+    }
 }
 
 fn pid_of(v: &Value) -> Option<u32> {
@@ -140,9 +202,38 @@ mod tests {
     }
 
     #[test]
+    fn starting_release_processes_are_candidates_with_their_identity() {
+        let snap: Value = serde_json::json!({
+            "releases": [],
+            "starting": {"releaseId": "r2", "processes": [{"id": "web", "pid": 200, "pgid": 200, "startTime": 77}]}
+        });
+        let c = candidates(&snap);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].release_id.as_deref(), Some("r2"));
+        assert_eq!(
+            (c[0].start_time, c[0].pgid, c[0].starting),
+            (Some(77), Some(200), true)
+        );
+    }
+
+    #[test]
+    fn a_recycled_pid_is_not_an_orphan() {
+        let me = std::process::id();
+        let start = crate::daemon::procinfo::stat(me).unwrap().start_time;
+        let o = |t| Orphan {
+            id: "web".into(),
+            pid: me,
+            start_time: Some(t),
+            ..Orphan::default()
+        };
+        assert!(o(start).alive() && o(start).verified());
+        assert!(!o(start + 1).alive());
+    }
+
+    #[test]
     fn malformed_snapshot_yields_nothing() {
         assert!(candidates(&serde_json::json!([1, 2])).is_empty());
-        assert!(detect("/nonexistent/state.json").is_empty());
+        assert!(detect(None).is_empty());
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! `recover` (daemon.md §9): find the processes a crashed daemon left behind
-//! in `statePath` and, with force, stop their process groups. No daemon is
-//! involved; a live control socket means those pids are not orphans.
+//! `recover`: find the processes a crashed daemon left behind in its state
+//! file (`statePath`, or the default runtime record) and, with force, stop
+//! their process groups. No daemon is involved: a held daemon lock, a live
+//! writer pid or a live control socket means those pids are not orphans.
 
 use std::time::Duration;
 
+use super::liveness::{self, DaemonLock, Holder};
 use super::orphans::{self, Orphan};
 use super::pgroup::{self, Sent};
+use super::statefile::{self, Read};
 use crate::config::Config;
 use crate::control::probe::{Probe, probe};
 
@@ -25,16 +28,80 @@ pub struct Outcome {
     pub cleared: bool,
     /// Removing the state file failed.
     pub clear_error: Option<String>,
+    /// The state file was unreadable and its previous version was used.
+    pub note: Option<String>,
 }
 
-/// Refusals: no `statePath`, or something is live on `control.path`.
+/// Refusals: no state file to read, a live daemon (lock, writer pid or
+/// control socket), an unreadable state file without a previous version.
 pub fn recover(config: &Config, force: bool) -> Result<Outcome, String> {
-    let Some(state_path) = config.state_path.clone() else {
+    let location = statefile::location(config);
+    let state_path = location.path.clone();
+    let exists = |p: &str| std::fs::symlink_metadata(p).is_ok();
+    if !location.configured && !exists(&state_path) && !exists(&statefile::prev_path(&state_path)) {
         return Err(
             "No statePath is configured; set statePath in the Rollbridge config to enable recovery."
                 .to_owned(),
         );
+    }
+    refuse_live_daemon(config, &state_path)?;
+    let read = statefile::read(&state_path);
+    let note = match &read {
+        Read::Corrupt { error } => {
+            return Err(format!(
+                "The state file {state_path} is unreadable ({error}) and there is no usable previous version \
+                 ({}), so the processes it recorded cannot be listed. Look for leftover processes of this \
+                 application by hand (for example `ps -eo pid,pgid,lstart,args`) and stop them, then move \
+                 {state_path} aside so the next daemon starts clean.",
+                statefile::prev_path(&state_path)
+            ));
+        }
+        Read::FromPrev { error, .. } => Some(format!(
+            "The state file {state_path} is unreadable ({error}); using its previous version {}.",
+            statefile::prev_path(&state_path)
+        )),
+        _ => None,
     };
+    if let Some(pid) = read.value().and_then(liveness::writer_alive) {
+        return Err(format!(
+            "The Rollbridge daemon (pid {pid}) that wrote {state_path} is still running; its processes are not \
+             orphans. Stop it with `rollbridge shutdown` first."
+        ));
+    }
+    let mut out = Outcome {
+        orphans: orphans::detect(read.value()),
+        state_path,
+        note,
+        ..Outcome::default()
+    };
+    if !force {
+        return Ok(out);
+    }
+    // Held while stopping: no daemon can start meanwhile.
+    let _lock = match DaemonLock::acquire(&out.state_path) {
+        Ok(lock) => Some(lock),
+        Err(None) => return Err(live_message(config, &out.state_path)),
+        Err(Some(_)) => None,
+    };
+    let timeout = Duration::from_millis(config.proxy.force_stop_timeout_ms);
+    for orphan in &out.orphans {
+        if stop_group(orphan.group(), timeout) {
+            out.stopped.push(orphan.clone());
+        } else {
+            out.remaining.push(orphan.clone());
+        }
+    }
+    if out.remaining.is_empty() {
+        match statefile::clear(&out.state_path) {
+            Ok(()) => out.cleared = true,
+            Err(e) => out.clear_error = Some(e),
+        }
+    }
+    Ok(out)
+}
+
+/// A daemon holding the lock is alive, whatever its socket says.
+fn refuse_live_daemon(config: &Config, state_path: &str) -> Result<(), String> {
     let path = &config.control.path;
     if !matches!(probe(path), Ok(Probe::NotAlive)) {
         return Err(format!(
@@ -42,35 +109,27 @@ pub fn recover(config: &Config, force: bool) -> Result<Outcome, String> {
              recover is for cleaning up after a daemon crash."
         ));
     }
-    let mut out = Outcome {
-        orphans: orphans::detect(&state_path),
-        state_path,
-        ..Outcome::default()
-    };
-    if !force {
-        return Ok(out);
-    }
-    let timeout = Duration::from_millis(config.proxy.force_stop_timeout_ms);
-    for orphan in &out.orphans {
-        if stop_group(orphan.pid, timeout) {
-            out.stopped.push(orphan.clone());
-        } else {
-            out.remaining.push(orphan.clone());
+    match liveness::holder(state_path) {
+        Holder::Nobody => {}
+        Holder::Daemon => return Err(live_message(config, state_path)),
+        Holder::Unknown(e) => {
+            return Err(format!(
+                "Cannot tell whether a Rollbridge daemon is running ({e}); run recover as the daemon's user."
+            ));
         }
     }
-    if out.remaining.is_empty() {
-        match std::fs::remove_file(&out.state_path) {
-            Ok(()) => out.cleared = true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.cleared = true,
-            Err(e) => {
-                out.clear_error = Some(format!(
-                    "Cannot remove the state file {}: {e}",
-                    out.state_path
-                ))
-            }
-        }
-    }
-    Ok(out)
+    Ok(())
+}
+
+fn live_message(config: &Config, state_path: &str) -> String {
+    format!(
+        "A Rollbridge daemon for application \"{}\" is running (it holds {}), even if its control socket {} is \
+         missing; its processes are not orphans. Stop it with `rollbridge shutdown` (it re-creates its socket \
+         within a second). recover is for cleaning up after a daemon crash.",
+        config.application,
+        statefile::lock_path(state_path),
+        config.control.path
+    )
 }
 
 /// SIGTERM, wait for the whole group, SIGKILL, confirm; true when stopped.

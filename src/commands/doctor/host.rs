@@ -1,5 +1,6 @@
 //! Host checks: control socket, its directory, the proxy port, and (with
-//! `statePath`) the state directory and orphans of a crashed daemon.
+//! `statePath`, or the default runtime record when it exists) the state
+//! directory and orphans of a crashed daemon.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -9,7 +10,9 @@ use super::Check;
 use crate::config::Config;
 use crate::config::find::absolute;
 use crate::control::probe::{Probe, probe_raw};
+use crate::daemon::liveness::{self, Holder};
 use crate::daemon::orphans;
+use crate::daemon::statefile::{self, Read};
 use crate::release::ports::errno_name;
 
 /// Every host check in contract order. The socket is probed once and the
@@ -29,6 +32,12 @@ pub fn checks(cfg: &Config) -> Vec<Check> {
             "; state cannot be persisted",
         ));
         out.push(orphan_check(state, &probed));
+    } else {
+        // No statePath: the daemon's private runtime record still tells.
+        let record = statefile::default_record(path);
+        if Path::new(&record).exists() || Path::new(&statefile::prev_path(&record)).exists() {
+            out.push(orphan_check(&record, &probed));
+        }
     }
     out
 }
@@ -139,7 +148,35 @@ fn orphan_check(state_path: &str, probed: &Result<Probe, String>) -> Check {
             "a daemon is running; its managed processes are not orphans".into(),
         );
     }
-    let found = orphans::detect(&absolute(state_path).to_string_lossy());
+    let state = absolute(state_path).to_string_lossy().into_owned();
+    let denied = matches!(probed, Err(e) if e.contains("EACCES") || e.contains("EPERM"));
+    match liveness::holder(&state) {
+        Holder::Daemon => {
+            return Check::pass(
+                NAME,
+                format!(
+                    "a daemon is running (it holds {}); its managed processes are not orphans",
+                    statefile::lock_path(&state)
+                ),
+            );
+        }
+        Holder::Unknown(e) => return cannot_tell(&e),
+        Holder::Nobody if denied && !Path::new(&statefile::lock_path(&state)).exists() => {
+            return cannot_tell("the control socket exists but you may not open it");
+        }
+        Holder::Nobody => {}
+    }
+    let read = statefile::read(&state);
+    if let Read::Corrupt { error } = &read {
+        return Check::fail(
+            NAME,
+            format!(
+                "the state file is unreadable ({error}) and has no previous version; \
+                 look for leftover processes by hand"
+            ),
+        );
+    }
+    let found = orphans::detect(read.value());
     if found.is_empty() {
         return Check::pass(NAME, "no leftover processes from a previous daemon".into());
     }
@@ -158,6 +195,17 @@ fn orphan_check(state_path: &str, probed: &Result<Probe, String>) -> Check {
                 "processes"
             },
             list.join(", ")
+        ),
+    )
+}
+
+/// Permission problems: a daemon is probably running as another user.
+fn cannot_tell(why: &str) -> Check {
+    Check::pass(
+        "orphaned processes",
+        format!(
+            "not checked: {why} (permission denied), so a daemon is probably running as another user; \
+             run doctor as the daemon's user to check for orphans"
         ),
     )
 }

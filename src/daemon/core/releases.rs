@@ -145,7 +145,12 @@ impl Core {
                 upstream,
                 reply,
             } => {
-                let _ = reply.send(self.activate(*release, *config, upstream));
+                let result = self.activate(*release, *config, upstream);
+                if result.is_ok() {
+                    // Now recorded as a release (written right after).
+                    self.starting = None;
+                }
+                let _ = reply.send(result);
             }
             DeployMsg::SingletonReplaced { id, key } => {
                 match self.state.singletons.iter_mut().find(|s| s.id == id) {
@@ -201,7 +206,16 @@ impl Core {
                 let _ = self.proxy.handle().retire(release_id.as_str());
                 let _ = self.proxy.handle().force_close(release_id.as_str());
             }
-            DeployMsg::Persist => self.persist_now(),
+            DeployMsg::Persist { ack } => self.persist_with(ack),
+            DeployMsg::WriteAhead {
+                release_id,
+                processes,
+                ack,
+            } => self.write_ahead(release_id, processes, ack),
+            DeployMsg::StartingCleared => {
+                self.starting = None;
+                self.persist_now();
+            }
         }
     }
 

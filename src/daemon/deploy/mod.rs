@@ -71,8 +71,20 @@ pub enum DeployMsg {
     ForceClose {
         release_id: String,
     },
-    /// Write the state file now.
-    Persist,
+    /// Write the state file now; `ack` hears the outcome.
+    Persist {
+        ack: Option<crate::daemon::persist::Ack>,
+    },
+    /// Write-ahead: these processes of `release_id` run (not active yet);
+    /// record them durably before anything else. `ack`: on disk (or why
+    /// not).
+    WriteAhead {
+        release_id: String,
+        processes: Vec<Named>,
+        ack: crate::daemon::persist::Ack,
+    },
+    /// The starting release's processes were stopped (deploy failed).
+    StartingCleared,
 }
 
 /// The identity a deploy was asked for.
@@ -113,9 +125,13 @@ pub struct Plan {
 pub fn spawn(plan: Plan, reply: ReplyTo) {
     let core = plan.core.clone();
     crate::daemon::ops::spawn_op("deploy", core, reply, move || {
-        run(&plan).map(|(active, previous)| {
-            serde_json::json!({"activeReleaseId": active, "previousReleaseId": previous})
-                .to_string()
+        run(&plan).map(|(active, previous, state_error)| {
+            let mut out =
+                serde_json::json!({"activeReleaseId": active, "previousReleaseId": previous});
+            if let Some(e) = state_error {
+                out["stateError"] = e.into();
+            }
+            out.to_string()
         })
     });
 }
@@ -135,7 +151,46 @@ struct Started {
     processes: Vec<Named>,
 }
 
-fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
+/// How long a deploy waits for a state write to reach the disk.
+const STATE_WRITE_WAIT: Duration = Duration::from_secs(10);
+
+/// Sends `msg` built around an ack channel and waits for the outcome.
+fn persist_wait(
+    core: &Sender<CoreMsg>,
+    msg: impl FnOnce(crate::daemon::persist::Ack) -> DeployMsg,
+) -> Result<(), String> {
+    let (tx, rx) = bounded(1);
+    send(core, msg(tx));
+    match rx.recv_timeout(STATE_WRITE_WAIT) {
+        Ok(r) => r,
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            Err("the state write did not finish within 10 s".into())
+        }
+        Err(_) => Err("Rollbridge is shutting down".into()),
+    }
+}
+
+/// Write-ahead record of what this deploy has started so far. A failure
+/// does not stop the deploy; it is reported with the result.
+fn write_ahead(
+    core: &Sender<CoreMsg>,
+    release_id: &str,
+    started: &Started,
+    errors: &mut Option<String>,
+) {
+    let result = persist_wait(core, |ack| DeployMsg::WriteAhead {
+        release_id: release_id.to_owned(),
+        processes: started.processes.clone(),
+        ack,
+    });
+    if let Err(e) = result {
+        *errors = Some(e);
+    }
+}
+
+type Outcome = (String, Option<String>, Option<String>);
+
+fn run(plan: &Plan) -> Result<Outcome, String> {
     let core = &plan.core;
     if let Some(pre) = &plan.pre_stop {
         send(
@@ -181,6 +236,7 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
     record(core, "deploy starting", data);
 
     let mut started = Started::default();
+    let mut state_error: Option<String> = None;
     let fail_services = |started: &Started, error: String| -> String {
         record(
             core,
@@ -225,12 +281,14 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
                     port,
                 },
             );
+            write_ahead(core, &release_id, &started, &mut state_error);
         }
     }
 
     // Release processes: handoff services, companions, then the proxied one.
     let fail_release = |started: &Started, error: String| -> String {
         release_failed(plan, &release_id, &started.processes, &error);
+        send(core, DeployMsg::StartingCleared);
         fail_services(started, error)
     };
     let groups: [fn(&ProcessConfig) -> bool; 3] = [
@@ -246,6 +304,7 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
                 Ok(list) => started.processes.extend(list),
                 Err(e) => return Err(fail_release(&started, e)),
             }
+            write_ahead(core, &release_id, &started, &mut state_error);
         }
     }
     let Some(proxied) = config.proxied() else {
@@ -381,10 +440,12 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
             );
         }
     }
-    send(core, DeployMsg::Persist);
+    if let Err(e) = persist_wait(core, |ack| DeployMsg::Persist { ack: Some(ack) }) {
+        state_error = Some(e);
+    }
     match singleton_error {
         Some(e) => Err(e),
-        None => Ok((release_id, previous)),
+        None => Ok((release_id, previous, state_error)),
     }
 }
 
