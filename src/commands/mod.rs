@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod ensure_daemon;
 pub mod events;
+pub mod follow;
 pub mod legacy;
 pub mod logs;
 pub mod predeploy;

@@ -14,3 +14,5 @@ pub mod pretty;
 pub mod probe;
 pub mod protocol;
 pub mod server;
+pub mod fanout;
+pub mod follow;

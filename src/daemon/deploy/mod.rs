@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use super::core::CoreMsg;
 use super::state::{Named, Release, ReleaseState};
 use crate::config::{Config, DeployStrategy, Policy, ProcessConfig};
-use crate::control::server::ReplyTo;
+use crate::control::server::{Progress, ReplyTo};
 use crate::events::{Data, Event};
 use crate::release::{compat, health, ports};
 use crate::supervisor::{ProcKey, ProcessStatus, StartReason, SupervisorHandle};
@@ -107,6 +107,19 @@ pub struct Plan {
     pub core: Sender<CoreMsg>,
     /// Exits of managed processes while this deploy runs (health fail-fast).
     pub exits: Receiver<(ProcKey, Option<i32>, Option<String>)>,
+    /// Progress lines for a client that asked for them.
+    pub progress: Option<Progress>,
+    /// Connection counts of the release being drained.
+    pub proxy: crate::proxy::ProxyHandle,
+}
+
+impl Plan {
+    /// One progress line (only when the client asked for them).
+    fn say(&self, text: impl FnOnce() -> String) {
+        if let Some(p) = &self.progress {
+            p.say(&text());
+        }
+    }
 }
 
 /// Runs the deploy on its own thread (the op slot's), then replies.
