@@ -242,13 +242,13 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "status",
         positional: None,
-        summary: "Print the daemon status as JSON",
-        about: "Print the daemon's status object (releases, processes, connections) as JSON.",
+        summary: "Print the daemon status",
+        about: "Print the daemon's status: a readable view on a terminal, the status object as JSON otherwise or with --json.",
         options: &[
             CONFIG,
             flag!(
                 "json",
-                "print JSON (status is always JSON; accepted like logs, events and validate)",
+                "print the status object as JSON even on a terminal",
                 json
             ),
         ],

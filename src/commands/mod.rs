@@ -17,5 +17,6 @@ pub mod recover;
 pub mod restart;
 pub mod shutdown;
 pub mod status;
+pub mod status_view;
 pub mod validate;
 pub mod waiting;
