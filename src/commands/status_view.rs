@@ -74,7 +74,11 @@ pub fn render(status: &Value, info: Option<&Value>) -> String {
             .and_then(Value::as_array)
             .unwrap_or(&empty)
         {
-            rows.push((text(p, "id"), format!("release {}", text(r, "releaseId")), p));
+            rows.push((
+                text(p, "id"),
+                format!("release {}", text(r, "releaseId")),
+                p,
+            ));
         }
     }
     for (key, source) in [("services", "service"), ("singletons", "singleton")] {
@@ -158,7 +162,10 @@ mod tests {
         });
         let info = json!({"pid": 7, "version": "1.2.3", "uptimeMs": 7_200_000});
         let v = render(&status, Some(&info));
-        assert!(v.contains("Daemon       pid 7, version 1.2.3, up 2h 0m"), "{v}");
+        assert!(
+            v.contains("Daemon       pid 7, version 1.2.3, up 2h 0m"),
+            "{v}"
+        );
         assert!(v.contains("* v2"), "{v}");
         assert!(v.contains("3 http, 1 websocket"), "{v}");
         assert!(v.contains("web"), "{v}");

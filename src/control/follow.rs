@@ -17,7 +17,9 @@ pub const QUEUE_BYTES: usize = 256 * 1024;
 pub enum Want {
     Events,
     /// Output lines, of one process (or its instances) when given.
-    Logs { process: Option<String> },
+    Logs {
+        process: Option<String>,
+    },
 }
 
 #[derive(Debug)]

@@ -8,11 +8,11 @@
 pub mod advice;
 pub mod bind;
 pub mod client;
+pub mod fanout;
+pub mod follow;
 pub mod idle;
 pub mod perms;
 pub mod pretty;
 pub mod probe;
 pub mod protocol;
 pub mod server;
-pub mod fanout;
-pub mod follow;

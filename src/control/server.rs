@@ -110,7 +110,14 @@ pub struct Progress {
 impl Progress {
     pub fn say(&self, text: &str) {
         let line = serde_json::json!({ "progress": text }).to_string();
-        if self.tx.send(ServerMsg::Line { conn: self.conn, line }).is_ok() {
+        if self
+            .tx
+            .send(ServerMsg::Line {
+                conn: self.conn,
+                line,
+            })
+            .is_ok()
+        {
             let _ = self.waker.wake();
         }
     }
@@ -550,6 +557,34 @@ impl Server {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
+        flush_follower(c);
+        let resume = c.paused && c.wbuf.len() <= WRITE_HIGH_WATER / 2;
+        if resume {
+            c.paused = false;
+            self.read_conn(id);
+            return;
+        }
+        self.maybe_close(id);
+    }
+}
+
+/// Writes what the socket takes; a follower whose queue drained hears
+/// how many lines it lost meanwhile.
+fn flush_follower(c: &mut Conn) {
+    loop {
+        write_out(c);
+        let before = c.wbuf.len();
+        if let Some(f) = c.follower.as_mut() {
+            f.note_dropped(&mut c.wbuf);
+        }
+        if c.dead || c.wbuf.len() == before {
+            return;
+        }
+    }
+}
+
+fn write_out(c: &mut Conn) {
+    {
         while !c.wbuf.is_empty() {
             match c.stream.write(&c.wbuf) {
                 Ok(0) => {
@@ -569,15 +604,10 @@ impl Server {
                 }
             }
         }
-        let resume = c.paused && c.wbuf.len() <= WRITE_HIGH_WATER / 2;
-        if resume {
-            c.paused = false;
-            self.read_conn(id);
-            return;
-        }
-        self.maybe_close(id);
     }
+}
 
+impl Server {
     fn maybe_close(&mut self, id: u64) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;

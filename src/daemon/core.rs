@@ -18,8 +18,8 @@ use super::proxy_port::ProxyPort;
 use super::state::{DaemonState, Named, Release, ReleaseState};
 use super::status;
 use crate::config::{Config, DeployStrategy, Policy};
-use crate::control::protocol::{Reply, Request};
 use crate::control::fanout::{FanItem, Fanout};
+use crate::control::protocol::{Reply, Request};
 use crate::control::server::{ControlServer, Incoming, ReplyTo};
 use crate::events::{Data, Event, EventRing};
 use crate::log;
@@ -193,7 +193,12 @@ impl Core {
             let label = format!("release {} ({})", r.id, state.as_str().unwrap_or(""));
             list.extend(r.processes.iter().map(|p| (p.key, label.clone())));
         }
-        list.extend(self.state.services.iter().map(|s| (s.key, "service".into())));
+        list.extend(
+            self.state
+                .services
+                .iter()
+                .map(|s| (s.key, "service".into())),
+        );
         list.extend(
             self.state
                 .singletons

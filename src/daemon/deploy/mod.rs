@@ -285,7 +285,9 @@ fn run(plan: &Plan) -> Result<(String, Option<String>), String> {
     };
     let mut seen = companions::SeenExits::new();
     if let (Some(hc), Some(key)) = (proxied.health.as_ref(), proxied_key) {
-        if let Err(e) = health_wait::health_check(plan, &config, hc, port, key, &proxied.id, &mut seen) {
+        if let Err(e) =
+            health_wait::health_check(plan, &config, hc, port, key, &proxied.id, &mut seen)
+        {
             return Err(fail_release(&started, e));
         }
     }
