@@ -21,6 +21,11 @@ pub struct Args {
     pub policy: Option<String>,
     pub limit: Option<String>,
     pub json: bool,
+    /// `logs`/`events --follow`: keep printing new lines.
+    pub follow: bool,
+    /// `deploy`/`rollback --progress`: progress on stderr even when it is
+    /// not a terminal.
+    pub progress: bool,
     pub force: bool,
     /// `--node`: evaluate a `.js` config with node even when it could be
     /// read natively.

@@ -206,7 +206,7 @@ mod tests {
         let s = zsh();
         assert!(s.starts_with("#compdef rollbridge\n"));
         assert!(s.contains("commands=(daemon deploy "));
-        assert!(s.contains("    events) compadd -- --config --limit --json ;;"));
+        assert!(s.contains("    events) compadd -- --config --limit --json --follow ;;"));
         assert!(s.trim_end().ends_with("compdef _rollbridge rollbridge"));
     }
 

@@ -145,6 +145,16 @@ const STOP_RELEASE_ID: OptSpec = opt!(
     "retained release to stop (default: the active release)",
     release_id
 );
+const FOLLOW: OptSpec = flag!(
+    "follow",
+    "keep printing new lines as they happen (Ctrl-C to stop)",
+    follow
+);
+const PROGRESS: OptSpec = flag!(
+    "progress",
+    "show progress on stderr even when it is not a terminal",
+    progress
+);
 const PROCESS: OptSpec = opt!(
     "process",
     Some("<id>"),
@@ -200,6 +210,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             DAEMON_PID,
             DAEMON_RUNTIME,
             DAEMON_TIMEOUT,
+            PROGRESS,
         ],
         run: commands::deploy::run,
         hidden: false,
@@ -209,7 +220,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         positional: None,
         summary: "Re-activate a retained release",
         about: "Re-activate a retained release (default: the most recently activated one other than the active release) through the normal deploy flow.",
-        options: &[CONFIG, ROLLBACK_RELEASE_ID],
+        options: &[CONFIG, ROLLBACK_RELEASE_ID, PROGRESS],
         run: commands::deploy::rollback,
         hidden: false,
     },
@@ -231,13 +242,13 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "status",
         positional: None,
-        summary: "Print the daemon status as JSON",
-        about: "Print the daemon's status object (releases, processes, connections) as JSON.",
+        summary: "Print the daemon status",
+        about: "Print the daemon's status: a readable view on a terminal, the status object as JSON otherwise or with --json.",
         options: &[
             CONFIG,
             flag!(
                 "json",
-                "print JSON (status is always JSON; accepted like logs, events and validate)",
+                "print the status object as JSON even on a terminal",
                 json
             ),
         ],
@@ -314,7 +325,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         positional: None,
         summary: "Print recent output of managed processes",
         about: "Print the recent stdout/stderr lines the daemon keeps for each managed process.",
-        options: &[CONFIG, PROCESS, JSON],
+        options: &[CONFIG, PROCESS, JSON, FOLLOW],
         run: commands::logs::run,
         hidden: false,
     },
@@ -332,6 +343,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 limit
             ),
             JSON,
+            FOLLOW,
         ],
         run: commands::events::run,
         hidden: false,

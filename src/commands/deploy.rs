@@ -16,7 +16,35 @@ pub fn run(args: &Args) -> i32 {
     // refuses relative paths); an empty path is left for the daemon to name.
     let path = args.release_path.as_deref().unwrap_or_default();
     let path = absolute(path);
-    send(args, &request("deploy", args, Some(&path)))
+    send_progress(args, "deploy", Some(&path))
+}
+
+/// Progress on stderr when it is a terminal, or with `--progress`.
+fn wants_progress(args: &Args) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    args.progress || unsafe { libc::isatty(libc::STDERR_FILENO) == 1 }
+}
+
+/// `deploy`/`rollback`, asking the daemon for progress lines when wanted.
+fn send_progress(args: &Args, command: &str, release_path: Option<&str>) -> i32 {
+    let progress = wants_progress(args);
+    let mut request = request(command, args, release_path);
+    if progress {
+        if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(&request) {
+            map.insert("progress".into(), true.into());
+            request = serde_json::Value::Object(map).to_string();
+        }
+    }
+    match super::waiting::send_with_progress(args, &request, progress) {
+        Ok(line) => {
+            println!("{}", pretty(&line));
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }
 
 /// `path` joined to the current directory when relative, `.` components
@@ -33,7 +61,7 @@ fn absolute(path: &str) -> String {
 }
 
 pub fn rollback(args: &Args) -> i32 {
-    send(args, &request("rollback", args, None))
+    send_progress(args, "rollback", None)
 }
 
 pub fn stop(args: &Args) -> i32 {

@@ -1,5 +1,10 @@
 //! `rollbridge events` (cli.md §2.10): the daemon's recent events.
 
+use std::io::Write;
+
+use serde_json::Value;
+
+use super::follow::{self, Printer, Seen};
 use crate::cli::Args;
 use crate::config::raw::Raw;
 use crate::control::pretty::pretty;
@@ -15,6 +20,17 @@ pub fn run(args: &Args) -> i32 {
             }
         },
     };
+    if args.follow {
+        let mut request = serde_json::json!({"command": "events", "follow": true});
+        if let Some(n) = limit {
+            request["limit"] = n.into();
+        }
+        let mut printer = Follow {
+            json: args.json,
+            seen: Seen::default(),
+        };
+        return follow::run(args, &request.to_string(), &mut printer);
+    }
     let request = match limit {
         Some(n) => format!(r#"{{"command":"events","limit":{n}}}"#),
         None => r#"{"command":"events"}"#.to_owned(),
@@ -49,14 +65,56 @@ pub fn run(args: &Args) -> i32 {
         return 0;
     }
     for event in &events {
-        let at = event.get("at").and_then(Raw::as_str).unwrap_or("");
-        let message = event.get("message").and_then(Raw::as_str).unwrap_or("");
-        match event.get("data") {
-            Some(data @ Raw::Object(members)) if !members.is_empty() => {
-                println!("{at}  {message} {}", data.to_json())
-            }
-            _ => println!("{at}  {message}"),
-        }
+        println!("{}", human(event));
     }
     0
+}
+
+/// `<at>  <message>` plus ` <data>` when it has keys.
+fn human(event: &Raw) -> String {
+    let at = event.get("at").and_then(Raw::as_str).unwrap_or("");
+    let message = event.get("message").and_then(Raw::as_str).unwrap_or("");
+    match event.get("data") {
+        Some(data @ Raw::Object(members)) if !members.is_empty() => {
+            format!("{at}  {message} {}", data.to_json())
+        }
+        _ => format!("{at}  {message}"),
+    }
+}
+
+/// `events --follow`: the events there are, then each new one; with
+/// `--json` one compact object per line throughout.
+struct Follow {
+    json: bool,
+    seen: Seen,
+}
+
+impl Follow {
+    fn print(&self, event: &Value, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.json {
+            return writeln!(out, "{event}");
+        }
+        match Raw::from_json(&event.to_string()) {
+            Ok(raw) => writeln!(out, "{}", human(&raw)),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Printer for Follow {
+    fn first(&mut self, reply: &Value, out: &mut dyn Write) -> std::io::Result<()> {
+        let list = reply.get("events").and_then(Value::as_array);
+        for event in list.into_iter().flatten() {
+            self.print(event, out)?;
+            self.seen.remember(event.clone());
+        }
+        Ok(())
+    }
+
+    fn item(&mut self, event: &Value, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.seen.repeat(event) {
+            return Ok(());
+        }
+        self.print(event, out)
+    }
 }

@@ -4,10 +4,26 @@
 
 use serde_json::{Value, json};
 
+use std::io::Write;
+
+use super::follow::{self, Printer, Seen};
 use crate::cli::Args;
 use crate::control::client;
 
 pub fn run(args: &Args) -> i32 {
+    if args.follow {
+        let mut request = json!({"command": "logs", "follow": true});
+        if let Some(p) = &args.process {
+            request["process"] = p.as_str().into();
+        }
+        let mut printer = Follow {
+            process: args.process.clone(),
+            json: args.json,
+            seen: Seen::default(),
+            header: None,
+        };
+        return follow::run(args, &request.to_string(), &mut printer);
+    }
     let line = match super::status::send(
         args,
         r#"{"command":"status"}"#,
@@ -132,6 +148,74 @@ pub fn render(sources: &[&Source]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n\n")
+}
+
+/// `logs --follow`: what is there (as without `--follow`), then each new
+/// line under a `== id [source] ==` header when the source changes; with
+/// `--json`, one `{"id","logs":[line],"source"}` object per line.
+struct Follow {
+    process: Option<String>,
+    json: bool,
+    seen: Seen,
+    /// The section the last printed line belongs to.
+    header: Option<(String, String)>,
+}
+
+impl Printer for Follow {
+    fn first(&mut self, status: &Value, out: &mut dyn Write) -> std::io::Result<()> {
+        let all = sources(status);
+        let picked: Vec<&Source> = all
+            .iter()
+            .filter(|s| self.process.as_deref().is_none_or(|p| selects(p, &s.id)))
+            .collect();
+        for s in &picked {
+            for l in &s.logs {
+                self.seen.remember(json!({"id": s.id, "line": l}));
+                if self.json {
+                    let entry = json!({"id": s.id, "logs": [l], "source": s.source});
+                    writeln!(out, "{entry}")?;
+                }
+            }
+        }
+        if !self.json && !picked.is_empty() {
+            writeln!(out, "{}", render(&picked))?;
+            if let Some(last) = picked.last() {
+                self.header = Some((last.id.clone(), last.source.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn item(&mut self, entry: &Value, out: &mut dyn Write) -> std::io::Result<()> {
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let (id, source) = (text(entry, "id"), text(entry, "source"));
+        let lines = entry.get("logs").and_then(Value::as_array);
+        for l in lines.into_iter().flatten() {
+            if self.seen.repeat(&json!({"id": id, "line": l})) {
+                continue;
+            }
+            if self.json {
+                writeln!(out, "{}", json!({"id": id, "logs": [l], "source": source}))?;
+                continue;
+            }
+            let here = (id.clone(), source.clone());
+            if self.header.as_ref() != Some(&here) {
+                if self.header.is_some() {
+                    writeln!(out)?;
+                }
+                writeln!(out, "== {id} [{source}] ==")?;
+                self.header = Some(here);
+            }
+            writeln!(
+                out,
+                "  {} [{}] {}",
+                text(l, "at"),
+                text(l, "stream"),
+                text(l, "line")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,25 @@ pub fn run(args: &Args) -> i32 {
         Some(client::DEFAULT_TIMEOUT),
     ) {
         Ok(line) => {
-            println!("{}", pretty(&line));
+            // SAFETY: isatty only inspects the descriptor.
+            let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) == 1 };
+            if args.json || !terminal {
+                println!("{}", pretty(&line));
+                return 0;
+            }
+            let Ok(status) = serde_json::from_str::<serde_json::Value>(&line) else {
+                println!("{}", pretty(&line));
+                return 0;
+            };
+            // Older daemons do not know `daemon-info`: the view does without.
+            let info = send(
+                args,
+                r#"{"command":"daemon-info"}"#,
+                Some(client::DEFAULT_TIMEOUT),
+            )
+            .ok()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok());
+            println!("{}", super::status_view::render(&status, info.as_ref()));
             0
         }
         Err(e) => {

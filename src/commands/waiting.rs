@@ -27,6 +27,12 @@ struct Running {
 
 /// Sends `request` and returns the success line; errors are explained.
 pub fn send(args: &Args, request: &str) -> Result<String, String> {
+    send_with_progress(args, request, false)
+}
+
+/// [`send`]; with `progress`, the daemon's progress lines (the request
+/// asked for them) are printed on stderr as they come.
+pub fn send_with_progress(args: &Args, request: &str, progress: bool) -> Result<String, String> {
     let loaded = super::status::load(args)?;
     let path = loaded.config.control.path.as_str();
     let explain = |e: ClientError| e.explain(&loaded.path);
@@ -44,7 +50,12 @@ pub fn send(args: &Args, request: &str) -> Result<String, String> {
         ahead.clear();
         Ok(())
     };
-    client::request_watching(path, request, None, &mut watch).map_err(explain)
+    let mut show = |text: &str| {
+        if progress {
+            eprintln!("{text}");
+        }
+    };
+    client::request_with_progress(path, request, None, &mut watch, &mut show).map_err(explain)
 }
 
 /// The recent events, which must come from a Rollbridge daemon within the

@@ -89,6 +89,18 @@ pub fn request_watching(
     timeout: Option<Duration>,
     watch: &mut dyn FnMut(Duration) -> Result<(), ClientError>,
 ) -> Result<String, ClientError> {
+    request_with_progress(path, request, timeout, watch, &mut |_| {})
+}
+
+/// [`request_watching`] for a request that asked for progress: each
+/// `{"progress":"…"}` line before the reply goes to `progress`.
+pub fn request_with_progress(
+    path: &str,
+    request: &str,
+    timeout: Option<Duration>,
+    watch: &mut dyn FnMut(Duration) -> Result<(), ClientError>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<String, ClientError> {
     let started = Instant::now();
     let mut stream = connect(path)?;
     let mut line = request.to_owned();
@@ -96,9 +108,25 @@ pub fn request_watching(
     stream
         .write_all(line.as_bytes())
         .map_err(|e| ClientError::Failed(format!("write {} {path}", errno_text(&e))))?;
-    let reply = read_line(&stream, path, timeout, started, watch)?;
-    check_reply(&reply)?;
-    Ok(reply)
+    let mut reader = BufReader::new(&stream);
+    loop {
+        let reply = read_line(&mut reader, path, timeout, started, watch)?;
+        if let Some(text) = progress_text(&reply) {
+            progress(&text);
+            continue;
+        }
+        check_reply(&reply)?;
+        return Ok(reply);
+    }
+}
+
+/// The text of a `{"progress":"…"}` line.
+fn progress_text(line: &str) -> Option<String> {
+    if !line.starts_with("{\"progress\"") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    value.get("progress")?.as_str().map(str::to_owned)
 }
 
 /// Connects, mapping errors the way the CLI reports them.
@@ -117,13 +145,13 @@ pub fn connect(path: &str) -> Result<UnixStream, ClientError> {
 }
 
 fn read_line(
-    stream: &UnixStream,
+    reader: &mut BufReader<&UnixStream>,
     path: &str,
     timeout: Option<Duration>,
     started: Instant,
     watch: &mut dyn FnMut(Duration) -> Result<(), ClientError>,
 ) -> Result<String, ClientError> {
-    let mut reader = BufReader::new(stream);
+    let stream = *reader.get_ref();
     let mut buf = Vec::new();
     let mut next_watch = WATCH_EVERY;
     loop {

@@ -8,6 +8,8 @@
 pub mod advice;
 pub mod bind;
 pub mod client;
+pub mod fanout;
+pub mod follow;
 pub mod idle;
 pub mod perms;
 pub mod pretty;

@@ -12,14 +12,30 @@ pub enum Request {
         release_path: String,
         release_id: Option<String>,
         revision: Option<String>,
+        /// `"progress":true`: stream `{"progress":…}` lines before the reply.
+        progress: bool,
     },
     Rollback {
         release_id: Option<String>,
+        progress: bool,
     },
     Status,
     Events {
         limit: Option<f64>,
     },
+    /// `events` with `"follow":true`: the usual reply, then one line per
+    /// new event until the client closes.
+    FollowEvents {
+        limit: Option<f64>,
+    },
+    /// `logs`: answered with the status object; with `"follow":true`, then
+    /// one line per new output line (of `process` only, when given).
+    Logs {
+        process: Option<String>,
+        follow: bool,
+    },
+    /// Who answers: pid, version, start time and uptime of the daemon.
+    DaemonInfo,
     Stop {
         release_id: Option<String>,
     },
@@ -39,7 +55,9 @@ impl Request {
             Request::Deploy { .. } => "deploy",
             Request::Rollback { .. } => "rollback",
             Request::Status => "status",
-            Request::Events { .. } => "events",
+            Request::Events { .. } | Request::FollowEvents { .. } => "events",
+            Request::Logs { .. } => "logs",
+            Request::DaemonInfo => "daemon-info",
             Request::Stop { .. } => "stop",
             Request::Restart { .. } => "restart",
             Request::Shutdown => "shutdown",
@@ -50,6 +68,14 @@ impl Request {
     /// After replying to these the daemon closes the connection.
     pub fn closes_connection(&self) -> bool {
         matches!(self, Request::Shutdown | Request::RetireOwner { .. })
+    }
+
+    /// Requests whose connection stays open for pushed lines.
+    pub fn follows(&self) -> bool {
+        matches!(
+            self,
+            Request::FollowEvents { .. } | Request::Logs { follow: true, .. }
+        )
     }
 }
 
@@ -78,6 +104,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             Some(_) => Err("Expected string value".into()),
         }
     };
+    let flag = |field: &str| obj.get(field).and_then(Value::as_bool) == Some(true);
     let required = |field: &str| -> Result<String, String> {
         match obj.get(field) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -100,15 +127,27 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
                 release_path,
                 release_id,
                 revision,
+                progress: flag("progress"),
             })
         }
         "rollback" => Ok(Request::Rollback {
             release_id: optional("releaseId")?,
+            progress: flag("progress"),
         }),
         "status" => Ok(Request::Status),
-        "events" => Ok(Request::Events {
-            limit: obj.get("limit").and_then(Value::as_f64),
+        "events" => {
+            let limit = obj.get("limit").and_then(Value::as_f64);
+            Ok(if flag("follow") {
+                Request::FollowEvents { limit }
+            } else {
+                Request::Events { limit }
+            })
+        }
+        "logs" => Ok(Request::Logs {
+            process: optional("process")?,
+            follow: flag("follow"),
         }),
+        "daemon-info" => Ok(Request::DaemonInfo),
         "stop" => Ok(Request::Stop {
             release_id: optional("releaseId")?,
         }),
@@ -298,6 +337,38 @@ mod tests {
         assert_eq!(
             parse_request(br#"{"command":"events","limit":5}"#).unwrap(),
             Request::Events { limit: Some(5.0) }
+        );
+    }
+
+    #[test]
+    fn follow_and_progress_are_opt_in_flags() {
+        assert_eq!(
+            parse_request(br#"{"command":"events","follow":true}"#).unwrap(),
+            Request::FollowEvents { limit: None }
+        );
+        assert!(!parse_request(br#"{"command":"events"}"#).unwrap().follows());
+        let logs = parse_request(br#"{"command":"logs","follow":true,"process":"web"}"#).unwrap();
+        assert!(logs.follows());
+        assert_eq!(
+            logs,
+            Request::Logs {
+                process: Some("web".into()),
+                follow: true
+            }
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"rollback","progress":true}"#).unwrap(),
+            Request::Rollback {
+                release_id: None,
+                progress: true
+            }
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"rollback","progress":"yes"}"#).unwrap(),
+            Request::Rollback {
+                release_id: None,
+                progress: false
+            }
         );
     }
 

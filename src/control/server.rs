@@ -17,10 +17,13 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::fanout::{FanItem, Fanout};
+use super::follow::{Follower, MAX_FOLLOWERS, Want};
 use super::idle::{self, Activity, MAX_CONNECTIONS};
 use super::protocol::{MAX_LINE_BYTES, Reply, Request, parse_request, response_line};
 use crate::events::{Data, Event};
 use crate::log;
+use crate::supervisor::ProcKey;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -84,6 +87,40 @@ impl ReplyTo {
     pub fn conn(&self) -> u64 {
         self.conn
     }
+
+    /// A way to send progress lines ahead of the reply.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            conn: self.conn,
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+}
+
+/// Sends `{"progress":"…"}` lines to a client before its reply (only for
+/// requests that asked for them).
+#[derive(Clone)]
+pub struct Progress {
+    conn: u64,
+    tx: Sender<ServerMsg>,
+    waker: Arc<Waker>,
+}
+
+impl Progress {
+    pub fn say(&self, text: &str) {
+        let line = serde_json::json!({ "progress": text }).to_string();
+        if self
+            .tx
+            .send(ServerMsg::Line {
+                conn: self.conn,
+                line,
+            })
+            .is_ok()
+        {
+            let _ = self.waker.wake();
+        }
+    }
 }
 
 impl Drop for ReplyTo {
@@ -104,6 +141,11 @@ pub(crate) enum ServerMsg {
         line: String,
         close: bool,
     },
+    /// A line ahead of the reply (progress).
+    Line {
+        conn: u64,
+        line: String,
+    },
     Close {
         keep: Vec<u64>,
         done: Box<dyn FnOnce(Option<String>) + Send>,
@@ -116,6 +158,7 @@ pub(crate) enum ServerMsg {
 pub struct ControlServer {
     tx: Sender<ServerMsg>,
     waker: Arc<Waker>,
+    fanout: Arc<Fanout>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -129,7 +172,11 @@ impl ControlServer {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = unbounded();
+        let (fanout, fan_rx) = Fanout::new(waker.clone());
         let mut server = Server {
+            fanout: fanout.clone(),
+            fan_rx,
+            sources: HashMap::new(),
             poll,
             listener: Some(listener),
             path,
@@ -155,8 +202,14 @@ impl ControlServer {
         Ok(ControlServer {
             tx,
             waker,
+            fanout,
             thread: Some(thread),
         })
+    }
+
+    /// Where live events and output lines go for followers.
+    pub fn fanout(&self) -> Arc<Fanout> {
+        self.fanout.clone()
     }
 
     /// Stops accepting, closes every connection but `keep`, unlinks the
@@ -208,9 +261,15 @@ struct Conn {
     discarding: bool,
     paused: bool,
     dead: bool,
+    /// A `--follow` client: the connection stays open for pushed lines.
+    follower: Option<Follower>,
 }
 
 struct Server {
+    fanout: Arc<Fanout>,
+    fan_rx: Receiver<FanItem>,
+    /// `logs` source label per process, from the core.
+    sources: HashMap<ProcKey, String>,
     poll: Poll,
     listener: Option<UnixListener>,
     path: String,
@@ -288,11 +347,25 @@ impl Server {
                 match msg {
                     ServerMsg::Reply { conn, line, close } => {
                         if let Some(c) = self.conns.get_mut(&conn) {
-                            c.activity.pending = c.activity.pending.saturating_sub(1);
                             c.activity.last_active = Instant::now();
                             c.wbuf.extend_from_slice(line.as_bytes());
                             c.wbuf.push(b'\n');
                             c.close_after_flush |= close;
+                            match c.follower.as_mut() {
+                                // Still owed pushed lines: never idle.
+                                Some(f) if !line.starts_with("{\"error\"") => f.start(&mut c.wbuf),
+                                _ => {
+                                    c.follower = None;
+                                    c.activity.pending = c.activity.pending.saturating_sub(1);
+                                }
+                            }
+                            self.flush_conn(conn);
+                        }
+                    }
+                    ServerMsg::Line { conn, line } => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.wbuf.extend_from_slice(line.as_bytes());
+                            c.wbuf.push(b'\n');
                             self.flush_conn(conn);
                         }
                     }
@@ -326,8 +399,13 @@ impl Server {
                     }
                 }
             }
+            self.fan_out();
             self.close_idle();
             self.conns.retain(|_, c| !c.dead);
+            let following = self.conns.values().any(|c| c.follower.is_some());
+            if following != self.fanout.active() {
+                self.fanout.set_active(following);
+            }
             if self.spare.is_none() {
                 self.spare = spare_fd();
             }
@@ -377,6 +455,7 @@ impl Server {
                             discarding: false,
                             paused: false,
                             dead: false,
+                            follower: None,
                         },
                     );
                     self.read_conn(id);
@@ -449,6 +528,26 @@ impl Server {
     fn dispatch(&mut self, id: u64, line: &[u8]) {
         match parse_request(line) {
             Ok(request) => {
+                if request.follows() {
+                    let followers = self.conns.values().filter(|c| c.follower.is_some()).count();
+                    if followers >= MAX_FOLLOWERS {
+                        let error = format!(
+                            "Too many followers: at most {MAX_FOLLOWERS} `--follow` clients at once"
+                        );
+                        return self.answer_locally(id, error);
+                    }
+                    let want = match &request {
+                        Request::Logs { process, .. } => Want::Logs {
+                            process: process.clone(),
+                        },
+                        _ => Want::Events,
+                    };
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.follower = Some(Follower::new(want));
+                    }
+                    // From now on the core and the supervisor publish.
+                    self.fanout.set_active(true);
+                }
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.activity.pending += 1;
                     c.activity.last_active = Instant::now();
@@ -481,6 +580,34 @@ impl Server {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
+        flush_follower(c);
+        let resume = c.paused && c.wbuf.len() <= WRITE_HIGH_WATER / 2;
+        if resume {
+            c.paused = false;
+            self.read_conn(id);
+            return;
+        }
+        self.maybe_close(id);
+    }
+}
+
+/// Writes what the socket takes; a follower whose queue drained hears
+/// how many lines it lost meanwhile.
+fn flush_follower(c: &mut Conn) {
+    loop {
+        write_out(c);
+        let before = c.wbuf.len();
+        if let Some(f) = c.follower.as_mut() {
+            f.note_dropped(&mut c.wbuf);
+        }
+        if c.dead || c.wbuf.len() == before {
+            return;
+        }
+    }
+}
+
+fn write_out(c: &mut Conn) {
+    {
         while !c.wbuf.is_empty() {
             match c.stream.write(&c.wbuf) {
                 Ok(0) => {
@@ -500,27 +627,59 @@ impl Server {
                 }
             }
         }
-        let resume = c.paused && c.wbuf.len() <= WRITE_HIGH_WATER / 2;
-        if resume {
-            c.paused = false;
-            self.read_conn(id);
-            return;
-        }
-        self.maybe_close(id);
     }
+}
 
+impl Server {
     fn maybe_close(&mut self, id: u64) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
         let flushed = c.wbuf.is_empty();
-        if (c.close_after_flush && flushed) || (c.read_closed && c.activity.pending == 0 && flushed)
+        if (c.close_after_flush && flushed)
+            || (c.read_closed && c.activity.pending == 0 && flushed)
+            || (c.read_closed && c.follower.is_some())
         {
             c.dead = true;
         }
         if c.dead {
             let _ = self.poll.registry().deregister(&mut c.stream);
             self.conns.remove(&id);
+        }
+    }
+
+    /// Hands published items to every follower that wants them.
+    fn fan_out(&mut self) {
+        let lost = self.fanout.take_dropped();
+        let mut touched = Vec::new();
+        while let Ok(item) = self.fan_rx.try_recv() {
+            if let FanItem::Sources(list) = item {
+                self.sources = list.into_iter().collect();
+                continue;
+            }
+            for (id, c) in self.conns.iter_mut() {
+                let Some(f) = c.follower.as_mut() else {
+                    continue;
+                };
+                if let Some(line) = f.line_for(&item, &self.sources) {
+                    f.push(&mut c.wbuf, &line);
+                    touched.push(*id);
+                }
+            }
+        }
+        if lost > 0 {
+            for (id, c) in self.conns.iter_mut() {
+                if let Some(f) = c.follower.as_mut() {
+                    f.lost(lost);
+                    f.note_dropped(&mut c.wbuf);
+                    touched.push(*id);
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            self.flush_conn(id);
         }
     }
 

@@ -19,6 +19,7 @@ use super::proxy_port::ProxyPort;
 use super::state::{DaemonState, Named, Release, ReleaseState};
 use super::status;
 use crate::config::{Config, DeployStrategy, Policy};
+use crate::control::fanout::{FanItem, Fanout};
 use crate::control::protocol::{Reply, Request};
 use crate::control::server::{ControlServer, Incoming, ReplyTo};
 use crate::events::{Data, Event, EventRing};
@@ -95,6 +96,12 @@ pub struct Core {
     /// Device + inode of the control socket we bound (re-created if gone).
     control_ino: Option<(u64, u64)>,
     next_check: Option<Instant>,
+    /// Live lines for `--follow` clients.
+    fanout: Option<std::sync::Arc<Fanout>>,
+    /// The `logs` source labels the followers last got.
+    sources_sent: Vec<(ProcKey, String)>,
+    /// When this daemon started (`daemon-info`).
+    started: (String, Instant),
 }
 
 impl Core {
@@ -129,6 +136,9 @@ impl Core {
             starting: None,
             control_ino: None,
             next_check: None,
+            fanout: None,
+            sources_sent: Vec::new(),
+            started: (iso_now(), Instant::now()),
         }
     }
 
@@ -188,14 +198,61 @@ impl Core {
     }
 
     pub fn set_control(&mut self, control: ControlServer) {
+        let fanout = control.fanout();
+        self.supervisor.set_output_tap(fanout.clone());
+        self.fanout = Some(fanout);
         self.control = Some(control);
         self.control_ino = self.control_socket_id();
     }
 
-    /// Records an event: ring + stdout line.
+    /// Records an event: ring + stdout line (+ followers).
     pub fn record(&mut self, event: Event) {
         log::event(&event);
+        if let Some(f) = self.fanout.as_ref().filter(|f| f.active()) {
+            f.publish(FanItem::Event(event.clone()));
+        }
         self.events.push(event);
+    }
+
+    /// Followers label output lines by source (`release v1 (active)`,
+    /// `service`, `singleton`): sends the labels when they changed.
+    fn publish_sources(&mut self) {
+        let Some(f) = self.fanout.as_ref().filter(|f| f.active()) else {
+            return;
+        };
+        let mut list: Vec<(ProcKey, String)> = Vec::new();
+        for r in &self.state.releases {
+            let state = serde_json::to_value(r.state).unwrap_or_default();
+            let label = format!("release {} ({})", r.id, state.as_str().unwrap_or(""));
+            list.extend(r.processes.iter().map(|p| (p.key, label.clone())));
+        }
+        list.extend(
+            self.state
+                .services
+                .iter()
+                .map(|s| (s.key, "service".into())),
+        );
+        list.extend(
+            self.state
+                .singletons
+                .iter()
+                .map(|s| (s.key, "singleton".into())),
+        );
+        if list != self.sources_sent {
+            f.publish(FanItem::Sources(list.clone()));
+            self.sources_sent = list;
+        }
+    }
+
+    /// `daemon-info`: who answers, since when.
+    fn daemon_info(&self) -> String {
+        serde_json::json!({
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "startedAt": self.started.0,
+            "uptimeMs": self.started.1.elapsed().as_millis() as u64,
+        })
+        .to_string()
     }
 
     /// Runs until shutdown completes; returns the exit code.
@@ -223,6 +280,7 @@ impl Core {
             if let Some(code) = self.handle(msg) {
                 return code;
             }
+            self.publish_sources();
         }
     }
 
@@ -330,13 +388,19 @@ impl Core {
     fn request(&mut self, request: Request, reply: ReplyTo) {
         let result: Reply = match request {
             Request::Status => Ok(self.status_json()),
-            Request::Events { limit } => {
+            Request::Events { limit } | Request::FollowEvents { limit } => {
                 // Serialized straight from the structs: a serde_json Value
                 // would sort the keys of each event's data.
                 let events = self.events.select(limit);
                 let list = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
                 Ok(format!(r#"{{"events":{list}}}"#))
             }
+            Request::Logs { .. } => {
+                // A new follower needs the labels even if nothing changed.
+                self.sources_sent.clear();
+                Ok(self.status_json())
+            }
+            Request::DaemonInfo => Ok(self.daemon_info()),
             Request::Shutdown => {
                 self.begin_shutdown(Some(reply), false);
                 return;
@@ -358,13 +422,15 @@ impl Core {
                 release_path,
                 release_id,
                 revision,
+                progress,
             } => {
                 let request = deploy::Request {
                     release_path,
                     release_id,
                     revision,
                 };
-                match self.start_deploy(request, false, reply) {
+                let progress = progress.then(|| reply.progress());
+                match self.start_deploy(request, false, reply, progress) {
                     Ok(()) => return,
                     Err((e, reply)) => {
                         self.fail(reply, e);
@@ -372,7 +438,11 @@ impl Core {
                     }
                 }
             }
-            Request::Rollback { release_id } => {
+            Request::Rollback {
+                release_id,
+                progress,
+            } => {
+                let progress = progress.then(|| reply.progress());
                 let target = ops::rollback_target(&self.state, release_id.as_deref()).map(|r| {
                     deploy::Request {
                         release_path: r.path.clone(),
@@ -381,7 +451,7 @@ impl Core {
                     }
                 });
                 match target {
-                    Ok(request) => match self.start_deploy(request, true, reply) {
+                    Ok(request) => match self.start_deploy(request, true, reply, progress) {
                         Ok(()) => return,
                         Err((e, reply)) => {
                             self.fail(reply, e);

@@ -3,12 +3,12 @@
 //! previous good version restored), and living orphans — a daemon never
 //! starts a second set of processes beside the ones a crashed daemon left.
 
-use crate::events::{Data, Event};
 use super::liveness::{self, DaemonLock};
 use super::orphans::{self, Orphan};
 use super::statefile::{self, Location, Read};
 use crate::config::Config;
 use crate::control::probe::{Probe, already_running_message, probe};
+use crate::events::{Data, Event};
 
 /// What start-up keeps: the lock, the (report-only) orphans, events to
 /// record once the ring exists.

@@ -42,6 +42,7 @@ pub struct Schedule {
     deadline: Instant,
     interval: Duration,
     last_error: Option<String>,
+    attempts: u32,
 }
 
 impl Schedule {
@@ -55,7 +56,23 @@ impl Schedule {
             deadline: first + Duration::from_millis(cfg.timeout_ms),
             interval: Duration::from_millis(cfg.interval_ms.max(1)),
             last_error: None,
+            attempts: 0,
         }
+    }
+
+    /// The last probe's error (`HTTP 503`, `connect ECONNREFUSED …`).
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Probes run so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Time spent probing by `now` (the start delay not counted).
+    pub fn waited(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.first)
     }
 
     pub fn url(&self) -> &str {
@@ -75,6 +92,7 @@ impl Schedule {
 
     /// Records a probe outcome observed at `now`.
     pub fn record(&mut self, now: Instant, outcome: Result<(), String>) -> Verdict {
+        self.attempts += 1;
         match outcome {
             Ok(()) => Verdict::Healthy,
             Err(e) => {

@@ -55,6 +55,13 @@ pub enum Notice {
 /// Receives notices (must not block: send on a channel).
 pub type Sink = Arc<dyn Fn(Notice) + Send + Sync>;
 
+/// Gets every captured output line while [`active`](OutputTap::active)
+/// (for `logs --follow`). Must be cheap and never block.
+pub trait OutputTap: Send + Sync {
+    fn active(&self) -> bool;
+    fn line(&self, key: ProcKey, id: &str, release_id: Option<&str>, line: &output::LogLine);
+}
+
 pub(crate) enum Msg {
     Register {
         key: ProcKey,
@@ -95,6 +102,7 @@ pub(crate) enum Msg {
     MemoryStopped {
         key: ProcKey,
     },
+    SetTap(Arc<dyn OutputTap>),
     Exit,
 }
 
@@ -223,6 +231,11 @@ impl SupervisorHandle {
     /// release active/starting, daemon not shutting down, ...).
     pub fn set_crash_gate(&self, key: ProcKey, allowed: bool) {
         self.send(Msg::SetCrashGate { key, allowed });
+    }
+
+    /// Sends captured output lines to `tap` as well (while it is active).
+    pub fn set_output_tap(&self, tap: Arc<dyn OutputTap>) {
+        self.send(Msg::SetTap(tap));
     }
 
     /// Forgets a process once it is stopped (immediately if it is).

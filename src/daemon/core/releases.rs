@@ -4,6 +4,7 @@
 //! core thread.
 
 use super::*;
+use crate::control::server::Progress;
 use crate::release::retention;
 
 impl Core {
@@ -14,6 +15,7 @@ impl Core {
         request: deploy::Request,
         rollback: bool,
         reply: ReplyTo,
+        progress: Option<Progress>,
     ) -> Result<(), (String, ReplyTo)> {
         if let Some(id) = request.release_id.as_deref() {
             if !rollback && self.state.active_release_id.as_deref() == Some(id) {
@@ -80,6 +82,8 @@ impl Core {
             supervisor: self.supervisor.clone(),
             core: self.tx.clone(),
             exits: exit_rx,
+            progress,
+            proxy: self.proxy.handle().clone(),
         };
         deploy::spawn(plan, reply);
         Ok(())

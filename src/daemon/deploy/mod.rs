@@ -6,20 +6,21 @@
 
 pub mod build;
 pub mod companions;
+mod health_wait;
 pub mod retire;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::core::CoreMsg;
 use super::state::{Named, Release, ReleaseState};
 use crate::config::{Config, DeployStrategy, Policy, ProcessConfig};
-use crate::control::server::ReplyTo;
+use crate::control::server::{Progress, ReplyTo};
 use crate::events::{Data, Event};
-use crate::release::{compat, health, ports};
+use crate::release::{compat, ports};
 use crate::supervisor::{ProcKey, ProcessStatus, StartReason, SupervisorHandle};
 use build::ReleaseIds;
 
@@ -119,6 +120,19 @@ pub struct Plan {
     pub core: Sender<CoreMsg>,
     /// Exits of managed processes while this deploy runs (health fail-fast).
     pub exits: Receiver<(ProcKey, Option<i32>, Option<String>)>,
+    /// Progress lines for a client that asked for them.
+    pub progress: Option<Progress>,
+    /// Connection counts of the release being drained.
+    pub proxy: crate::proxy::ProxyHandle,
+}
+
+impl Plan {
+    /// One progress line (only when the client asked for them).
+    fn say(&self, text: impl FnOnce() -> String) {
+        if let Some(p) = &self.progress {
+            p.say(&text());
+        }
+    }
 }
 
 /// Runs the deploy on its own thread (the op slot's), then replies.
@@ -330,7 +344,9 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
     };
     let mut seen = companions::SeenExits::new();
     if let (Some(hc), Some(key)) = (proxied.health.as_ref(), proxied_key) {
-        if let Err(e) = health_check(plan, &config, hc, port, key, &proxied.id, &mut seen) {
+        if let Err(e) =
+            health_wait::health_check(plan, &config, hc, port, key, &proxied.id, &mut seen)
+        {
             return Err(fail_release(&started, e));
         }
     }
@@ -381,6 +397,13 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
         Ok(Err(e)) => return Err(fail_release(&started, e)),
         Err(_) => return Err(fail_release(&started, "Rollbridge is shutting down".into())),
     };
+    plan.say(|| match &previous {
+        Some(p) => format!("traffic switched to {release_id} (from {p})"),
+        None => format!("traffic switched to {release_id}"),
+    });
+    if let Some(p) = previous.as_deref().filter(|p| *p != release_id) {
+        plan.say(|| drain_counts(&plan.proxy, p));
+    }
 
     // Service definitions follow the newest release (running ones untouched).
     for (id, key, _) in plan.services.iter().cloned().chain(
@@ -443,10 +466,21 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
     if let Err(e) = persist_wait(core, |ack| DeployMsg::Persist { ack: Some(ack) }) {
         state_error = Some(e);
     }
+    if singleton_error.is_none() {
+        plan.say(|| "done".into());
+    }
     match singleton_error {
         Some(e) => Err(e),
         None => Ok((release_id, previous, state_error)),
     }
+}
+
+/// `draining v1: 3 http, 1 websocket connection(s) open`.
+fn drain_counts(proxy: &crate::proxy::ProxyHandle, release_id: &str) -> String {
+    let counts = proxy.counts().unwrap_or_default();
+    let c = counts.iter().find(|c| c.release_id == release_id);
+    let (http, ws) = c.map_or((0, 0), |c| (c.http, c.websocket));
+    format!("draining {release_id}: {http} http, {ws} websocket connection(s) open")
 }
 
 fn is_persistent_service(p: &ProcessConfig) -> bool {
@@ -519,7 +553,8 @@ fn start_instances(
         let id = spec.id.clone();
         let key = plan.supervisor.register(spec);
         plan.supervisor.set_crash_gate(key, true);
-        if let Err(e) = plan.supervisor.start_wait(key, StartReason::Deploy) {
+        let started = plan.supervisor.start_wait(key, StartReason::Deploy);
+        if let Err(e) = started {
             plan.supervisor.set_crash_gate(key, false);
             plan.supervisor.remove(key);
             // Earlier instances of this process are not in the caller's
@@ -530,65 +565,12 @@ fn start_instances(
             }
             return Err(e);
         }
+        if let Ok(pid) = started {
+            plan.say(|| format!("started {id} (pid {pid})"));
+        }
         out.push(Named { id, key });
     }
     Ok(out)
-}
-
-/// Probes until healthy, the deadline, or the process exits (fail fast).
-fn health_check(
-    plan: &Plan,
-    config: &Config,
-    hc: &crate::config::HealthConfig,
-    port: u16,
-    key: ProcKey,
-    id: &str,
-    seen: &mut companions::SeenExits,
-) -> Result<(), String> {
-    let url = health::url(&config.proxy.upstream_host, port, &hc.path);
-    let mut schedule = health::Schedule::new(Instant::now(), hc, url);
-    let mut next = schedule.first_probe();
-    loop {
-        // Wait for the next probe, watching for the process exiting.
-        loop {
-            let now = Instant::now();
-            if now >= next {
-                break;
-            }
-            match plan.exits.recv_timeout(next - now) {
-                Ok((k, code, signal)) if k == key => {
-                    let how = match (code, signal) {
-                        (_, Some(sig)) => format!("signal {sig}"),
-                        (Some(c), None) => format!("code {c}"),
-                        (None, None) => "unknown status".into(),
-                    };
-                    return Err(format!(
-                        "Health check failed for {}: process \"{id}\" exited ({how}) before it became healthy",
-                        schedule.url()
-                    ));
-                }
-                Ok((k, code, signal)) => {
-                    seen.insert(k, (code, signal));
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
-            }
-        }
-        let now = Instant::now();
-        let outcome = health::probe(
-            &config.proxy.upstream_host,
-            port,
-            &hc.path,
-            schedule.probe_timeout(now),
-        );
-        match schedule.record(Instant::now(), outcome) {
-            health::Verdict::Healthy => return Ok(()),
-            health::Verdict::ProbeAt(at) => next = at,
-            health::Verdict::Failed(e) => return Err(e),
-        }
-    }
 }
 
 /// `release startup failed` before and after stopping the release's

@@ -215,6 +215,8 @@ pub(crate) struct Loop {
     shutting_down: bool,
     stop_all: Option<StopAllRun>,
     exit: bool,
+    /// Followers of output lines (`logs --follow`).
+    tap: Option<std::sync::Arc<dyn super::OutputTap>>,
 }
 
 impl Drop for Loop {
@@ -273,6 +275,7 @@ impl Loop {
             shutting_down: false,
             stop_all: None,
             exit: false,
+            tap: None,
         })
     }
 
@@ -392,6 +395,7 @@ impl Loop {
                 }
             }
             Msg::MemoryStopped { key } => self.memory_restart_resume(key),
+            Msg::SetTap(tap) => self.tap = Some(tap),
             Msg::Exit => self.exit = true,
         }
     }

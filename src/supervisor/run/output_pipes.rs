@@ -80,6 +80,10 @@ impl Loop {
             };
             log::event(&e);
         }
-        p.logs.push(LogLine { at, line, stream });
+        let entry = LogLine { at, line, stream };
+        if let Some(tap) = self.tap.as_ref().filter(|t| t.active()) {
+            tap.line(key, &p.spec.id, p.spec.release_id.as_deref(), &entry);
+        }
+        p.logs.push(entry);
     }
 }
