@@ -19,6 +19,10 @@ pub fn run(args: &Args) -> i32 {
         );
         return 1;
     }
+    // Before anything can start a child (a JS config runs node): systemd's
+    // variables and passed descriptors are ours alone.
+    crate::daemon::notify::capture();
+    let inherited = crate::daemon::activation::take();
     let pid_file = take_pid_file_env();
     let loaded = match crate::config::load(args.config.as_deref()) {
         Ok(l) => l,
@@ -27,7 +31,7 @@ pub fn run(args: &Args) -> i32 {
             return 1;
         }
     };
-    let result = crate::daemon::run(loaded.config, Some(loaded.path));
+    let result = crate::daemon::run(loaded.config, Some(loaded.path), inherited);
     // Lines queued for stdout (startup events included) go out first.
     crate::log::flush(std::time::Duration::from_secs(2));
     match result {

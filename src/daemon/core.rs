@@ -437,7 +437,7 @@ impl Core {
             run.waiters.extend(requester);
             return;
         }
-        notify::notify("STOPPING=1");
+        notify::stopping();
         self.next_persist = None;
         let keep: Vec<u64> = requester.iter().map(ReplyTo::conn).collect();
         self.shutdown = Some(ShutdownRun {

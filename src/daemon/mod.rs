@@ -6,6 +6,7 @@
 //! bind the control socket (mode/owner applied) -> start the supervisor,
 //! control and signal threads -> `control socket listening` -> READY=1.
 
+pub mod activation;
 pub mod core;
 pub mod deploy;
 pub mod notify;
@@ -31,7 +32,13 @@ use crate::{log, runtime};
 
 /// Runs a foreground daemon until shutdown. Startup errors come back as
 /// `Err(message)` (nothing left bound); otherwise the exit code.
-pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
+/// `inherited`: descriptors passed by socket activation (the proxy
+/// listener is taken from them instead of bound).
+pub fn run(
+    config: Config,
+    config_path: Option<String>,
+    inherited: Option<activation::Inherited>,
+) -> Result<i32, String> {
     let mut events = EventRing::default();
     let mut record = |e: Event| {
         log::event(&e);
@@ -70,7 +77,17 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
 
     raise_nofile_limit();
     bind::clear_path(&config.control.path)?;
-    let (proxy, proxy_events) = ProxyPort::bind(&config.proxy)?;
+    let (proxy, proxy_events) = match inherited {
+        Some(fds) => {
+            let want = crate::proxy::resolve(&config.proxy.host, config.proxy.port)
+                .map_err(|e| format!("cannot resolve proxy.host {}: {e}", config.proxy.host))?;
+            let listener = activation::select(&fds, want)?;
+            let (mut port, events) = ProxyPort::prepare(&config.proxy)?;
+            port.attach(listener)?;
+            (port, events)
+        }
+        None => ProxyPort::bind(&config.proxy)?,
+    };
     record(Event::new(
         "proxy listening",
         Data::new()
@@ -140,7 +157,7 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
             ));
         }
     }
-    notify::notify("READY=1");
+    notify::ready();
     let code = core.run(rx);
     supervisor.shutdown();
     log::flush(std::time::Duration::from_secs(2));
