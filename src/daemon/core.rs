@@ -27,6 +27,7 @@ use crate::runtime::RuntimeIdentity;
 use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
 use crate::timefmt::iso_now;
 
+mod boot;
 mod releases;
 
 pub enum CoreMsg {
@@ -50,6 +51,8 @@ pub enum CoreMsg {
     Deploy(DeployMsg),
     /// Shutdown step: the proxy finished its graceful stop.
     ProxyClosed,
+    /// From the bootstrap/takeover activation thread.
+    Boot(super::bootstrap::BootMsg),
 }
 
 /// Exit notices forwarded to a running deploy (health-check fail-fast).
@@ -82,6 +85,11 @@ pub struct Core {
     op_exits: Option<ExitSender>,
     /// Retiring releases waiting for the proxy's "drained".
     drain_waiters: HashMap<String, Sender<()>>,
+    /// `status.bootstrap` of a bootstrap start.
+    bootstrap: Option<serde_json::Value>,
+    /// Exit code that overrides the shutdown's (a failed bootstrap).
+    forced_exit: Option<i32>,
+    retiring: Option<boot::Retiring>,
 }
 
 impl Core {
@@ -111,6 +119,9 @@ impl Core {
             config_path: None,
             op_exits: None,
             drain_waiters: HashMap::new(),
+            bootstrap: None,
+            forced_exit: None,
+            retiring: None,
         }
     }
 
@@ -252,6 +263,7 @@ impl Core {
             }
             CoreMsg::Signal(_) => self.begin_shutdown(None, true),
             CoreMsg::ControlClosed(error) => {
+                self.hand_over();
                 if let Some(run) = self.shutdown.as_mut() {
                     run.errors.extend(error);
                 }
@@ -264,7 +276,11 @@ impl Core {
                     let _ = tx.send(CoreMsg::ProxyClosed);
                 });
             }
-            CoreMsg::AllStopped(failed) => return Some(self.finish_shutdown(failed)),
+            CoreMsg::AllStopped(failed) => {
+                let code = self.finish_shutdown(failed);
+                return Some(self.forced_exit.unwrap_or(code));
+            }
+            CoreMsg::Boot(msg) => self.boot_msg(msg),
             CoreMsg::Record(event) => self.record(event),
             CoreMsg::OpDone => {
                 self.op_busy = false;
@@ -295,6 +311,10 @@ impl Core {
             }
             Request::Shutdown => {
                 self.begin_shutdown(Some(reply), false);
+                return;
+            }
+            Request::RetireOwner { attestation } => {
+                self.retire_owner(attestation, reply);
                 return;
             }
             Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
@@ -376,10 +396,6 @@ impl Core {
                     Err(e) => Err(e),
                 }
             }
-            other => Err(format!(
-                "{} is not available in this build yet",
-                other.name()
-            )),
         };
         if let Err(error) = &result {
             self.record(Event::new(
@@ -428,6 +444,10 @@ impl Core {
             self.runtime.as_ref(),
             snaps,
         );
+        let view = status::StatusView {
+            bootstrap: self.bootstrap.clone(),
+            ..view
+        };
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
     }
 
