@@ -234,6 +234,11 @@ fn activate(boot: &Boot, config: &Config, incoming: IncomingSink) -> Result<Boot
     } else {
         None
     };
+    if boot.takeover {
+        // A stale file the previous owner left behind goes; a live
+        // listener there is an error.
+        crate::control::bind::clear_path(&config.control.path)?;
+    }
     let control = crate::control::bind::bind(&config.control)?;
     Ok(BootMsg::Expose {
         proxy,
