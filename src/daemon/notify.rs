@@ -3,7 +3,7 @@
 //! for a reload. Each is one datagram to `$NOTIFY_SOCKET` (a path, or
 //! `@name` for the abstract namespace). [`capture`] takes the variable out
 //! of the environment at start so managed processes do not inherit it;
-//! without it every call is silently nothing.
+//! when the variable is unset every call does nothing.
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
