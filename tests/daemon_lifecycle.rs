@@ -251,7 +251,8 @@ fn sd_notify_ready_then_stopping() {
     );
     let mut buf = [0u8; 64];
     let n = rx.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
+    let ready = format!("READY=1\nMAINPID={}", d.pid());
+    assert_eq!(&buf[..n], ready.as_bytes());
     d.signal(libc::SIGTERM);
     let n = rx.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1");

@@ -1,24 +1,31 @@
 //! `rollbridge daemon` (cli.md §2.1): the foreground daemon.
 
 use crate::cli::Args;
+use crate::daemon::bootstrap;
 
 /// Set by `ensure-daemon` for the daemon it starts: the pid file it wrote,
 /// removed again when this daemon shuts down cleanly.
 pub const PID_FILE_ENV: &str = "ROLLBRIDGE_DAEMON_PID_FILE";
 
 pub fn run(args: &Args) -> i32 {
-    if args.release_path.is_some()
-        || args.release_id.is_some()
-        || args.revision.is_some()
-        || args.boot_attestation.is_some()
-        || args.takeover_owner
-    {
-        eprintln!(
-            "Bootstrap and takeover options (--release-path, --release-id, --revision, \
-             --boot-attestation, --takeover-owner) are not available in this build yet."
-        );
-        return 1;
-    }
+    // Bootstrap options are checked before anything is loaded or bound.
+    let tuple = match bootstrap::validate(bootstrap::Options {
+        config: args.config.as_deref(),
+        release_path: args.release_path.as_deref(),
+        release_id: args.release_id.as_deref(),
+        revision: args.revision.as_deref(),
+        attestation: args.boot_attestation.as_deref(),
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    // Before anything can start a child (a JS config runs node): systemd's
+    // variables and passed descriptors are ours alone.
+    crate::daemon::notify::capture();
+    let inherited = crate::daemon::activation::take();
     let pid_file = take_pid_file_env();
     let loaded = match crate::config::load(args.config.as_deref()) {
         Ok(l) => l,
@@ -27,7 +34,21 @@ pub fn run(args: &Args) -> i32 {
             return 1;
         }
     };
-    let result = crate::daemon::run(loaded.config, Some(loaded.path));
+    if args.takeover_owner {
+        if let Err(e) = bootstrap::check_takeover(tuple.as_ref()) {
+            eprintln!("{e}");
+            return 1;
+        }
+    }
+    let start = crate::daemon::Start {
+        config_path: Some(loaded.path),
+        inherited,
+        boot: tuple.map(|tuple| bootstrap::Boot {
+            tuple,
+            takeover: args.takeover_owner,
+        }),
+    };
+    let result = crate::daemon::run(loaded.config, start);
     // Lines queued for stdout (startup events included) go out first.
     crate::log::flush(std::time::Duration::from_secs(2));
     match result {

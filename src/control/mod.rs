@@ -2,13 +2,14 @@
 //! server thread (`server`) and its connection budget (`idle`), the
 //! CLI-side client (`client`), the pre-bind probe and "already running"
 //! diagnostics (`probe`), socket permissions (`perms`), order-keeping JSON
-//! pretty printing (`pretty`) and what a failed connection means for the
+//! pretty printing (`pretty`), descriptor passing (`fdpass`) and what a failed connection means for the
 //! operator (`advice`).
 
 pub mod advice;
 pub mod bind;
 pub mod client;
 pub mod fanout;
+pub mod fdpass;
 pub mod follow;
 pub mod idle;
 pub mod perms;

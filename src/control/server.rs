@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -63,23 +64,47 @@ pub struct ReplyTo {
     close_after: bool,
     sent: bool,
     tx: Sender<ServerMsg>,
-    waker: Arc<Waker>,
+    /// `None` for a [`ReplyTo::local`] reply (nothing to wake).
+    waker: Option<Arc<Waker>>,
 }
 
 impl ReplyTo {
-    pub fn send(mut self, reply: Reply) {
+    pub fn send(self, reply: Reply) {
+        self.send_with_fd(reply, None);
+    }
+
+    /// Sends the reply with a descriptor attached (`SCM_RIGHTS`, along
+    /// with the reply line's bytes).
+    pub fn send_with_fd(mut self, reply: Reply, fd: Option<OwnedFd>) {
         self.sent = true;
         let line = response_line(&reply);
         self.post(ServerMsg::Reply {
             conn: self.conn,
             line,
             close: self.close_after,
+            fd,
         });
+    }
+
+    /// A reply that goes to the daemon itself instead of a client (the
+    /// bootstrap deploy): the line arrives on the returned channel.
+    pub fn local() -> (ReplyTo, LocalReply) {
+        let (tx, rx) = unbounded();
+        let reply = ReplyTo {
+            conn: 0,
+            close_after: false,
+            sent: false,
+            tx,
+            waker: None,
+        };
+        (reply, LocalReply(rx))
     }
 
     fn post(&self, msg: ServerMsg) {
         if self.tx.send(msg).is_ok() {
-            let _ = self.waker.wake();
+            if let Some(w) = &self.waker {
+                let _ = w.wake();
+            }
         }
     }
 
@@ -104,7 +129,8 @@ impl ReplyTo {
 pub struct Progress {
     conn: u64,
     tx: Sender<ServerMsg>,
-    waker: Arc<Waker>,
+    /// None for a local reply (a bootstrap's own deploy).
+    waker: Option<Arc<Waker>>,
 }
 
 impl Progress {
@@ -118,7 +144,32 @@ impl Progress {
             })
             .is_ok()
         {
-            let _ = self.waker.wake();
+            if let Some(w) = &self.waker {
+                let _ = w.wake();
+            }
+        }
+    }
+}
+
+/// The receiving end of [`ReplyTo::local`].
+pub struct LocalReply(Receiver<ServerMsg>);
+
+impl LocalReply {
+    /// Waits for the reply: `Ok(payload line)` or `Err(error message)`.
+    pub fn wait(self) -> Result<String, String> {
+        match self.0.recv() {
+            Ok(ServerMsg::Reply { line, .. }) => {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["status"] == "success" {
+                    Ok(line)
+                } else {
+                    Err(v["error"]
+                        .as_str()
+                        .unwrap_or("Unknown Rollbridge error")
+                        .to_owned())
+                }
+            }
+            _ => Err("Rollbridge is shutting down".into()),
         }
     }
 }
@@ -140,6 +191,7 @@ pub(crate) enum ServerMsg {
         conn: u64,
         line: String,
         close: bool,
+        fd: Option<OwnedFd>,
     },
     /// A line ahead of the reply (progress).
     Line {
@@ -253,6 +305,8 @@ struct Conn {
     stream: UnixStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
+    /// A descriptor to send with the next bytes written.
+    fd_out: Option<OwnedFd>,
     /// Requests in flight and last activity (idle budget).
     activity: Activity,
     read_closed: bool,
@@ -345,8 +399,17 @@ impl Server {
             }
             while let Ok(msg) = self.rx.try_recv() {
                 match msg {
-                    ServerMsg::Reply { conn, line, close } => {
+                    ServerMsg::Reply {
+                        conn,
+                        line,
+                        close,
+                        fd,
+                    } => {
                         if let Some(c) = self.conns.get_mut(&conn) {
+                            if fd.is_some() {
+                                c.fd_out = fd;
+                            }
+                            c.activity.pending = c.activity.pending.saturating_sub(1);
                             c.activity.last_active = Instant::now();
                             c.wbuf.extend_from_slice(line.as_bytes());
                             c.wbuf.push(b'\n');
@@ -449,6 +512,7 @@ impl Server {
                             stream,
                             rbuf: Vec::new(),
                             wbuf: Vec::new(),
+                            fd_out: None,
                             activity: Activity::new(Instant::now()),
                             read_closed: false,
                             close_after_flush: false,
@@ -557,7 +621,7 @@ impl Server {
                     close_after: request.closes_connection(),
                     sent: false,
                     tx: self.tx.clone(),
-                    waker: self.waker.clone(),
+                    waker: Some(self.waker.clone()),
                 };
                 (self.sink)(Incoming::Request { request, reply });
             }
@@ -609,7 +673,17 @@ fn flush_follower(c: &mut Conn) {
 fn write_out(c: &mut Conn) {
     {
         while !c.wbuf.is_empty() {
-            match c.stream.write(&c.wbuf) {
+            let written = match c.fd_out.as_ref() {
+                Some(fd) => {
+                    super::fdpass::send_with_fd(c.stream.as_raw_fd(), &c.wbuf, fd.as_raw_fd())
+                }
+                None => c.stream.write(&c.wbuf),
+            };
+            if matches!(written, Ok(n) if n > 0) {
+                // Sent (our copy closes); the receiver holds its own.
+                c.fd_out = None;
+            }
+            match written {
                 Ok(0) => {
                     c.dead = true;
                     break;

@@ -29,6 +29,7 @@ use crate::runtime::RuntimeIdentity;
 use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
 use crate::timefmt::iso_now;
 
+mod boot;
 mod releases;
 mod upkeep;
 
@@ -55,6 +56,8 @@ pub enum CoreMsg {
     Deploy(DeployMsg),
     /// Shutdown step: the proxy finished its graceful stop.
     ProxyClosed,
+    /// From the bootstrap/takeover activation thread.
+    Boot(super::bootstrap::BootMsg),
 }
 
 /// Exit notices forwarded to a running deploy (health-check fail-fast).
@@ -102,6 +105,11 @@ pub struct Core {
     sources_sent: Vec<(ProcKey, String)>,
     /// When this daemon started (`daemon-info`).
     started: (String, Instant),
+    /// `status.bootstrap` of a bootstrap start.
+    bootstrap: Option<serde_json::Value>,
+    /// Exit code that overrides the shutdown's (a failed bootstrap).
+    forced_exit: Option<i32>,
+    retiring: Option<boot::Retiring>,
 }
 
 impl Core {
@@ -139,6 +147,9 @@ impl Core {
             fanout: None,
             sources_sent: Vec::new(),
             started: (iso_now(), Instant::now()),
+            bootstrap: None,
+            forced_exit: None,
+            retiring: None,
         }
     }
 
@@ -348,6 +359,7 @@ impl Core {
             }
             CoreMsg::Signal(_) => self.begin_shutdown(None, true),
             CoreMsg::ControlClosed(error) => {
+                self.hand_over();
                 if let Some(run) = self.shutdown.as_mut() {
                     run.errors.extend(error);
                 }
@@ -360,7 +372,11 @@ impl Core {
                     let _ = tx.send(CoreMsg::ProxyClosed);
                 });
             }
-            CoreMsg::AllStopped(failed) => return Some(self.finish_shutdown(failed)),
+            CoreMsg::AllStopped(failed) => {
+                let code = self.finish_shutdown(failed);
+                return Some(self.forced_exit.unwrap_or(code));
+            }
+            CoreMsg::Boot(msg) => self.boot_msg(msg),
             CoreMsg::Record(event) => self.record(event),
             CoreMsg::OpDone => {
                 self.op_busy = false;
@@ -403,6 +419,10 @@ impl Core {
             Request::DaemonInfo => Ok(self.daemon_info()),
             Request::Shutdown => {
                 self.begin_shutdown(Some(reply), false);
+                return;
+            }
+            Request::RetireOwner { attestation } => {
+                self.retire_owner(attestation, reply);
                 return;
             }
             Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
@@ -490,10 +510,6 @@ impl Core {
                     Err(e) => Err(e),
                 }
             }
-            other => Err(format!(
-                "{} is not available in this build yet",
-                other.name()
-            )),
         };
         if let Err(error) = &result {
             self.record(Event::new(
@@ -553,6 +569,10 @@ impl Core {
             self.runtime.as_ref(),
             snaps,
         );
+        let view = status::StatusView {
+            bootstrap: self.bootstrap.clone(),
+            ..view
+        };
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
     }
 
@@ -562,7 +582,7 @@ impl Core {
             run.waiters.extend(requester);
             return;
         }
-        notify::notify("STOPPING=1");
+        notify::stopping();
         self.next_persist = None;
         self.next_check = None;
         let keep: Vec<u64> = requester.iter().map(ReplyTo::conn).collect();

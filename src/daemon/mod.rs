@@ -6,6 +6,8 @@
 //! bind the control socket (mode/owner applied) -> start the supervisor,
 //! control and signal threads -> `control socket listening` -> READY=1.
 
+pub mod activation;
+pub mod bootstrap;
 pub mod core;
 pub mod deploy;
 pub mod liveness;
@@ -21,6 +23,7 @@ mod startup;
 pub mod state;
 pub mod statefile;
 pub mod status;
+pub mod takeover;
 
 use crossbeam_channel::unbounded;
 
@@ -33,26 +36,50 @@ use crate::events::{Data, Event, EventRing};
 use crate::supervisor::{Sink, Supervisor, spawn};
 use crate::{log, runtime};
 
+/// How the daemon was asked to start.
+#[derive(Default)]
+pub struct Start {
+    /// The file the config came from (reloaded before each deploy).
+    pub config_path: Option<String>,
+    /// Descriptors passed by socket activation: the proxy listener is
+    /// taken from them instead of bound.
+    pub inherited: Option<activation::Inherited>,
+    /// Foreground bootstrap or takeover of a release.
+    pub boot: Option<bootstrap::Boot>,
+}
+
 /// Runs a foreground daemon until shutdown. Startup errors come back as
 /// `Err(message)` (nothing left bound); otherwise the exit code.
-pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
+///
+/// Plain start: proxy, control socket, ready. Bootstrap: proxy (503 until
+/// the release is active), deploy, then the control socket. Takeover:
+/// nothing bound and no orphan report; deploy, retire the current owner
+/// (its listener comes along), then proxy and control socket.
+pub fn run(config: Config, start: Start) -> Result<i32, String> {
     let mut events = EventRing::default();
     let mut record = |e: Event| {
         log::event(&e);
         events.push(e);
     };
+    let takeover = start.boot.as_ref().is_some_and(|b| b.takeover);
 
     // A manifest that does not verify fails the start before anything binds.
     let runtime = runtime::for_daemon()?;
     // A live daemon on the control path is reported first; then the lock
-    // and the state file: never start beside living orphans.
-    startup::refuse_live_socket(&config.control.path)?;
+    // and the state file: never start beside living orphans. A takeover
+    // starts beside the live owner on purpose: it checks nothing here and
+    // takes the lock once the owner has let it go (upkeep).
     let location = statefile::location(&config);
-    let guard = startup::check_state(&config, config_path.as_deref(), &location)?;
-    for e in guard.events {
-        record(e);
-    }
-    let orphans = guard.orphans;
+    let (lock, orphans) = if takeover {
+        (None, Vec::new())
+    } else {
+        startup::refuse_live_socket(&config.control.path)?;
+        let guard = startup::check_state(&config, start.config_path.as_deref(), &location)?;
+        for e in guard.events {
+            record(e);
+        }
+        (guard.lock, guard.orphans)
+    };
     for o in &orphans {
         record(Event::new(
             "orphaned managed process detected",
@@ -78,14 +105,25 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
     }
 
     raise_nofile_limit();
-    bind::clear_path(&config.control.path)?;
-    let (proxy, proxy_events) = ProxyPort::bind(&config.proxy)?;
-    record(Event::new(
-        "proxy listening",
-        Data::new()
-            .with("host", config.proxy.host.as_str())
-            .with("port", proxy.port()),
-    ));
+    let (mut proxy, proxy_events) = ProxyPort::prepare(&config.proxy)?;
+    if !takeover {
+        bind::clear_path(&config.control.path)?;
+        let listener = match start.inherited {
+            Some(fds) => {
+                let want = crate::proxy::resolve(&config.proxy.host, config.proxy.port)
+                    .map_err(|e| format!("cannot resolve proxy.host {}: {e}", config.proxy.host))?;
+                activation::select(&fds, want)?
+            }
+            None => proxy_port::bind_listener(&config.proxy)?,
+        };
+        proxy.attach(listener)?;
+        record(Event::new(
+            "proxy listening",
+            Data::new()
+                .with("host", config.proxy.host.as_str())
+                .with("port", proxy.port()),
+        ));
+    }
     let budget = proxy.handle().budget();
     if let Some(configured) = budget.clamped_from {
         record(Event::new(
@@ -96,7 +134,11 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
                 .with("fileLimit", crate::proxy::budget::nofile_limit()),
         ));
     }
-    let listener = bind::bind(&config.control)?;
+    // A bootstrap exposes the control socket only once its release is up.
+    let listener = match start.boot {
+        None => Some(bind::bind(&config.control)?),
+        Some(_) => None,
+    };
 
     spawn::become_subreaper();
     let (tx, rx) = unbounded::<CoreMsg>();
@@ -112,19 +154,24 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
         let _ = ctl_tx.send(CoreMsg::Control(i));
     });
     let path = config.control.path.clone();
-    let control = match ControlServer::start(listener, path.clone(), incoming) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            return Err(format!("Cannot serve the control socket: {e}"));
-        }
+    let control = match listener {
+        Some(listener) => match ControlServer::start(listener, path.clone(), incoming.clone()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(format!("Cannot serve the control socket: {e}"));
+            }
+        },
+        None => None,
     };
     start_signal_thread(tx.clone()).map_err(|e| format!("Cannot install signal handlers: {e}"))?;
 
-    record(Event::new(
-        "control socket listening",
-        Data::new().with("path", path.as_str()),
-    ));
+    if control.is_some() {
+        record(Event::new(
+            "control socket listening",
+            Data::new().with("path", path.as_str()),
+        ));
+    }
     let proxy_tx = tx.clone();
     std::thread::Builder::new()
         .name("proxy-events".into())
@@ -136,18 +183,37 @@ pub fn run(config: Config, config_path: Option<String>) -> Result<i32, String> {
             }
         })
         .map_err(|e| format!("Cannot start the proxy event thread: {e}"))?;
-    let mut core = Core::new(config, events, supervisor.handle(), proxy, tx, orphans);
-    core.set_config_path(config_path);
+    let boot_config = start.boot.as_ref().map(|_| config.clone());
+    let mut core = Core::new(
+        config,
+        events,
+        supervisor.handle(),
+        proxy,
+        tx.clone(),
+        orphans,
+    );
+    core.set_config_path(start.config_path);
     core.set_runtime(runtime);
-    core.set_control(control);
-    core.set_lock(guard.lock);
-    if let Err(e) = core.start_persistence(&location.path) {
-        core.record(Event::new(
-            "state persist failed",
-            Data::new().with("error", format!("cannot start the state writer: {e}")),
-        ));
+    core.set_lock(lock);
+    match (control, start.boot) {
+        (Some(control), _) => {
+            core.set_control(control);
+            if let Err(e) = core.start_persistence(&location.path) {
+                core.record(Event::new(
+                    "state persist failed",
+                    Data::new().with("error", format!("cannot start the state writer: {e}")),
+                ));
+            }
+            notify::ready();
+        }
+        (None, Some(boot)) => {
+            core.set_bootstrap(boot.tuple.to_status());
+            let config = boot_config.ok_or("bootstrap without a config")?;
+            bootstrap::spawn(boot, config, incoming, tx)
+                .map_err(|e| format!("Cannot start the bootstrap thread: {e}"))?;
+        }
+        (None, None) => return Err("no control socket to serve".into()),
     }
-    notify::notify("READY=1");
     let code = core.run(rx);
     supervisor.shutdown();
     log::flush(std::time::Duration::from_secs(2));

@@ -208,6 +208,16 @@ impl Persister {
         let _ = self.tx.send(Job::Write(content, Some(ack)));
     }
 
+    /// Waits for any queued write, then stops; the file stays as it is
+    /// (a daemon taking over reads it).
+    pub fn stop(self) {
+        let Persister { tx, thread } = self;
+        drop(tx);
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+
     /// Waits for any in-flight write, then rewrites or deletes the file.
     pub fn finalize(mut self, content: Option<String>) -> Result<(), String> {
         let (done, rx) = bounded(1);

@@ -4,6 +4,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::net::TcpListener;
+
 use crossbeam_channel::Receiver;
 
 use crate::config::ProxyConfig;
@@ -12,6 +14,9 @@ use crate::proxy::{self, IpNet, ProxyEvent, ProxyHandle, ProxyOptions};
 pub struct ProxyPort {
     handle: ProxyHandle,
     port: u16,
+    /// The engine waiting for its listener (takeover: bound after the
+    /// previous owner retires).
+    pending: Option<proxy::Pending>,
 }
 
 /// The engine's options from the normalized config.
@@ -41,19 +46,40 @@ pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
 }
 
 impl ProxyPort {
+    /// The engine without a listener yet; [`ProxyPort::attach`] starts it.
+    pub fn prepare(cfg: &ProxyConfig) -> Result<(ProxyPort, Receiver<ProxyEvent>), String> {
+        let (handle, pending, events) = proxy::prepare(options(cfg))
+            .map_err(|e| format!("cannot start the proxy for {}:{}: {e}", cfg.host, cfg.port))?;
+        let port = cfg.port;
+        Ok((
+            ProxyPort {
+                handle,
+                port,
+                pending: Some(pending),
+            },
+            events,
+        ))
+    }
+
+    /// Starts serving on `listener`; returns the port it listens on.
+    pub fn attach(&mut self, listener: TcpListener) -> Result<u16, String> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| "the proxy already has a listener".to_owned())?;
+        let addr = self
+            .handle
+            .attach(pending, listener)
+            .map_err(|e| format!("cannot start the proxy: {e}"))?;
+        self.port = addr.port();
+        Ok(self.port)
+    }
+
     /// Binds `proxy.host:proxy.port` and starts the proxy thread.
     pub fn bind(cfg: &ProxyConfig) -> Result<(ProxyPort, Receiver<ProxyEvent>), String> {
-        let (host, port) = (&cfg.host, cfg.port);
-        let (handle, events) = proxy::start(options(cfg)).map_err(|e| {
-            let code = crate::control::client::errno_text(&e);
-            if e.raw_os_error() == Some(libc::EADDRINUSE) {
-                format!("listen EADDRINUSE: address already in use {host}:{port}")
-            } else {
-                format!("listen {code}: cannot bind proxy to {host}:{port}: {e}")
-            }
-        })?;
-        let port = handle.local_addr().port();
-        Ok((ProxyPort { handle, port }, events))
+        let (mut port, events) = ProxyPort::prepare(cfg)?;
+        port.attach(bind_listener(cfg)?)?;
+        Ok((port, events))
     }
 
     /// The actually bound port (differs from the configured one for 0).
@@ -64,4 +90,18 @@ impl ProxyPort {
     pub fn handle(&self) -> &ProxyHandle {
         &self.handle
     }
+}
+
+/// Binds `proxy.host:proxy.port`; the error names the address and the OS
+/// reason ("address already in use").
+pub fn bind_listener(cfg: &ProxyConfig) -> Result<TcpListener, String> {
+    let (host, port) = (&cfg.host, cfg.port);
+    proxy::bind(host, port).map_err(|e| {
+        let code = crate::control::client::errno_text(&e);
+        if e.raw_os_error() == Some(libc::EADDRINUSE) {
+            format!("listen EADDRINUSE: address already in use {host}:{port}")
+        } else {
+            format!("listen {code}: cannot bind proxy to {host}:{port}: {e}")
+        }
+    })
 }

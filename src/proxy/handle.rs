@@ -12,7 +12,8 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use mio::{Poll, Token, Waker};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -69,7 +70,12 @@ pub(crate) enum Command {
 pub struct ProxyHandle {
     tx: Sender<Command>,
     waker: Arc<Waker>,
-    local_addr: SocketAddr,
+    /// The configured address, reported until a listener is attached.
+    configured: SocketAddr,
+    local_addr: Arc<OnceLock<SocketAddr>>,
+    /// A duplicate of the listening socket, kept to hand it to a successor
+    /// (the loop holds its own). Dropped on shutdown.
+    listener: Arc<Mutex<Option<OwnedFd>>>,
     upstream_host: String,
     drain_timeout: Duration,
     budget: Budget,
@@ -83,32 +89,57 @@ pub(crate) const LISTENER: Token = Token(usize::MAX - 4);
 /// Binds the listener, starts the loop thread, and returns the handle plus
 /// the event stream. Bind errors carry the OS text ("Address in use").
 pub fn start(opts: ProxyOptions) -> io::Result<(ProxyHandle, Receiver<ProxyEvent>)> {
-    let addr = resolve(&opts.host, opts.port)?;
-    let listener = mio::net::TcpListener::bind(addr)?;
-    widen_backlog(&listener);
-    let local_addr = listener.local_addr()?;
+    let listener = bind(&opts.host, opts.port)?;
+    let (handle, pending, events) = prepare(opts)?;
+    handle.attach(pending, listener)?;
+    Ok((handle, events))
+}
+
+/// Binds `host:port` (non-blocking, close-on-exec) for [`ProxyHandle::attach`].
+pub fn bind(host: &str, port: u16) -> io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(resolve(host, port)?)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// The engine before it has a listener: commands sent to the handle wait
+/// in the channel until [`ProxyHandle::attach`] starts the loop.
+pub struct Pending {
+    poll: Poll,
+    rx: Receiver<Command>,
+    etx: Sender<ProxyEvent>,
+    opts: ProxyOptions,
+}
+
+/// A handle whose loop is not running yet (the listener comes later: bound
+/// after a takeover, inherited by socket activation, handed over by the
+/// previous owner).
+pub fn prepare(opts: ProxyOptions) -> io::Result<(ProxyHandle, Pending, Receiver<ProxyEvent>)> {
+    let configured = resolve(&opts.host, opts.port)?;
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = unbounded();
     let (etx, erx) = bounded(EVENT_QUEUE);
-    let upstream_host = opts.upstream_host.clone();
-    let drain_timeout = opts.drain_timeout;
     let budget = budget::derive(budget::nofile_limit(), opts.max_connections);
-    let gauge = Arc::new(Gauge::new(budget.max_connections));
-    let loop_gauge = gauge.clone();
-    let thread = std::thread::Builder::new()
-        .name("rollbridge-proxy".into())
-        .spawn(move || event_loop::run(poll, listener, rx, etx, opts, local_addr, loop_gauge))?;
+    let handle = ProxyHandle {
+        tx,
+        waker,
+        configured,
+        local_addr: Arc::new(OnceLock::new()),
+        listener: Arc::new(Mutex::new(None)),
+        upstream_host: opts.upstream_host.clone(),
+        drain_timeout: opts.drain_timeout,
+        budget,
+        gauge: Arc::new(Gauge::new(budget.max_connections)),
+        thread: Arc::new(Mutex::new(None)),
+    };
     Ok((
-        ProxyHandle {
-            tx,
-            waker,
-            local_addr,
-            upstream_host,
-            drain_timeout,
-            budget,
-            gauge,
-            thread: Arc::new(Mutex::new(Some(thread))),
+        handle,
+        Pending {
+            poll,
+            rx,
+            etx,
+            opts,
         },
         erx,
     ))
@@ -145,9 +176,48 @@ fn gone() -> io::Error {
 }
 
 impl ProxyHandle {
-    /// The address actually bound (the real port when 0 was asked for).
+    /// The address actually bound (the real port when 0 was asked for);
+    /// the configured one while no listener is attached.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addr.get().copied().unwrap_or(self.configured)
+    }
+
+    /// Starts the loop on `listener` (already bound and listening: bound
+    /// here, inherited, or handed over). Returns the address it serves.
+    pub fn attach(
+        &self,
+        pending: Pending,
+        listener: std::net::TcpListener,
+    ) -> io::Result<SocketAddr> {
+        listener.set_nonblocking(true)?;
+        let spare = OwnedFd::from(listener.try_clone()?);
+        let listener = mio::net::TcpListener::from_std(listener);
+        widen_backlog(&listener);
+        let local_addr = listener.local_addr()?;
+        let Pending {
+            poll,
+            rx,
+            etx,
+            opts,
+        } = pending;
+        let gauge = self.gauge.clone();
+        let thread = std::thread::Builder::new()
+            .name("rollbridge-proxy".into())
+            .spawn(move || event_loop::run(poll, listener, rx, etx, opts, local_addr, gauge))?;
+        let _ = self.local_addr.set(local_addr);
+        if let Ok(mut slot) = self.listener.lock() {
+            *slot = Some(spare);
+        }
+        if let Ok(mut slot) = self.thread.lock() {
+            *slot = Some(thread);
+        }
+        Ok(local_addr)
+    }
+
+    /// A duplicate of the listening socket for a successor daemon, taken
+    /// once (`None` before attach, after shutdown, or when already taken).
+    pub fn take_listener(&self) -> Option<OwnedFd> {
+        self.listener.lock().ok().and_then(|mut l| l.take())
     }
 
     /// The connection cap in force, and the configured value when it had
@@ -198,6 +268,9 @@ impl ProxyHandle {
 
     /// Live counts of every release the proxy still knows.
     pub fn counts(&self) -> io::Result<Vec<ReleaseCounts>> {
+        if self.local_addr.get().is_none() {
+            return Ok(Vec::new());
+        }
         let (tx, rx) = bounded(1);
         self.send(Command::Counts(tx))?;
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| gone())
@@ -212,6 +285,12 @@ impl ProxyHandle {
     /// and tunnels, lets in-flight requests finish for at most `within`,
     /// then closes everything. Returns when the loop thread has exited.
     pub fn shutdown_within(&self, within: Duration) -> io::Result<()> {
+        // The duplicate would keep the port open after the loop closed it.
+        drop(self.take_listener());
+        if self.local_addr.get().is_none() {
+            // Never attached: no loop to stop.
+            return Ok(());
+        }
         let (tx, rx) = bounded(1);
         let sent = self.send(Command::Shutdown { within, reply: tx });
         if sent.is_ok() {

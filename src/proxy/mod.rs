@@ -30,5 +30,5 @@ mod tunnel;
 
 pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
-pub use handle::{ProxyEvent, ProxyHandle, ReleaseCounts, resolve, start};
+pub use handle::{Pending, ProxyEvent, ProxyHandle, ReleaseCounts, bind, prepare, resolve, start};
 pub use options::{IpNet, ProxyOptions};

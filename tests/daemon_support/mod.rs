@@ -149,15 +149,19 @@ impl TestDaemon {
                 });
             }
         }
-        cmd.arg("daemon")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.arg("daemon").arg("--config").arg(&config);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        TestDaemon::spawn_command(dir, config, cmd)
+    }
+
+    /// Spawns a prepared command (e.g. a wrapper that passes descriptors)
+    /// with piped output in its own process group, without waiting.
+    pub fn spawn_command(dir: PathBuf, config: PathBuf, mut cmd: Command) -> TestDaemon {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         // Own process group, so cleanup can reach exactly what we started.
         cmd.process_group(0);
         let mut child = cmd.spawn().expect("spawn rollbridge daemon");
@@ -170,6 +174,22 @@ impl TestDaemon {
             stdout,
             stderr,
             child: Some(child),
+        }
+    }
+
+    /// Waits for the `control socket listening` line (panics after 10 s).
+    #[track_caller]
+    pub fn wait_ready(&self) {
+        if self
+            .stdout
+            .wait_for("control socket listening", Duration::from_secs(10))
+            .is_none()
+        {
+            panic!(
+                "daemon did not become ready; stdout {:?} stderr {:?}",
+                self.stdout.all(),
+                self.stderr.all()
+            );
         }
     }
 

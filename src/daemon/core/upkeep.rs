@@ -70,6 +70,13 @@ impl Core {
         }
         self.next_check = Some(now + CHECK_EVERY);
         self.check_control_socket();
+        if self.lock.is_none() && self.retiring.is_none() {
+            // A takeover (or a lock file that could not be opened at start):
+            // take the lock once its previous holder has let it go.
+            if let Ok(lock) = DaemonLock::acquire(&self.state_path_hint()) {
+                self.lock = Some(lock);
+            }
+        }
         if let Some(lock) = self.lock.as_mut() {
             if lock.refresh() {
                 self.record(Event::new(

@@ -1,0 +1,326 @@
+//! Owner takeover through the real binary: a candidate deploys its release,
+//! retires the running daemon and keeps serving on the very socket that
+//! daemon listened on, under constant load, with no refused connection and
+//! no failed request. Also: an owner that hands over no listener (the Node
+//! tool) and a candidate that fails before retirement.
+
+mod deploy_support;
+use deploy_support::*;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const ATTESTATION: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &Path, app: &str, port: u16, web_env: &str, range: &str) -> PathBuf {
+    let config = format!(
+        r#"{{"application":"{app}","control":{{"path":"{sock}"}},"proxy":{{"host":"127.0.0.1","port":{port},"drainTimeoutMs":5000}},"processes":[{{"id":"web","policy":"proxied","command":"node {js} {{{{port}}}}","port":{range},"env":{{{web_env}}},"health":{{"path":"/ping","intervalMs":20,"timeoutMs":3000}}}}]}}"#,
+        sock = dir.join("c.sock").display(),
+        js = fixture("app.js"),
+    );
+    let path = dir.join("rollbridge.json");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn release(dir: &Path, id: &str) -> String {
+    let p = dir.join("releases").join(id);
+    std::fs::create_dir_all(&p).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+fn candidate(dir: &Path, config: &Path, id: &str) -> TestDaemon {
+    let rp = release(dir, id);
+    let mut cmd = Command::new(BIN);
+    cmd.arg("daemon")
+        .arg("--config")
+        .arg(config)
+        .args(["--release-path", &rp, "--release-id", id, "--revision", id])
+        .args(["--boot-attestation", ATTESTATION, "--takeover-owner"]);
+    TestDaemon::spawn_command(dir.to_path_buf(), config.to_path_buf(), cmd)
+}
+
+fn deploy(config: &Path, dir: &Path, id: &str) {
+    let rp = release(dir, id);
+    let out = daemon_support::cli(
+        config,
+        &["deploy", "--release-path", &rp, "--release-id", id],
+    );
+    assert_eq!(out.status.code(), Some(0), "deploy {id}: {}", stderr(&out));
+}
+
+fn event(lines: &[String], message: &str) -> Option<serde_json::Value> {
+    lines
+        .iter()
+        .find(|l| l.contains(&format!("\"message\":\"{message}\"")))
+        .map(|l| serde_json::from_str(l).unwrap())
+}
+
+/// Reads one Content-Length response from a keep-alive connection; the
+/// status and whether the server announced `Connection: close`.
+fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let close = head.contains("connection: close");
+                buf.drain(..end + 4 + len);
+                return Ok((status, close));
+            }
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[derive(Default)]
+struct Load {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Keep-alive requests re-sent because the server closed the idle
+    /// connection before reading them (what every HTTP client does).
+    resent: AtomicU64,
+    errors: std::sync::Mutex<Vec<String>>,
+}
+
+impl Load {
+    fn fail(&self, e: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.errors.lock().unwrap().push(e);
+    }
+}
+
+fn spawn_load(
+    port: u16,
+    keep_alive: bool,
+    stop: Arc<AtomicBool>,
+    load: Arc<Load>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut conn: Option<(TcpStream, usize)> = None;
+        let mut buf = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            if !keep_alive {
+                match get(port, "/") {
+                    Ok((200, _)) => load.ok.fetch_add(1, Ordering::Relaxed),
+                    Ok((s, b)) => {
+                        load.fail(format!("status {s}: {b}"));
+                        continue;
+                    }
+                    Err(e) => {
+                        load.fail(format!("conn-per-request: {e}"));
+                        continue;
+                    }
+                };
+                continue;
+            }
+            if conn.is_none() {
+                match TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(s) => {
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        conn = Some((s, 0));
+                        buf.clear();
+                    }
+                    Err(e) => {
+                        load.fail(format!("keep-alive connect: {e}"));
+                        continue;
+                    }
+                }
+            }
+            let Some((s, served)) = conn.as_mut() else {
+                continue;
+            };
+            let result = s
+                .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                .and_then(|_| read_response(s, &mut buf));
+            match result {
+                Ok((200, close)) => {
+                    load.ok.fetch_add(1, Ordering::Relaxed);
+                    *served += 1;
+                    if close {
+                        conn = None;
+                    }
+                }
+                Ok((status, _)) => {
+                    load.fail(format!("keep-alive status {status}"));
+                    conn = None;
+                }
+                // A reused connection closed before any response byte:
+                // the request was never read; send it again.
+                Err(_) if *served > 0 && buf.is_empty() => {
+                    load.resent.fetch_add(1, Ordering::Relaxed);
+                    conn = None;
+                }
+                Err(e) => {
+                    load.fail(format!("keep-alive: {e}"));
+                    conn = None;
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn takeover_under_load_refuses_no_connection_and_fails_no_request() {
+    if !have_node() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let dir = temp_dir("takeover");
+    let port = free_port();
+    let config = write_config(&dir, "takeover", port, "", &range(23300, 10));
+    let mut old = TestDaemon::start_with(dir.clone(), config.clone(), &[]);
+    deploy(&config, &dir, "v1");
+    assert!(get(port, "/").unwrap().1.starts_with("release v1"));
+
+    let load = Arc::new(Load::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = [true, true, false, false]
+        .into_iter()
+        .map(|ka| spawn_load(port, ka, stop.clone(), load.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let new = candidate(&dir, &config, "v2");
+    new.wait_ready();
+    // The candidate serves v2 on the same port; let the load run on it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(port, "/").unwrap().1.starts_with("release v2") {
+        assert!(Instant::now() < deadline, "v2 never served");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (ok, failed, resent) = (
+        load.ok.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+        load.resent.load(Ordering::Relaxed),
+    );
+    eprintln!("requests ok: {ok}, failed: {failed}, keep-alive re-sent: {resent}");
+    assert_eq!(failed, 0, "failed: {:?}", load.errors.lock().unwrap());
+    assert!(ok > 100, "too little load to mean anything: {ok}");
+
+    let new_lines = new.stdout.all();
+    let taken = event(&new_lines, "proxy port taken over").expect("no takeover event");
+    assert_eq!(taken["data"]["gapMs"], 0);
+    assert_eq!(taken["data"]["listener"], "handed over");
+    assert!(event(&new_lines, "orphaned processes from a previous daemon").is_none());
+    let out = new.cli(&["status"]);
+    let s: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(s["activeReleaseId"], "v2");
+    assert_eq!(s["bootstrap"]["releaseId"], "v2");
+    assert_eq!(s["proxy"]["port"], port);
+
+    // The old owner stops its processes and exits 0.
+    assert_eq!(old.wait_exit(Duration::from_secs(30)), Some(0));
+    let retired = event(&old.stdout.all(), "external owner retired").expect("no retire event");
+    assert_eq!(
+        retired["data"],
+        serde_json::json!({"attestation": ATTESTATION, "status": "draining"})
+    );
+}
+
+/// Plays a Node daemon that answers `retire-owner` without passing its
+/// listener and closes its port `delay` after replying.
+fn fake_owner(socket: &Path, port: u16, delay: Duration) -> std::thread::JoinHandle<String> {
+    let held = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let control = UnixListener::bind(socket).unwrap();
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        let (stream, _) = control.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        // Like the real thing: the control socket goes before the reply.
+        drop(control);
+        std::fs::remove_file(&socket).unwrap();
+        (&stream)
+            .write_all(b"{\"status\":\"success\",\"message\":\"owner retired\"}\n")
+            .unwrap();
+        drop(stream);
+        std::thread::sleep(delay);
+        drop(held);
+        line
+    })
+}
+
+#[test]
+fn takeover_from_an_owner_without_handover_binds_when_the_port_frees() {
+    if !have_node() {
+        return;
+    }
+    let dir = temp_dir("takeover-bind");
+    let port = free_port();
+    let config = write_config(&dir, "takeover-bind", port, "", &range(23320, 5));
+    let owner = fake_owner(&dir.join("c.sock"), port, Duration::from_millis(150));
+    let new = candidate(&dir, &config, "v2");
+    new.wait_ready();
+    let request: serde_json::Value = serde_json::from_str(&owner.join().unwrap()).unwrap();
+    assert_eq!(
+        request,
+        serde_json::json!({"command": "retire-owner", "attestation": ATTESTATION})
+    );
+    let taken = event(&new.stdout.all(), "proxy port taken over").expect("no takeover event");
+    assert_eq!(taken["data"]["listener"], "bound");
+    let gap = taken["data"]["gapMs"].as_u64().unwrap();
+    assert!((100..5000).contains(&gap), "gapMs {gap}");
+    assert!(get(port, "/").unwrap().1.starts_with("release v2"));
+}
+
+#[test]
+fn failed_candidate_leaves_the_current_owner_serving() {
+    if !have_node() {
+        return;
+    }
+    let dir = temp_dir("takeover-fail");
+    let port = free_port();
+    let config = write_config(&dir, "takeover-fail", port, "", &range(23330, 5));
+    let old = TestDaemon::start_with(dir.clone(), config.clone(), &[]);
+    deploy(&config, &dir, "v1");
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(r#""env":{}"#, r#""env":{"UNHEALTHY":"1"}"#),
+    )
+    .unwrap();
+    let mut new = candidate(&dir, &bad, "v2");
+    assert_eq!(new.wait_exit(Duration::from_secs(20)), Some(1));
+    let failed = event(&new.stdout.all(), "bootstrap activation failed").expect("no event");
+    assert_eq!(failed["data"]["releaseId"], "v2");
+    assert!(event(&old.stdout.all(), "external owner retired").is_none());
+    assert!(get(port, "/").unwrap().1.starts_with("release v1"));
+    let out = old.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
