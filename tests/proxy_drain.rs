@@ -232,7 +232,13 @@ fn shutdown_serves_requests_already_sent_on_idle_connections() {
         match c.try_response(false) {
             Some(r) => {
                 assert_eq!(r.text(), "v1");
-                assert_eq!(r.header("connection"), Some("close"));
+                // Served before the stop began (keep-alive) or during it
+                // (`Connection: close`); either way it is answered.
+                assert!(
+                    matches!(r.header("connection"), None | Some("close")),
+                    "{:?}",
+                    r.header("connection")
+                );
             }
             None => lost += 1,
         }
