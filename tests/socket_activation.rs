@@ -145,6 +145,18 @@ fn inherited_listener_serves_and_a_crash_refuses_no_connection() {
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
 
+    // The crashed daemon's app still runs: the operator (or a unit's
+    // ExecStartPre) stops it, as a new daemon refuses to start beside it.
+    let recovered = std::process::Command::new(env!("CARGO_BIN_EXE_rollbridge"))
+        .args(["recover", "--force", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        recovered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recovered.stderr)
+    );
     let second = activated(&dir, &config, listener.as_raw_fd(), &[]);
     second.wait_ready();
     let mut buf = Vec::new();

@@ -38,6 +38,7 @@ fn send_progress(args: &Args, command: &str, release_path: Option<&str>) -> i32 
     match super::waiting::send_with_progress(args, &request, progress) {
         Ok(line) => {
             println!("{}", pretty(&line));
+            warn_state_error(&line);
             0
         }
         Err(e) => {
