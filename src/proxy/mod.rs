@@ -26,6 +26,7 @@ pub mod options;
 mod release;
 mod session;
 mod timers;
+mod transition;
 mod tunnel;
 
 pub use budget::{Budget, ConnectionLoad};

@@ -18,7 +18,8 @@
 //! has no deadline except its close grace.
 
 use super::error::{ErrorKind, ProxyError};
-use super::session::{Phase, Session, Shared, Verdict, later};
+use super::session::{Phase, Session, Shared, Step, Verdict, later};
+use super::transition::{Reply, Transition};
 use mio::Registry;
 use std::time::{Duration, Instant};
 
@@ -160,7 +161,10 @@ impl Session {
                 );
                 sh.error(release, &e);
                 self.deadline = None;
-                self.fail_exchange(ErrorKind::UpstreamTimeout, sh, reg);
+                let t = Transition::Respond(Reply::closing(e).keep_alive(true));
+                if self.apply(t, sh, reg) == Step::Close {
+                    return Verdict::Close;
+                }
                 self.drive(sh, reg)
             }
         }
