@@ -16,5 +16,6 @@ pub mod recover;
 pub mod restart;
 pub mod shutdown;
 pub mod status;
+pub mod traffic;
 pub mod validate;
 pub mod waiting;

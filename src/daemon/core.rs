@@ -28,6 +28,7 @@ use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
 use crate::timefmt::iso_now;
 
 mod releases;
+mod traffic;
 
 pub enum CoreMsg {
     Control(Incoming),
@@ -82,6 +83,8 @@ pub struct Core {
     op_exits: Option<ExitSender>,
     /// Retiring releases waiting for the proxy's "drained".
     drain_waiters: HashMap<String, Sender<()>>,
+    /// Maintenance and pause.
+    traffic: traffic::Traffic,
 }
 
 impl Core {
@@ -111,6 +114,7 @@ impl Core {
             config_path: None,
             op_exits: None,
             drain_waiters: HashMap::new(),
+            traffic: traffic::Traffic::default(),
         }
     }
 
@@ -127,6 +131,7 @@ impl Core {
     /// Starts persistence (`statePath` set): first write now, then every
     /// [`PERSIST_EVERY`]. Call once the control socket is exposed.
     pub fn start_persistence(&mut self, state_path: &str) -> std::io::Result<()> {
+        self.restore_maintenance(state_path);
         let tx = self.tx.clone();
         let persister = Persister::start(
             state_path.into(),
@@ -297,6 +302,13 @@ impl Core {
                 self.begin_shutdown(Some(reply), false);
                 return;
             }
+            Request::Maintenance {
+                enabled,
+                message,
+                retry_after,
+            } => self.maintenance(enabled, message, retry_after),
+            Request::Pause { timeout_ms } => self.pause(timeout_ms),
+            Request::Resume => self.resume(),
             Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
                 Err("Rollbridge is shutting down".into())
             }
@@ -417,7 +429,7 @@ impl Core {
         } else {
             self.supervisor.snapshot(keys)
         };
-        let view = status::build(
+        let mut view = status::build(
             &self.config,
             status::ProxyLive {
                 port: self.proxy.port(),
@@ -428,6 +440,7 @@ impl Core {
             self.runtime.as_ref(),
             snaps,
         );
+        (view.maintenance, view.paused) = self.traffic_status();
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
     }
 
@@ -461,11 +474,17 @@ impl Core {
         };
         if let Some(persister) = self.persister.take() {
             self.orphans.retain(|o| orphans::alive(o.pid));
-            let content = if self.orphans.is_empty() {
+            let content = if self.orphans.is_empty() && self.traffic.maintenance.is_none() {
                 None
             } else {
                 let list = serde_json::to_string(&self.orphans).unwrap_or_else(|_| "[]".into());
-                Some(persist::orphans_only(&list))
+                // Maintenance outlives the daemon: the next start reads it.
+                let maintenance = self.traffic_status().0.to_string();
+                Some(persist::with_member(
+                    &persist::orphans_only(&list),
+                    "maintenance",
+                    &maintenance,
+                ))
             };
             if let Err(e) = persister.finalize(content) {
                 run.errors

@@ -96,7 +96,8 @@ fn connect_result(sock: &TcpStream) -> io::Result<bool> {
 }
 
 impl Session {
-    /// Picks the active release at this instant and starts the exchange.
+    /// Picks the active release at this instant and starts the exchange —
+    /// unless maintenance answers the request or a pause holds it.
     pub(super) fn route(
         &mut self,
         info: RequestInfo,
@@ -104,6 +105,17 @@ impl Session {
         reg: &Registry,
     ) -> Transition {
         let ws = info.upgrade == Upgrade::WebSocket;
+        if sh.traffic.maintenance.is_some() {
+            let keep = !ws && info.keep_alive && info.body == BodyKind::None;
+            let look = Look::Maintenance {
+                html: info.accepts_html,
+            };
+            let err = ProxyError::client(ErrorKind::Maintenance, String::new());
+            return Transition::Respond(Reply::closing(err).keep_alive(keep).look(look));
+        }
+        if let Some(wait) = sh.traffic.paused {
+            return self.hold(info, wait, sh, reg);
+        }
         let Some(release) = sh.releases.active else {
             // Without a body to skip the connection can stay open.
             let keep = !ws && info.keep_alive && info.body == BodyKind::None;

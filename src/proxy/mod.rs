@@ -23,9 +23,11 @@ mod event_loop;
 mod exchange;
 mod handle;
 pub mod options;
+mod pause;
 mod release;
 mod session;
 mod timers;
+pub mod traffic;
 mod transition;
 mod tunnel;
 
@@ -33,3 +35,4 @@ pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use handle::{ProxyEvent, ProxyHandle, ReleaseCounts, resolve, start};
 pub use options::{IpNet, ProxyOptions};
+pub use traffic::Maintenance;

@@ -21,6 +21,7 @@ use super::handle::ProxyEvent;
 use super::options::ProxyOptions;
 use super::release::Releases;
 use super::timers::Timer;
+use super::traffic::{Held, Traffic};
 use super::transition::{Reply, Transition};
 use super::tunnel::{self, Tunnel};
 use crossbeam_channel::Sender;
@@ -55,6 +56,8 @@ pub struct Shared {
     /// idle pooled upstream connections.
     pub sessions_open: usize,
     pub max_connections: usize,
+    /// Maintenance, pause and the requests held by it.
+    pub traffic: Traffic,
 }
 
 impl Shared {
@@ -142,6 +145,9 @@ pub enum Phase {
     },
     Exchange(Box<Exchange>),
     Tunnel(Tunnel),
+    /// Paused: the request head is parsed and kept, nothing is forwarded,
+    /// the client socket is not read (its body stays in the kernel).
+    Held(Box<Held>),
     /// Writing a final answer, then closing. With `linger` (the client may
     /// still be sending: an error answer, an unread body) we half-close and
     /// discard input until its EOF so it reads our answer, not a reset.
@@ -216,6 +222,7 @@ impl Session {
                 Phase::Head { .. } => self.step_head(sh, reg),
                 Phase::Exchange(_) => self.step_exchange(sh, reg),
                 Phase::Tunnel(_) => self.step_tunnel(sh).into(),
+                Phase::Held(_) => self.step_held(),
                 Phase::Flush { linger } => self.step_flush(sh, linger).into(),
             };
             match self.apply(t, sh, reg) {
@@ -336,7 +343,13 @@ impl Session {
         }
     }
 
-    // ----- Tunnel / Flush -----
+    // ----- Held / Tunnel / Flush -----
+
+    /// A held request waits for resume or its deadline (a client that
+    /// went away is noticed when its answer is written).
+    fn step_held(&self) -> Transition {
+        Transition::Continue(Step::Idle)
+    }
 
     fn step_tunnel(&mut self, sh: &mut Shared) -> Step {
         let Phase::Tunnel(t) = &mut self.phase else {

@@ -60,6 +60,7 @@ pub struct Reply {
 pub enum Look {
     Standard,
     Bare,
+    Maintenance { html: bool },
 }
 
 impl Reply {
@@ -174,6 +175,12 @@ impl Session {
                 (Some(counted), Some(left))
             }
             Phase::Tunnel(t) => (Some(t.counted), None),
+            Phase::Held(h) => {
+                // Nothing was counted; the client is read again.
+                sh.traffic.hold.forget(h.seq);
+                self.watch_reads(true, reg);
+                (None, None)
+            }
             _ => (None, None),
         };
         if let Some(mut up) = up {
@@ -207,6 +214,14 @@ impl Session {
         let page = match reply.look {
             Look::Standard => Page::Standard,
             Look::Bare => Page::Bare,
+            Look::Maintenance { html } => {
+                let (message, retry_after) = sh.traffic.maintenance_page();
+                Page::Own {
+                    message,
+                    retry_after,
+                    html,
+                }
+            }
         };
         let Some(bytes) = canned_response(&reply.err, keep, page) else {
             return Step::Close;
