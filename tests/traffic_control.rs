@@ -112,12 +112,18 @@ fn maintenance_blocks_http_and_websocket_without_reaching_the_app() {
     assert_eq!(status_line(&html), "HTTP/1.1 503 Service Unavailable");
     assert!(html.contains("Retry-After: 120\r\n"), "{html}");
     assert!(html.contains("Cache-Control: no-store\r\n"), "{html}");
-    assert!(html.contains("Content-Type: text/html; charset=utf-8\r\n"), "{html}");
+    assert!(
+        html.contains("Content-Type: text/html; charset=utf-8\r\n"),
+        "{html}"
+    );
     assert!(html.contains("Back at &lt;noon&gt;"), "{html}");
 
     let text = get_with(port, "/api", "Accept: application/json\r\n");
     assert_eq!(status_line(&text), "HTTP/1.1 503 Service Unavailable");
-    assert!(text.contains("Content-Type: text/plain; charset=utf-8\r\n"), "{text}");
+    assert!(
+        text.contains("Content-Type: text/plain; charset=utf-8\r\n"),
+        "{text}"
+    );
     assert!(text.ends_with("\r\n\r\nBack at <noon>\n"), "{text}");
 
     let ws = exchange(port, WS_UPGRADE);
@@ -130,7 +136,11 @@ fn maintenance_blocks_http_and_websocket_without_reaching_the_app() {
     assert!(s["maintenance"]["since"].is_string());
     let keys = daemon_support::top_level_keys(&serde_json::to_string(&s).unwrap());
     assert_eq!(keys[keys.len() - 2..], ["maintenance", "paused"]);
-    assert_eq!(seen(&requests), ["v1 GET /before"], "nothing reached the app");
+    assert_eq!(
+        seen(&requests),
+        ["v1 GET /before"],
+        "nothing reached the app"
+    );
 
     let off = cli_ok(&d, &["maintenance", "off"]);
     assert_eq!(off["maintenance"], serde_json::Value::Null);
@@ -177,7 +187,14 @@ fn maintenance_survives_a_daemon_restart_with_state_path() {
     )
     .unwrap();
     let mut d = TestDaemon::start_with(temp_dir("tc-persist-a"), config.clone(), &[]);
-    let out = d.cli(&["maintenance", "on", "--message", "upgrading", "--retry-after", "30"]);
+    let out = d.cli(&[
+        "maintenance",
+        "on",
+        "--message",
+        "upgrading",
+        "--retry-after",
+        "30",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(d.cli(&["shutdown"]).status.code(), Some(0));
     assert_eq!(d.wait_exit(Duration::from_secs(20)), Some(0));
@@ -236,11 +253,18 @@ fn held_request_times_out_with_503() {
     cli_ok(&d, &["pause", "--timeout-ms", "300"]);
     let started = Instant::now();
     let answer = get_with(port, "/late", "");
-    assert_eq!(status_line(&answer), "HTTP/1.1 503 Service Unavailable", "{answer}");
+    assert_eq!(
+        status_line(&answer),
+        "HTTP/1.1 503 Service Unavailable",
+        "{answer}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(started.elapsed() < Duration::from_secs(5));
     cli_ok(&d, &["resume"]);
-    assert!(seen(&requests).is_empty(), "a timed-out request reached the app");
+    assert!(
+        seen(&requests).is_empty(),
+        "a timed-out request reached the app"
+    );
 }
 
 #[test]
@@ -255,7 +279,11 @@ fn requests_beyond_max_held_requests_get_503_at_once() {
     d.wait_status("request held", 10, |s| held(s) == 1);
     let started = Instant::now();
     let over = get_with(port, "/second", "");
-    assert_eq!(status_line(&over), "HTTP/1.1 503 Service Unavailable", "{over}");
+    assert_eq!(
+        status_line(&over),
+        "HTTP/1.1 503 Service Unavailable",
+        "{over}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     cli_ok(&d, &["resume"]);
     assert!(status_line(&first.join().unwrap()).contains(" 200 "));
@@ -278,7 +306,10 @@ fn deploy_while_paused_sends_nothing_to_the_old_release() {
     assert_eq!(out["activeReleaseId"], "v2");
     cli_ok(&d, &["resume"]);
     let answer = held_req.join().unwrap();
-    assert!(answer.ends_with(&format!("release v2 pid {}", pid_in(&answer))), "{answer}");
+    assert!(
+        answer.ends_with(&format!("release v2 pid {}", pid_in(&answer))),
+        "{answer}"
+    );
     assert!(status_line(&get_with(port, "/after", "")).contains(" 200 "));
     let after_pause = seen(&requests)[before..].to_vec();
     assert_eq!(after_pause, ["v2 GET /held", "v2 GET /after"]);
@@ -287,4 +318,36 @@ fn deploy_while_paused_sends_nothing_to_the_old_release() {
 /// The pid the fixture app names in its body.
 fn pid_in(answer: &str) -> String {
     answer.rsplit(' ').next().unwrap_or("").to_owned()
+}
+
+#[test]
+fn held_request_keeps_its_body_for_the_app() {
+    let Some((d, requests)) = deployment("tc-body", "") else {
+        return;
+    };
+    d.deploy_ok("v1");
+    let port = d.proxy_port();
+    cli_ok(&d, &["pause"]);
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"POST /form HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello")
+            .unwrap();
+        // The rest of the body arrives while the request is held.
+        go_rx.recv().unwrap();
+        s.write_all(b"world").unwrap();
+        sent_tx.send(()).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    d.wait_status("request held", 10, |s| held(s) == 1);
+    go_tx.send(()).unwrap();
+    sent_rx.recv().unwrap();
+    cli_ok(&d, &["resume"]);
+    let answer = client.join().unwrap();
+    assert!(status_line(&answer).contains(" 200 "), "{answer}");
+    assert_eq!(seen(&requests), ["v1 POST /form"]);
 }

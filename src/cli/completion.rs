@@ -253,7 +253,10 @@ mod tests {
             assert!(s.contains("retry-after") && s.contains("timeout-ms"));
         }
         assert!(bash().contains("opts=\"on off --config --message --retry-after\""));
-        assert!(zsh().contains("    maintenance) compadd -- on off --config --message --retry-after ;;"));
+        assert!(
+            zsh()
+                .contains("    maintenance) compadd -- on off --config --message --retry-after ;;")
+        );
         assert!(fish().contains("__fish_seen_subcommand_from maintenance' -a 'on off'"));
     }
 

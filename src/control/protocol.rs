@@ -147,10 +147,11 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
                 _ => return Err("enabled must be true or false".into()),
             };
             let message = optional("message")?;
-            if message.as_ref().is_some_and(|m| m.len() > MAX_MESSAGE_BYTES) {
-                return Err(format!(
-                    "message must be at most {MAX_MESSAGE_BYTES} bytes"
-                ));
+            if message
+                .as_ref()
+                .is_some_and(|m| m.len() > MAX_MESSAGE_BYTES)
+            {
+                return Err(format!("message must be at most {MAX_MESSAGE_BYTES} bytes"));
             }
             let retry_after = whole(obj.get("retryAfter"), "retryAfter", 0, MAX_RETRY_AFTER)?;
             Ok(Request::Maintenance {
@@ -180,9 +181,13 @@ fn whole(v: Option<&Value>, field: &str, min: u64, max: u64) -> Result<Option<u6
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(f) if f.fract() == 0.0 && f >= min as f64 && f <= max as f64 => Ok(Some(f as u64)),
-            _ => Err(format!("{field} must be a whole number from {min} to {max}")),
+            _ => Err(format!(
+                "{field} must be a whole number from {min} to {max}"
+            )),
         },
-        Some(_) => Err(format!("{field} must be a whole number from {min} to {max}")),
+        Some(_) => Err(format!(
+            "{field} must be a whole number from {min} to {max}"
+        )),
     }
 }
 
@@ -388,7 +393,9 @@ mod tests {
     #[test]
     fn maintenance_request_is_validated() {
         assert_eq!(
-            parse_request(br#"{"command":"maintenance","enabled":true,"message":"soon","retryAfter":60}"#),
+            parse_request(
+                br#"{"command":"maintenance","enabled":true,"message":"soon","retryAfter":60}"#
+            ),
             Ok(Request::Maintenance {
                 enabled: true,
                 message: Some("soon".into()),
@@ -437,6 +444,9 @@ mod tests {
             err(r#"{"command":"pause","timeoutMs":1.5}"#),
             "timeoutMs must be a whole number from 1 to 86400000"
         );
-        assert_eq!(parse_request(br#"{"command":"resume"}"#), Ok(Request::Resume));
+        assert_eq!(
+            parse_request(br#"{"command":"resume"}"#),
+            Ok(Request::Resume)
+        );
     }
 }

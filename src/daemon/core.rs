@@ -478,13 +478,14 @@ impl Core {
                 None
             } else {
                 let list = serde_json::to_string(&self.orphans).unwrap_or_else(|_| "[]".into());
+                let kept = persist::orphans_only(&list);
                 // Maintenance outlives the daemon: the next start reads it.
-                let maintenance = self.traffic_status().0.to_string();
-                Some(persist::with_member(
-                    &persist::orphans_only(&list),
-                    "maintenance",
-                    &maintenance,
-                ))
+                if self.traffic.maintenance.is_some() {
+                    let maintenance = self.traffic_status().0.to_string();
+                    Some(persist::with_member(&kept, "maintenance", &maintenance))
+                } else {
+                    Some(kept)
+                }
             };
             if let Err(e) = persister.finalize(content) {
                 run.errors

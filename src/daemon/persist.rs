@@ -67,8 +67,8 @@ pub fn with_member(content: &str, key: &str, value_json: &str) -> String {
     };
     members.retain(|(k, _)| k != key);
     members.push((key.into(), Raw::from_json(value_json).unwrap_or(Raw::Null)));
-    let mut text =
-        serde_json::to_string_pretty(&Ordered(&Raw::Object(members))).unwrap_or_else(|_| "{}".into());
+    let mut text = serde_json::to_string_pretty(&Ordered(&Raw::Object(members)))
+        .unwrap_or_else(|_| "{}".into());
     text.push('\n');
     text
 }

@@ -170,7 +170,12 @@ impl Core {
         let Some(on) = read_maintenance(state_path) else {
             return;
         };
-        if self.proxy.handle().set_maintenance(Some(on.page())).is_err() {
+        if self
+            .proxy
+            .handle()
+            .set_maintenance(Some(on.page()))
+            .is_err()
+        {
             return;
         }
         let data = event_data(&on.to_json()).with("restored", true);

@@ -452,5 +452,10 @@ fn browser_accept_asks_for_html() {
     assert!(parse(raw).unwrap().0.accepts_html);
     let raw = b"GET / HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n\r\n";
     assert!(!parse(raw).unwrap().0.accepts_html);
-    assert!(!parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().0.accepts_html);
+    assert!(
+        !parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .0
+            .accepts_html
+    );
 }
