@@ -28,7 +28,9 @@ fn start_status_logs_shutdown() {
             "proxy",
             "releases",
             "services",
-            "singletons"
+            "singletons",
+            "maintenance",
+            "paused"
         ]
     );
     assert!(text.starts_with("{\n  \"status\": \"success\",\n  \"activeReleaseId\": null,\n"));

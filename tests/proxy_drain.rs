@@ -214,7 +214,16 @@ fn shutdown_serves_request_pipelined_behind_keep_alive_response() {
 #[test]
 fn shutdown_serves_requests_already_sent_on_idle_connections() {
     let p = Proxy::start();
-    let b = Backend::named("v1");
+    // The second requests are answered only once the stop has begun, so
+    // none of their responses can go out (with keep-alive) before it.
+    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
+    let b = Backend::start(Arc::new(move |r, s| {
+        if r.path == "/second" {
+            let _ = go_rx.recv_timeout(T);
+        }
+        respond(s, 200, &[], b"v1");
+        After::KeepAlive
+    }));
     p.handle.set_active("v1", b.addr).unwrap();
     let mut clients: Vec<Client> = (0..20).map(|_| p.connect()).collect();
     for c in &mut clients {
@@ -227,6 +236,12 @@ fn shutdown_serves_requests_already_sent_on_idle_connections() {
     }
     let h = p.handle.clone();
     let stopper = std::thread::spawn(move || h.shutdown_within(Duration::from_secs(5)));
+    let t = Instant::now();
+    while TcpStream::connect(p.addr).is_ok() {
+        assert!(t.elapsed() < T, "port still open");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(go_tx);
     let mut lost = 0;
     for c in &mut clients {
         match c.try_response(false) {

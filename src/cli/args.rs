@@ -33,6 +33,12 @@ pub struct Args {
     /// `demo-app --host/--port`.
     pub host: Option<String>,
     pub port: Option<String>,
-    /// Positional `<shell>` of `completion`.
-    pub shell: Option<String>,
+    /// The positional argument: `<shell>` of `completion`, `<on|off>` of
+    /// `maintenance`.
+    pub positional: Option<String>,
+    /// `maintenance on --message/--retry-after`.
+    pub message: Option<String>,
+    pub retry_after: Option<String>,
+    /// `pause --timeout-ms`.
+    pub timeout_ms: Option<String>,
 }

@@ -31,6 +31,16 @@ fn long_options(c: &CommandSpec, only_values: bool) -> String {
         .join(" ")
 }
 
+/// Words completed in the positional place: `completion <shell>`,
+/// `maintenance on|off`.
+fn words(c: &CommandSpec) -> &'static [&'static str] {
+    match c.name {
+        "completion" => &SHELLS,
+        "maintenance" => &["on", "off"],
+        _ => &[],
+    }
+}
+
 /// Options with a fixed set of values, e.g. `--policy`: (option, values).
 fn valued(c: &CommandSpec) -> impl Iterator<Item = (&'static str, String)> + '_ {
     c.options
@@ -56,10 +66,11 @@ fn bash() -> String {
             ));
             continue;
         }
+        let offered = [words(c).join(" "), long_options(c, false)].join(" ");
         cases.push_str(&format!(
             "    {})\n      opts=\"{}\"\n      values=\"{}\"\n      ;;\n",
             c.name,
-            long_options(c, false),
+            offered.trim(),
             long_options(c, true)
         ));
     }
@@ -113,7 +124,10 @@ fn zsh() -> String {
         let opts = if c.name == "completion" {
             SHELLS.join(" ")
         } else {
-            long_options(c, false)
+            [words(c).join(" "), long_options(c, false)]
+                .join(" ")
+                .trim()
+                .to_owned()
         };
         cases.push_str(&format!("    {}) compadd -- {} ;;\n", c.name, opts));
     }
@@ -151,10 +165,11 @@ fn fish() -> String {
         ));
     }
     for c in listed() {
-        if c.name == "completion" {
+        if !words(c).is_empty() {
             out.push_str(&format!(
-                "complete -c rollbridge -n '__fish_seen_subcommand_from completion' -a '{}'\n",
-                SHELLS.join(" ")
+                "complete -c rollbridge -n '__fish_seen_subcommand_from {}' -a '{}'\n",
+                c.name,
+                words(c).join(" ")
             ));
         }
         for o in c.options {
@@ -227,6 +242,22 @@ mod tests {
             "    \"restart --policy\") compadd -- {want}; return ;;"
         )));
         assert!(fish().contains(&format!("-l policy -r -f -a '{want}'")));
+    }
+
+    #[test]
+    fn traffic_commands_are_completed_in_every_shell() {
+        for s in [bash(), zsh(), fish()] {
+            for name in ["maintenance", "pause", "resume"] {
+                assert!(s.contains(name), "{name}");
+            }
+            assert!(s.contains("retry-after") && s.contains("timeout-ms"));
+        }
+        assert!(bash().contains("opts=\"on off --config --message --retry-after\""));
+        assert!(
+            zsh()
+                .contains("    maintenance) compadd -- on off --config --message --retry-after ;;")
+        );
+        assert!(fish().contains("__fish_seen_subcommand_from maintenance' -a 'on off'"));
     }
 
     #[test]

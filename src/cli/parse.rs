@@ -135,7 +135,7 @@ fn parse_command(spec: &'static CommandSpec, parser: &mut lexopt::Parser) -> Par
         }
     }
     match (spec.positional, positionals.len()) {
-        (Some(_), 1) => args.shell = positionals.pop(),
+        (Some(_), 1) => args.positional = positionals.pop(),
         (Some(p), 0) => {
             return error(
                 format!(
@@ -257,7 +257,7 @@ mod tests {
             "missing required argument 'shell'"
         );
         assert_eq!(
-            run_args(&["completion", "zsh"]).shell.as_deref(),
+            run_args(&["completion", "zsh"]).positional.as_deref(),
             Some("zsh")
         );
     }

@@ -295,6 +295,55 @@ pub static COMMANDS: &[CommandSpec] = &[
         hidden: false,
     },
     CommandSpec {
+        name: "maintenance",
+        positional: Some("<on|off>"),
+        summary: "Answer every new request with a 503 maintenance page, or stop",
+        about: "With `on`, the proxy answers every new request (WebSocket upgrades included) itself with 503, the message as an HTML page or text, Retry-After when given; nothing reaches the app. In-flight requests and open tunnels are not touched; deploys keep working. Kept across daemon restarts with statePath. `off` serves traffic again.",
+        options: &[
+            CONFIG,
+            opt!(
+                "message",
+                Some("<text>"),
+                "page text (default: Service temporarily unavailable for maintenance)",
+                message
+            ),
+            opt!(
+                "retry-after",
+                Some("<seconds>"),
+                "send Retry-After: <seconds>",
+                retry_after
+            ),
+        ],
+        run: commands::traffic::maintenance,
+        hidden: false,
+    },
+    CommandSpec {
+        name: "pause",
+        positional: None,
+        summary: "Hold new requests until resume",
+        about: "Hold every new request (its head is read, nothing is forwarded) until `rollbridge resume`, which forwards them in arrival order to the release active then. A request held longer than --timeout-ms is answered 503; beyond proxy.maxHeldRequests, 503 at once. Requests already forwarded are not affected; deploys work while paused.",
+        options: &[
+            CONFIG,
+            opt!(
+                "timeout-ms",
+                Some("<n>"),
+                "longest a request is held before a 503 (default: 30000)",
+                timeout_ms
+            ),
+        ],
+        run: commands::traffic::pause,
+        hidden: false,
+    },
+    CommandSpec {
+        name: "resume",
+        positional: None,
+        summary: "Forward the requests held by pause",
+        about: "End a pause: every held request is forwarded, in arrival order, to the release active now.",
+        options: &[CONFIG],
+        run: commands::traffic::resume,
+        hidden: false,
+    },
+    CommandSpec {
         name: "validate",
         positional: None,
         summary: "Check the config file without a daemon",
@@ -445,6 +494,9 @@ mod tests {
                 "stop",
                 "restart",
                 "shutdown",
+                "maintenance",
+                "pause",
+                "resume",
                 "validate",
                 "doctor",
                 "logs",

@@ -4,7 +4,7 @@ use crate::cli::Args;
 use crate::cli::completion::{SHELLS, script};
 
 pub fn run(args: &Args) -> i32 {
-    let shell = args.shell.as_deref().unwrap_or_default();
+    let shell = args.positional.as_deref().unwrap_or_default();
     match script(shell) {
         Some(s) => {
             print!("{s}");

@@ -19,5 +19,6 @@ pub mod restart;
 pub mod shutdown;
 pub mod status;
 pub mod status_view;
+pub mod traffic;
 pub mod validate;
 pub mod waiting;

@@ -75,6 +75,8 @@ pub struct ProxyConfig {
     pub upstream_read_timeout_ms: u64,
     /// Most open proxy connections; 0 = derived from the descriptor limit.
     pub max_connections: usize,
+    /// Most requests held while traffic is paused (beyond: 503 at once).
+    pub max_held_requests: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

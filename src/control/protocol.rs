@@ -47,6 +47,17 @@ pub enum Request {
     RetireOwner {
         attestation: String,
     },
+    /// Maintenance on (with its page) or off.
+    Maintenance {
+        enabled: bool,
+        message: Option<String>,
+        retry_after: Option<u64>,
+    },
+    /// Hold new requests; `timeout_ms` bounds how long each waits.
+    Pause {
+        timeout_ms: Option<u64>,
+    },
+    Resume,
 }
 
 impl Request {
@@ -62,6 +73,9 @@ impl Request {
             Request::Restart { .. } => "restart",
             Request::Shutdown => "shutdown",
             Request::RetireOwner { .. } => "retire-owner",
+            Request::Maintenance { .. } => "maintenance",
+            Request::Pause { .. } => "pause",
+            Request::Resume => "resume",
         }
     }
 
@@ -166,7 +180,53 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             }
             Ok(Request::RetireOwner { attestation })
         }
+        "maintenance" => {
+            let enabled = match obj.get("enabled") {
+                Some(Value::Bool(b)) => *b,
+                _ => return Err("enabled must be true or false".into()),
+            };
+            let message = optional("message")?;
+            if message
+                .as_ref()
+                .is_some_and(|m| m.len() > MAX_MESSAGE_BYTES)
+            {
+                return Err(format!("message must be at most {MAX_MESSAGE_BYTES} bytes"));
+            }
+            let retry_after = whole(obj.get("retryAfter"), "retryAfter", 0, MAX_RETRY_AFTER)?;
+            Ok(Request::Maintenance {
+                enabled,
+                message,
+                retry_after,
+            })
+        }
+        "pause" => Ok(Request::Pause {
+            timeout_ms: whole(obj.get("timeoutMs"), "timeoutMs", 1, MAX_PAUSE_TIMEOUT_MS)?,
+        }),
+        "resume" => Ok(Request::Resume),
         other => Err(format!("Unknown command: {other}")),
+    }
+}
+
+/// Longest maintenance message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Largest `retryAfter` (seconds): one week.
+pub const MAX_RETRY_AFTER: u64 = 7 * 24 * 3600;
+/// Largest pause `timeoutMs`: one day.
+pub const MAX_PAUSE_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+
+/// An optional whole number in `min..=max` (absent or null: `None`).
+fn whole(v: Option<&Value>, field: &str, min: u64, max: u64) -> Result<Option<u64>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= min as f64 && f <= max as f64 => Ok(Some(f as u64)),
+            _ => Err(format!(
+                "{field} must be a whole number from {min} to {max}"
+            )),
+        },
+        Some(_) => Err(format!(
+            "{field} must be a whole number from {min} to {max}"
+        )),
     }
 }
 
@@ -398,6 +458,66 @@ mod tests {
         assert_eq!(
             response_line(&Err("boom \"x\"".into())),
             r#"{"error":"boom \"x\"","status":"error"}"#
+        );
+    }
+
+    #[test]
+    fn maintenance_request_is_validated() {
+        assert_eq!(
+            parse_request(
+                br#"{"command":"maintenance","enabled":true,"message":"soon","retryAfter":60}"#
+            ),
+            Ok(Request::Maintenance {
+                enabled: true,
+                message: Some("soon".into()),
+                retry_after: Some(60),
+            })
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"maintenance","enabled":false}"#),
+            Ok(Request::Maintenance {
+                enabled: false,
+                message: None,
+                retry_after: None,
+            })
+        );
+        assert_eq!(
+            err(r#"{"command":"maintenance"}"#),
+            "enabled must be true or false"
+        );
+        assert_eq!(
+            err(r#"{"command":"maintenance","enabled":true,"retryAfter":-1}"#),
+            "retryAfter must be a whole number from 0 to 604800"
+        );
+        assert_eq!(
+            err(r#"{"command":"maintenance","enabled":true,"message":7}"#),
+            "Expected string value"
+        );
+    }
+
+    #[test]
+    fn pause_timeout_is_a_positive_whole_number() {
+        assert_eq!(
+            parse_request(br#"{"command":"pause","timeoutMs":500}"#),
+            Ok(Request::Pause {
+                timeout_ms: Some(500)
+            })
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"pause"}"#),
+            Ok(Request::Pause { timeout_ms: None })
+        );
+        assert_eq!(
+            err(r#"{"command":"pause","timeoutMs":0}"#),
+            "timeoutMs must be a whole number from 1 to 86400000"
+        );
+        assert_eq!(
+            err(r#"{"command":"pause","timeoutMs":1.5}"#),
+            "timeoutMs must be a whole number from 1 to 86400000"
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"resume"}"#),
+            Ok(Request::Resume)
         );
     }
 }

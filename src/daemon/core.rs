@@ -34,6 +34,7 @@ mod releases;
 mod upkeep;
 
 pub use upkeep::Starting;
+mod traffic;
 
 pub enum CoreMsg {
     Control(Incoming),
@@ -110,6 +111,8 @@ pub struct Core {
     /// Exit code that overrides the shutdown's (a failed bootstrap).
     forced_exit: Option<i32>,
     retiring: Option<boot::Retiring>,
+    /// Maintenance and pause.
+    traffic: traffic::Traffic,
 }
 
 impl Core {
@@ -150,6 +153,7 @@ impl Core {
             bootstrap: None,
             forced_exit: None,
             retiring: None,
+            traffic: traffic::Traffic::default(),
         }
     }
 
@@ -167,6 +171,7 @@ impl Core {
     /// first write now, then every [`PERSIST_EVERY`]. Call once the control
     /// socket is exposed.
     pub fn start_persistence(&mut self, state_path: &str) -> std::io::Result<()> {
+        self.restore_maintenance(state_path);
         let tx = self.tx.clone();
         let persister = Persister::start(
             state_path.into(),
@@ -425,6 +430,13 @@ impl Core {
                 self.retire_owner(attestation, reply);
                 return;
             }
+            Request::Maintenance {
+                enabled,
+                message,
+                retry_after,
+            } => self.maintenance(enabled, message, retry_after),
+            Request::Pause { timeout_ms } => self.pause(timeout_ms),
+            Request::Resume => self.resume(),
             Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
                 Err("Rollbridge is shutting down".into())
             }
@@ -569,10 +581,11 @@ impl Core {
             self.runtime.as_ref(),
             snaps,
         );
-        let view = status::StatusView {
+        let mut view = status::StatusView {
             bootstrap: self.bootstrap.clone(),
             ..view
         };
+        (view.maintenance, view.paused) = self.traffic_status();
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
     }
 
@@ -607,11 +620,18 @@ impl Core {
         };
         if let Some(persister) = self.persister.take() {
             self.orphans.retain(Orphan::alive);
-            let content = if self.orphans.is_empty() {
+            let content = if self.orphans.is_empty() && self.traffic.maintenance.is_none() {
                 None
             } else {
                 let list = serde_json::to_string(&self.orphans).unwrap_or_else(|_| "[]".into());
-                Some(persist::orphans_only(&list))
+                let kept = persist::orphans_only(&list);
+                // Maintenance outlives the daemon: the next start reads it.
+                if self.traffic.maintenance.is_some() {
+                    let maintenance = self.traffic_status().0.to_string();
+                    Some(persist::with_member(&kept, "maintenance", &maintenance))
+                } else {
+                    Some(kept)
+                }
             };
             if let Err(e) = persister.finalize(content) {
                 run.errors

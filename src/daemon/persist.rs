@@ -115,6 +115,20 @@ fn annotate(value: &mut Raw, ids: &Identities) {
     }
 }
 
+/// `content` (a JSON object's text) with `key: value_json` added last.
+pub fn with_member(content: &str, key: &str, value_json: &str) -> String {
+    let mut members = match Raw::from_json(content) {
+        Ok(Raw::Object(m)) => m,
+        _ => Vec::new(),
+    };
+    members.retain(|(k, _)| k != key);
+    members.push((key.into(), Raw::from_json(value_json).unwrap_or(Raw::Null)));
+    let mut text = serde_json::to_string_pretty(&Ordered(&Raw::Object(members)))
+        .unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    text
+}
+
 /// Removes [`SECRET_KEYS`] members everywhere.
 pub fn strip(value: Raw) -> Raw {
     match value {

@@ -42,6 +42,7 @@ pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
         connect_retry: Duration::from_millis(cfg.connect_retry_ms),
         drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
         max_connections: cfg.max_connections,
+        max_held_requests: cfg.max_held_requests,
     }
 }
 

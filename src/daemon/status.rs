@@ -26,6 +26,10 @@ pub struct StatusView {
     pub releases: Vec<ReleaseView>,
     pub services: Vec<NamedProcess>,
     pub singletons: Vec<NamedProcess>,
+    /// `null` or `{message, retryAfter?, since}` (set by the core).
+    pub maintenance: Value,
+    /// `null` or `{since, timeoutMs, held}` (set by the core).
+    pub paused: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -178,5 +182,7 @@ pub fn build(
         releases,
         services,
         singletons,
+        maintenance: Value::Null,
+        paused: Value::Null,
     }
 }

@@ -72,6 +72,8 @@ pub struct Gauge {
     pub max: AtomicUsize,
     pub open: AtomicUsize,
     pub at_limit: AtomicBool,
+    /// Requests held by a pause (status `paused.held`).
+    pub held: AtomicUsize,
 }
 
 /// A snapshot of [`Gauge`] (status `proxy.maxConnections` and friends).

@@ -38,6 +38,13 @@ pub enum ErrorKind {
     Timeout,
     /// Any other socket error.
     Io,
+    /// Maintenance is on: the proxy answers every new request itself.
+    Maintenance,
+    /// Traffic is paused and the request was held longer than the pause
+    /// allows.
+    HeldTooLong,
+    /// Traffic is paused and `max_held_requests` are already held.
+    HoldQueueFull,
 }
 
 /// An error with its classification.
@@ -97,7 +104,10 @@ pub fn status_for(kind: ErrorKind) -> Option<u16> {
         ErrorKind::ConnectFailed | ErrorKind::UpstreamClosed | ErrorKind::UpstreamProtocol => {
             Some(502)
         }
-        ErrorKind::NoActiveRelease => Some(503),
+        ErrorKind::NoActiveRelease
+        | ErrorKind::Maintenance
+        | ErrorKind::HeldTooLong
+        | ErrorKind::HoldQueueFull => Some(503),
         ErrorKind::UpstreamTimeout => Some(504),
         // The other timeouts close the connection without an answer
         // (slowloris, idle, a client that stopped reading, a response body
@@ -106,10 +116,30 @@ pub fn status_for(kind: ErrorKind) -> Option<u16> {
     }
 }
 
-/// The complete response bytes for one of the proxy's own answers.
+/// What the body of one of the proxy's own answers looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page<'a> {
+    /// The short text of the status (`Bad gateway`, `No active release`...).
+    Standard,
+    /// The status line alone: the 503 a WebSocket upgrade gets when no
+    /// release is active.
+    Bare,
+    /// An operator's own page (maintenance): its message as a small HTML
+    /// page or as text, `Retry-After` when given, never cached.
+    Own {
+        message: &'a str,
+        retry_after: Option<u64>,
+        html: bool,
+    },
+}
+
+/// The complete response bytes for one of the proxy's own answers, or
+/// `None` when the error's kind has no answer (the connection is closed).
+/// The status comes from [`ProxyError::status`], the one mapping;
 /// `keep_alive` decides the `Connection` header.
-pub fn canned_response(status: u16, keep_alive: bool) -> Vec<u8> {
-    let (reason, body) = match status {
+pub fn canned_response(err: &ProxyError, keep_alive: bool, page: Page<'_>) -> Option<Vec<u8>> {
+    let status = err.status()?;
+    let (reason, text) = match status {
         400 => ("Bad Request", "Bad request\n"),
         413 => ("Content Too Large", "Content too large\n"),
         431 => (
@@ -118,21 +148,73 @@ pub fn canned_response(status: u16, keep_alive: bool) -> Vec<u8> {
         ),
         501 => ("Not Implemented", "Not implemented\n"),
         502 => ("Bad Gateway", "Bad gateway\n"),
-        503 => ("Service Unavailable", "No active release\n"),
+        503 => ("Service Unavailable", unavailable_text(err.kind)),
         504 => ("Gateway Timeout", "Gateway timeout\n"),
         _ => ("Internal Server Error", "Internal error\n"),
     };
     let conn = if keep_alive { "keep-alive" } else { "close" };
-    format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: {conn}\r\n\r\n{body}",
-        body.len()
+    let mut extra = String::new();
+    let body = match page {
+        Page::Bare => return Some(format!("HTTP/1.1 {status} {reason}\r\n\r\n").into_bytes()),
+        Page::Standard => {
+            extra.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+            text.to_string()
+        }
+        Page::Own {
+            message,
+            retry_after,
+            html,
+        } => {
+            if let Some(secs) = retry_after {
+                extra.push_str(&format!("Retry-After: {secs}\r\n"));
+            }
+            extra.push_str("Cache-Control: no-store\r\n");
+            if html {
+                extra.push_str("Content-Type: text/html; charset=utf-8\r\n");
+                html_page(reason, message)
+            } else {
+                extra.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+                format!("{message}\n")
+            }
+        }
+    };
+    Some(
+        format!(
+            "HTTP/1.1 {status} {reason}\r\n{extra}Content-Length: {}\r\nConnection: {conn}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
     )
-    .into_bytes()
 }
 
-/// The bare 503 a WebSocket upgrade gets when no release is active (§6).
-pub const WS_NO_RELEASE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\r\n";
+/// The text of a standard 503, by cause.
+fn unavailable_text(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Maintenance => "Service temporarily unavailable for maintenance\n",
+        ErrorKind::HeldTooLong => "Service paused; the request waited too long\n",
+        ErrorKind::HoldQueueFull => "Service paused; too many requests waiting\n",
+        _ => "No active release\n",
+    }
+}
+
+/// A small self-contained HTML page around `message` (escaped).
+fn html_page(title: &str, message: &str) -> String {
+    let mut esc = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '&' => esc.push_str("&amp;"),
+            '<' => esc.push_str("&lt;"),
+            '>' => esc.push_str("&gt;"),
+            '"' => esc.push_str("&quot;"),
+            '\'' => esc.push_str("&#39;"),
+            c => esc.push(c),
+        }
+    }
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+         <body><h1>{title}</h1><p>{esc}</p></body></html>\n"
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -148,11 +230,62 @@ mod tests {
         assert_eq!(status_for(ErrorKind::NoActiveRelease), Some(503));
         assert_eq!(status_for(ErrorKind::UpstreamTimeout), Some(504));
         assert_eq!(status_for(ErrorKind::Timeout), None);
+        assert_eq!(status_for(ErrorKind::Maintenance), Some(503));
+        assert_eq!(status_for(ErrorKind::HeldTooLong), Some(503));
+        assert_eq!(status_for(ErrorKind::HoldQueueFull), Some(503));
+    }
+
+    fn answer(kind: ErrorKind, keep: bool, page: Page<'_>) -> String {
+        let e = ProxyError::new(kind, Side::Internal, "");
+        String::from_utf8(canned_response(&e, keep, page).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_kind_without_status_has_no_answer() {
+        let e = ProxyError::client(ErrorKind::Timeout, "");
+        assert_eq!(canned_response(&e, true, Page::Standard), None);
+    }
+
+    #[test]
+    fn websocket_without_release_gets_a_bare_503() {
+        let r = answer(ErrorKind::NoActiveRelease, false, Page::Bare);
+        assert_eq!(r, "HTTP/1.1 503 Service Unavailable\r\n\r\n");
+    }
+
+    #[test]
+    fn maintenance_page_as_text_with_retry_after() {
+        let page = Page::Own {
+            message: "back soon",
+            retry_after: Some(120),
+            html: false,
+        };
+        let r = answer(ErrorKind::Maintenance, true, page);
+        assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(r.contains("Retry-After: 120\r\n"));
+        assert!(r.contains("Cache-Control: no-store\r\n"));
+        assert!(r.contains("Content-Type: text/plain; charset=utf-8\r\n"));
+        assert!(r.contains("Content-Length: 10\r\nConnection: keep-alive\r\n"));
+        assert!(r.ends_with("\r\n\r\nback soon\n"));
+    }
+
+    #[test]
+    fn maintenance_page_as_html_escapes_the_message() {
+        let page = Page::Own {
+            message: "<b>soon</b> & done",
+            retry_after: None,
+            html: true,
+        };
+        let r = answer(ErrorKind::Maintenance, false, page);
+        assert!(!r.contains("Retry-After"));
+        assert!(r.contains("Content-Type: text/html; charset=utf-8\r\n"));
+        assert!(r.contains("<p>&lt;b&gt;soon&lt;/b&gt; &amp; done</p>"));
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
     }
 
     #[test]
     fn no_release_answer_matches_contract() {
-        let r = String::from_utf8(canned_response(503, true)).unwrap();
+        let r = answer(ErrorKind::NoActiveRelease, true, Page::Standard);
         assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         assert!(r.contains("Content-Type: text/plain; charset=utf-8\r\n"));
         assert!(r.ends_with("\r\n\r\nNo active release\n"));
@@ -160,14 +293,14 @@ mod tests {
 
     #[test]
     fn bad_gateway_body_matches_contract() {
-        let r = String::from_utf8(canned_response(502, false)).unwrap();
+        let r = answer(ErrorKind::ConnectFailed, false, Page::Standard);
         assert!(r.contains("Content-Length: 12\r\nConnection: close\r\n"));
         assert!(r.ends_with("Bad gateway\n"));
     }
 
     #[test]
     fn gateway_timeout_answer_is_complete() {
-        let r = String::from_utf8(canned_response(504, true)).unwrap();
+        let r = answer(ErrorKind::UpstreamTimeout, true, Page::Standard);
         assert!(r.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"));
         assert!(r.contains("Content-Length: 16\r\nConnection: keep-alive\r\n"));
         assert!(r.ends_with("Gateway timeout\n"));

@@ -87,6 +87,7 @@ pub(crate) fn run(
                 },
                 sessions_open: 0,
                 max_connections,
+                traffic: Default::default(),
             },
         };
         l.run();
@@ -357,6 +358,9 @@ impl Loop {
         let idle = self.sh.releases.idle_count();
         let open = self.sh.sessions_open + idle;
         self.gauge.open.store(open, Ordering::Relaxed);
+        self.gauge
+            .held
+            .store(self.sh.traffic.hold.len(), Ordering::Relaxed);
         let max = self.sh.max_connections;
         if !self.listening && self.listener.is_some() {
             if budget::admit(self.sh.sessions_open, idle, max) == Admit::Full {
@@ -439,8 +443,28 @@ impl Loop {
             Command::Counts(reply) => {
                 let _ = reply.try_send(self.sh.releases.counts());
             }
+            Command::SetMaintenance(page) => self.sh.traffic.maintenance = page,
+            Command::Pause { hold_for } => self.sh.traffic.paused = Some(hold_for),
+            Command::Resume => self.resume(),
             Command::Shutdown { within, reply } => self.begin_shutdown(within, Some(reply)),
         }
+    }
+
+    /// Ends a pause: every held request is routed, oldest first, to the
+    /// release active now.
+    fn resume(&mut self) {
+        self.sh.traffic.paused = None;
+        for (idx, serial) in self.sh.traffic.hold.drain() {
+            let Some(Some(s)) = self.sessions.get_mut(idx) else {
+                continue;
+            };
+            if s.serial != serial {
+                continue;
+            }
+            let verdict = s.resume_held(&mut self.sh, self.poll.registry());
+            self.apply(idx, verdict);
+        }
+        self.gauge.held.store(0, Ordering::Relaxed);
     }
 
     fn begin_shutdown(&mut self, within: Duration, reply: Option<Sender<()>>) {
@@ -451,6 +475,9 @@ impl Loop {
         }
         self.sh.shutting_down = true;
         self.shutdown = Some((super::session::later(self.sh.now, within), reply));
+        // Held requests are forwarded: the releases still run while in-flight
+        // requests finish.
+        self.resume();
         self.sh.releases.close_all_idle(self.poll.registry());
         let tunnels: Vec<usize> = self
             .sessions

@@ -9,11 +9,11 @@ use super::codec::{
     BodyDecoder, BodyKind, ChunkMode, RequestInfo, RespParse, ResponseCtx, Upgrade, parse_response,
 };
 use super::conn::Conn;
-use super::error::{ErrorKind, ProxyError, WS_NO_RELEASE};
-use super::release::{Kind, Owner};
-use super::session::{FLUSH_GRACE, Phase, Session, Shared, Step, Verdict, later, upstream_token};
-use super::timers::{Clocks, Timer};
-use super::tunnel::Tunnel;
+use super::error::{ErrorKind, ProxyError};
+use super::release::{Counted, Kind, Owner};
+use super::session::{Phase, Session, Shared, Step, Verdict, later, upstream_token};
+use super::timers::Clocks;
+use super::transition::{Look, Reply, Transition, may_replay};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use std::cmp::Reverse;
@@ -40,8 +40,9 @@ pub struct Upstream {
 /// One request routed to one release.
 #[derive(Debug)]
 pub struct Exchange {
-    pub release: usize,
-    pub kind: Kind,
+    /// The request's place in its release's count; only
+    /// `Session::apply` ends it.
+    pub(super) counted: Counted,
     pub info: RequestInfo,
     pub(super) req_body: BodyDecoder,
     pub(super) req_done: bool,
@@ -59,6 +60,18 @@ pub struct Exchange {
     pub(super) backoff: Duration,
     /// Progress instants the exchange's timers count from.
     pub(super) clocks: Clocks,
+}
+
+impl Exchange {
+    /// The release the request is routed to.
+    pub fn release(&self) -> usize {
+        self.counted.release()
+    }
+
+    /// An answer the proxy sends instead of the (rest of the) response.
+    fn fail(&self, err: ProxyError) -> Transition {
+        Transition::Respond(Reply::closing(err).keep_alive(true))
+    }
 }
 
 /// Closes an upstream connection for good.
@@ -83,25 +96,38 @@ fn connect_result(sock: &TcpStream) -> io::Result<bool> {
 }
 
 impl Session {
-    /// Picks the active release at this instant and starts the exchange.
-    pub(super) fn route(&mut self, info: RequestInfo, sh: &mut Shared, reg: &Registry) -> Step {
+    /// Picks the active release at this instant and starts the exchange —
+    /// unless maintenance answers the request or a pause holds it.
+    pub(super) fn route(
+        &mut self,
+        info: RequestInfo,
+        sh: &mut Shared,
+        reg: &Registry,
+    ) -> Transition {
         let ws = info.upgrade == Upgrade::WebSocket;
+        if sh.traffic.maintenance.is_some() {
+            let keep = !ws && info.keep_alive && info.body == BodyKind::None;
+            let look = Look::Maintenance {
+                html: info.accepts_html,
+            };
+            let err = ProxyError::client(ErrorKind::Maintenance, String::new());
+            return Transition::Respond(Reply::closing(err).keep_alive(keep).look(look));
+        }
+        if let Some(wait) = sh.traffic.paused {
+            return self.hold(info, wait, sh, reg);
+        }
         let Some(release) = sh.releases.active else {
-            if ws {
-                self.client.queue(&mut sh.bufs, WS_NO_RELEASE);
-                self.enter_after_response(sh, true, true);
-                return Step::Progress;
-            }
             // Without a body to skip the connection can stay open.
-            let keep = info.keep_alive && info.body == BodyKind::None;
-            return self.answer(sh, ErrorKind::NoActiveRelease, keep);
+            let keep = !ws && info.keep_alive && info.body == BodyKind::None;
+            let look = if ws { Look::Bare } else { Look::Standard };
+            let err = ProxyError::client(ErrorKind::NoActiveRelease, String::new());
+            return Transition::Respond(Reply::closing(err).keep_alive(keep).look(look));
         };
         let kind = if ws { Kind::WebSocket } else { Kind::Http };
-        sh.releases.begin(release, kind);
+        let counted = sh.releases.begin(release, kind);
         self.deadline = None;
         let mut ex = Box::new(Exchange {
-            release,
-            kind,
+            counted,
             req_body: BodyDecoder::new(info.body, ChunkMode::Reencode, sh.opts.max_head_bytes),
             req_done: info.body == BodyKind::None,
             resp: None,
@@ -128,14 +154,20 @@ impl Session {
                 return self.connect_failed(e, sh, reg);
             }
         };
-        if reused && ex.info.idempotent && ex.info.body == BodyKind::None {
+        // The only copy kept per request, and only when it may be needed.
+        if may_replay(
+            ex.info.idempotent,
+            ex.info.body != BodyKind::None,
+            reused,
+            false,
+        ) {
             ex.replay = Some(sh.scratch.clone());
         }
         if let Some(up) = self.up.as_mut() {
             up.conn.output = Some(held);
         }
         self.phase = Phase::Exchange(ex);
-        Step::Progress
+        Transition::Continue(Step::Progress)
     }
 
     /// Connects (or takes a pooled connection) to `release`. Returns
@@ -186,11 +218,11 @@ impl Session {
     }
 
     /// A connect failed: retry within the window, else 502.
-    fn connect_failed(&mut self, err: io::Error, sh: &mut Shared, reg: &Registry) -> Step {
+    fn connect_failed(&mut self, err: io::Error, sh: &mut Shared, reg: &Registry) -> Transition {
         let held = self.up.as_mut().and_then(|u| u.conn.output.take());
         self.drop_upstream(sh, reg);
         let Phase::Exchange(ex) = &mut self.phase else {
-            return Step::Close;
+            return Transition::Close;
         };
         if held.is_some() {
             ex.held = held;
@@ -204,9 +236,9 @@ impl Session {
             ex.backoff = (ex.backoff * 2).min(RETRY_MAX);
             sh.retries.push(Reverse((at, self.idx, self.serial)));
             self.deadline = None;
-            return Step::Idle;
+            return Transition::Continue(Step::Idle);
         }
-        let addr = sh.releases.get(ex.release).map(|r| r.addr);
+        let addr = sh.releases.get(ex.release()).map(|r| r.addr);
         let e = ProxyError::upstream(
             ErrorKind::ConnectFailed,
             format!(
@@ -215,8 +247,8 @@ impl Session {
             ),
         )
         .retryable();
-        sh.error(Some(ex.release), &e);
-        self.fail_exchange(ErrorKind::ConnectFailed, sh, reg)
+        sh.error(Some(ex.release()), &e);
+        ex.fail(e)
     }
 
     /// Called by the loop when a connect-retry timer fires. Each attempt
@@ -230,13 +262,12 @@ impl Session {
         if self.up.is_some() {
             return Verdict::Keep;
         }
-        if let Some(active) = sh.releases.active.filter(|&a| a != ex.release) {
-            sh.releases.begin(active, ex.kind);
-            let old = std::mem::replace(&mut ex.release, active);
-            sh.releases.end(old, ex.kind, reg, &sh.events);
+        if let Some(active) = sh.releases.active.filter(|&a| a != ex.release()) {
+            sh.releases
+                .recount(&mut ex.counted, active, reg, &sh.events);
             ex.backoff = RETRY_FIRST;
         }
-        let release = ex.release;
+        let release = ex.release();
         let held = ex.held.take();
         match self.attach(release, false, sh, reg) {
             Ok(_) => {
@@ -249,7 +280,8 @@ impl Session {
                 if let Phase::Exchange(ex) = &mut self.phase {
                     ex.held = held;
                 }
-                match self.connect_failed(e, sh, reg) {
+                let t = self.connect_failed(e, sh, reg);
+                match self.apply(t, sh, reg) {
                     Step::Close => Verdict::Close,
                     _ => self.drive(sh, reg),
                 }
@@ -257,35 +289,11 @@ impl Session {
         }
     }
 
-    /// Ends the exchange with the status of `kind` (502, 504) if nothing
-    /// was answered yet, else cuts.
-    pub(super) fn fail_exchange(
-        &mut self,
-        kind: ErrorKind,
-        sh: &mut Shared,
-        reg: &Registry,
-    ) -> Step {
-        self.drop_upstream(sh, reg);
-        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
-        let Phase::Exchange(mut ex) = phase else {
-            return Step::Close;
-        };
-        sh.bufs.release(&mut ex.held);
-        sh.releases.end(ex.release, ex.kind, reg, &sh.events);
-        if ex.resp_started {
-            // The client already has part of a response: end it unfinished.
-            self.arm(Timer::Grace, Some(sh.now + FLUSH_GRACE));
-            return Step::Progress;
-        }
-        let keep = ex.req_done && !ex.close_client && ex.kind == Kind::Http;
-        self.answer(sh, kind, keep)
-    }
-
     // ----- Exchange -----
 
-    pub(super) fn step_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
+    pub(super) fn step_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Transition {
         let Some(up) = self.up.as_mut() else {
-            return Step::Idle; // waiting for a connect retry
+            return Transition::Continue(Step::Idle); // waiting for a connect retry
         };
         if up.connecting {
             match connect_result(&up.conn.sock) {
@@ -300,21 +308,21 @@ impl Session {
                     // A replay on a fresh connection must not keep the
                     // response-head deadline of the dead pooled one.
                     self.arm_exchange_timer(sh);
-                    return Step::Idle;
+                    return Transition::Continue(Step::Idle);
                 }
                 Err(e) => return self.connect_failed(e, sh, reg),
             }
         }
         let mut progress = false;
         let Phase::Exchange(ex) = &mut self.phase else {
-            return Step::Close;
+            return Transition::Close;
         };
 
         // Request body: client -> upstream.
         if !ex.req_done {
             match self.client.fill(&mut sh.bufs) {
                 Ok(n) => progress |= n > 0,
-                Err(_) => return Step::Close,
+                Err(_) => return Transition::Close,
             }
             if let Some(inb) = self.client.input.as_mut() {
                 let outb = sh.bufs.ensure(&mut up.conn.output);
@@ -326,17 +334,18 @@ impl Session {
                         ex.req_done = s.done;
                     }
                     Err(_) => {
-                        // Bad chunked framing from the client.
+                        // Bad chunked framing from the client: 400 if
+                        // nothing was answered yet, else cut.
                         ex.close_client = true;
-                        self.drop_upstream(sh, reg);
-                        return self.client_error(sh, reg);
+                        let e = ProxyError::client(ErrorKind::BadRequest, String::new());
+                        return Transition::Respond(Reply::closing(e));
                     }
                 }
                 sh.bufs.release_if_empty(&mut up.conn.output);
             }
             sh.bufs.release_if_empty(&mut self.client.input);
             if !ex.req_done && self.client.eof && self.client.pending_in() == 0 {
-                return Step::Close; // client aborted mid-request
+                return Transition::Close; // client aborted mid-request
             }
         }
         match up.conn.flush(&mut sh.bufs) {
@@ -371,7 +380,7 @@ impl Session {
                     if let Some(buf) = up.conn.input.as_mut() {
                         if buf.free() == 0 && buf.capacity() <= sh.opts.max_head_bytes {
                             buf.grow(sh.opts.max_head_bytes + 1);
-                            return Step::Progress;
+                            return Transition::Continue(Step::Progress);
                         }
                     }
                 }
@@ -380,8 +389,8 @@ impl Session {
                         ErrorKind::UpstreamProtocol,
                         "invalid response head from upstream",
                     );
-                    sh.error(Some(ex.release), &e);
-                    return self.fail_exchange(ErrorKind::UpstreamProtocol, sh, reg);
+                    sh.error(Some(ex.release()), &e);
+                    return ex.fail(e);
                 }
                 Ok(RespParse::Complete(info)) => {
                     if let Some(buf) = up.conn.input.as_mut() {
@@ -393,11 +402,7 @@ impl Session {
                     }
                     progress = true;
                     if info.switching {
-                        let release = ex.release;
-                        self.phase = Phase::Tunnel(Tunnel::new(release));
-                        // A tunnel keeps its own rules: no exchange timer.
-                        self.deadline = None;
-                        return Step::Progress;
+                        return Transition::Upgrade;
                     }
                     if !info.interim {
                         ex.close_client |= info.close_client;
@@ -432,7 +437,7 @@ impl Session {
                         }
                         progress |= head + n > 0;
                     }
-                    Err(_) => return Step::Close,
+                    Err(_) => return Transition::Close,
                 }
             } else if let Some(inb) = up.conn.input.as_mut() {
                 let outb = sh.bufs.ensure(&mut self.client.output);
@@ -447,8 +452,8 @@ impl Session {
                             ErrorKind::UpstreamProtocol,
                             "invalid chunked response body from upstream",
                         );
-                        sh.error(Some(ex.release), &e);
-                        return self.fail_exchange(ErrorKind::UpstreamProtocol, sh, reg);
+                        sh.error(Some(ex.release()), &e);
+                        return ex.fail(e);
                     }
                 }
                 sh.bufs.release_if_empty(&mut self.client.output);
@@ -469,45 +474,39 @@ impl Session {
                     ex.clocks.client = sh.now;
                 }
             }
-            Err(_) => return Step::Close,
+            Err(_) => return Transition::Close,
         }
         let resp_done = ex.resp.as_ref().is_some_and(BodyDecoder::is_done);
         if resp_done && self.client.pending_out() == 0 {
-            return self.finish_exchange(sh, reg);
+            // The upstream connection may be pooled when the response said
+            // so and nothing is left unread or unwritten on it.
+            let reusable = ex.up_reusable
+                && ex.req_done
+                && !up.conn.eof
+                && up.conn.pending_in() == 0
+                && up.conn.pending_out() == 0;
+            return Transition::Done { reusable };
         }
         self.arm_exchange_timer(sh);
-        if progress { Step::Progress } else { Step::Idle }
-    }
-
-    /// A bad request body: 400 if nothing was answered yet, else cut.
-    fn client_error(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
-        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
-        let Phase::Exchange(mut ex) = phase else {
-            return Step::Close;
-        };
-        sh.bufs.release(&mut ex.held);
-        sh.releases.end(ex.release, ex.kind, reg, &sh.events);
-        if ex.resp_started {
-            self.arm(Timer::Grace, Some(sh.now + FLUSH_GRACE));
-            return Step::Progress;
-        }
-        self.answer(sh, ErrorKind::BadRequest, false)
+        Transition::Continue(if progress { Step::Progress } else { Step::Idle })
     }
 
     /// The upstream failed or closed before the response was complete.
-    fn upstream_failed(&mut self, err: io::Error, sh: &mut Shared, reg: &Registry) -> Step {
+    fn upstream_failed(&mut self, err: io::Error, sh: &mut Shared, reg: &Registry) -> Transition {
         let Some(up) = self.up.as_ref() else {
-            return Step::Close;
+            return Transition::Close;
         };
         let Phase::Exchange(ex) = &mut self.phase else {
-            return Step::Close;
+            return Transition::Close;
         };
-        if up.reused && !up.got_bytes && ex.resp.is_none() {
+        let body = ex.info.body != BodyKind::None;
+        let got_response = up.got_bytes || ex.resp.is_some();
+        if may_replay(ex.info.idempotent, body, up.reused, got_response) {
             if let Some(replay) = ex.replay.take() {
                 // A stale pooled connection: the request never reached the
                 // app (idempotent, no body, no response byte); go again on
                 // a fresh connection.
-                let release = ex.release;
+                let release = ex.release();
                 ex.clocks.sent = None;
                 self.drop_upstream(sh, reg);
                 return match self.attach(release, false, sh, reg) {
@@ -515,13 +514,13 @@ impl Session {
                         if let Some(up) = self.up.as_mut() {
                             up.conn.queue(&mut sh.bufs, &replay);
                         }
-                        Step::Progress
+                        Transition::Continue(Step::Progress)
                     }
                     Err(e) => self.connect_failed(e, sh, reg),
                 };
             }
         }
-        let addr = sh.releases.get(ex.release).map(|r| r.addr);
+        let addr = sh.releases.get(ex.release()).map(|r| r.addr);
         let e = ProxyError::upstream(
             ErrorKind::UpstreamClosed,
             format!(
@@ -529,46 +528,7 @@ impl Session {
                 addr.map_or_else(|| "?".into(), |a| a.to_string())
             ),
         );
-        sh.error(Some(ex.release), &e);
-        self.fail_exchange(ErrorKind::UpstreamClosed, sh, reg)
-    }
-
-    /// The response is complete and written: uncount, pool the upstream,
-    /// go back to reading the next request (or close).
-    fn finish_exchange(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
-        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
-        let Phase::Exchange(mut ex) = phase else {
-            return Step::Close;
-        };
-        sh.bufs.release(&mut ex.held);
-        if let Some(mut up) = self.up.take() {
-            let reusable = ex.up_reusable
-                && ex.req_done
-                && !up.conn.eof
-                && up.conn.pending_in() == 0
-                && up.conn.pending_out() == 0
-                && super::budget::may_pool(
-                    sh.sessions_open,
-                    sh.releases.idle_count(),
-                    sh.max_connections,
-                );
-            if reusable {
-                let expires = later(sh.now, sh.opts.upstream_idle_timeout);
-                up.conn.readable = false;
-                sh.releases
-                    .checkin(ex.release, up.conn, up.uid, expires, reg, &mut sh.bufs);
-            } else {
-                close_upstream(up, sh, reg);
-            }
-        }
-        sh.releases.end(ex.release, ex.kind, reg, &sh.events);
-        // Stopping does not force a close here: a response that went out
-        // with keep-alive lets a request already buffered behind it be
-        // served (answered with `Connection: close`); with none buffered,
-        // `Head` closes the connection after a last read.
-        let close = ex.close_client || !ex.req_done;
-        let linger = !ex.req_done || self.client.pending_in() > 0;
-        self.enter_after_response(sh, close, linger);
-        Step::Progress
+        sh.error(Some(ex.release()), &e);
+        ex.fail(e)
     }
 }

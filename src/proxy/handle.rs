@@ -8,6 +8,7 @@ use super::budget::{self, Budget, ConnectionLoad, Gauge};
 use super::error::{ErrorKind, Side};
 use super::event_loop;
 use super::options::ProxyOptions;
+use super::traffic::Maintenance;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use mio::{Poll, Token, Waker};
 use std::io;
@@ -62,6 +63,9 @@ pub(crate) enum Command {
     Retire { id: String },
     ForceClose { id: String },
     Counts(Sender<Vec<ReleaseCounts>>),
+    SetMaintenance(Option<Maintenance>),
+    Pause { hold_for: Duration },
+    Resume,
     Shutdown { within: Duration, reply: Sender<()> },
 }
 
@@ -264,6 +268,31 @@ impl ProxyHandle {
     /// Closes every connection routed to `id` now (drain deadline, rollback).
     pub fn force_close(&self, id: impl Into<String>) -> io::Result<()> {
         self.send(Command::ForceClose { id: id.into() })
+    }
+
+    /// Maintenance on (`Some`: every new request, WebSocket upgrades
+    /// included, is answered 503 with this page) or off (`None`).
+    /// In-flight requests and open tunnels are not touched.
+    pub fn set_maintenance(&self, page: Option<Maintenance>) -> io::Result<()> {
+        self.send(Command::SetMaintenance(page))
+    }
+
+    /// Holds every new request (head read, nothing forwarded) until
+    /// [`ProxyHandle::resume`]; one held longer than `hold_for` is answered
+    /// 503. Requests already forwarded are not affected.
+    pub fn pause(&self, hold_for: Duration) -> io::Result<()> {
+        self.send(Command::Pause { hold_for })
+    }
+
+    /// Forwards every held request, in arrival order, to the release
+    /// active now.
+    pub fn resume(&self) -> io::Result<()> {
+        self.send(Command::Resume)
+    }
+
+    /// Requests held by a pause right now (read without asking the loop).
+    pub fn held(&self) -> usize {
+        self.gauge.held.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Live counts of every release the proxy still knows.

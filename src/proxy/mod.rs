@@ -23,12 +23,16 @@ mod event_loop;
 mod exchange;
 mod handle;
 pub mod options;
+mod pause;
 mod release;
 mod session;
 mod timers;
+pub mod traffic;
+mod transition;
 mod tunnel;
 
 pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use handle::{Pending, ProxyEvent, ProxyHandle, ReleaseCounts, bind, prepare, resolve, start};
 pub use options::{IpNet, ProxyOptions};
+pub use traffic::Maintenance;

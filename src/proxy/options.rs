@@ -51,6 +51,10 @@ pub struct ProxyOptions {
     /// `proxy.maxConnections`: most open connections; 0 derives it from
     /// the descriptor limit (see `budget.rs`), larger values are clamped.
     pub max_connections: usize,
+    /// `proxy.maxHeldRequests`: most requests held while traffic is
+    /// paused; beyond that a new request is answered 503 at once
+    /// (default 10000).
+    pub max_held_requests: usize,
 }
 
 impl Default for ProxyOptions {
@@ -74,6 +78,7 @@ impl Default for ProxyOptions {
             connect_retry: Duration::from_millis(5000),
             drain_timeout: Duration::from_secs(60),
             max_connections: 0,
+            max_held_requests: 10_000,
         }
     }
 }

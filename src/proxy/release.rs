@@ -53,6 +53,28 @@ pub enum Owner {
     Idle(usize),
 }
 
+/// Proof that a request or tunnel is counted against a release: made only
+/// by [`Releases::begin`], neither `Clone` nor `Copy`, consumed by
+/// [`Releases::end`]. The exchange or tunnel that owns it is the one thing
+/// that can be uncounted.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a counted request must be ended through Releases::end"]
+pub struct Counted {
+    release: usize,
+    kind: Kind,
+}
+
+impl Counted {
+    /// The release counted against.
+    pub fn release(&self) -> usize {
+        self.release
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
 /// Pool tokens are tagged by the event loop; this is only the slab.
 #[derive(Debug, Default)]
 pub struct Releases {
@@ -183,24 +205,23 @@ impl Releases {
         self.check_drained(idx, registry, events);
     }
 
-    /// Counts a request/tunnel routed to `idx`.
-    pub fn begin(&mut self, idx: usize, kind: Kind) {
+    /// Counts a request/tunnel routed to `idx`. The returned token is the
+    /// only way to uncount it, and [`Releases::end`] consumes it, so a
+    /// request is uncounted at most once by construction.
+    pub fn begin(&mut self, idx: usize, kind: Kind) -> Counted {
         if let Some(r) = self.slots.get_mut(idx).and_then(Option::as_mut) {
             match kind {
                 Kind::Http => r.http += 1,
                 Kind::WebSocket => r.websocket += 1,
             }
         }
+        Counted { release: idx, kind }
     }
 
-    /// Uncounts a request/tunnel (exactly once per `begin`).
-    pub fn end(
-        &mut self,
-        idx: usize,
-        kind: Kind,
-        registry: &Registry,
-        events: &Sender<ProxyEvent>,
-    ) {
+    /// Uncounts a request/tunnel; a retired release whose last one this
+    /// was reports `Drained`.
+    pub fn end(&mut self, c: Counted, registry: &Registry, events: &Sender<ProxyEvent>) {
+        let Counted { release: idx, kind } = c;
         if let Some(r) = self.slots.get_mut(idx).and_then(Option::as_mut) {
             match kind {
                 Kind::Http => r.http = r.http.saturating_sub(1),
@@ -208,6 +229,20 @@ impl Releases {
             }
         }
         self.check_drained(idx, registry, events);
+    }
+
+    /// Moves a counted request to release `to` (a connect retry that
+    /// follows a newly active release): counted there, uncounted here.
+    pub fn recount(
+        &mut self,
+        c: &mut Counted,
+        to: usize,
+        registry: &Registry,
+        events: &Sender<ProxyEvent>,
+    ) {
+        let moved = self.begin(to, c.kind);
+        let old = std::mem::replace(c, moved);
+        self.end(old, registry, events);
     }
 
     fn check_drained(&mut self, idx: usize, registry: &Registry, events: &Sender<ProxyEvent>) {

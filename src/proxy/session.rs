@@ -4,7 +4,8 @@
 //! one release, upstream connecting/sending/receiving) → back to `Head` for
 //! the next keep-alive request, or `Tunnel` after a 101, or `Flush`
 //! (writing a final answer, then a lingering close). Each step returns a
-//! [`Step`] value; the event loop only re-drives or tears down.
+//! [`Transition`] value that [`Session::apply`] (in `transition.rs`) carries
+//! out; the event loop only re-drives or tears down.
 //!
 //! Requests are handled one at a time per connection: pipelined requests
 //! wait unread (in our buffer or the kernel's) until the response before
@@ -14,12 +15,14 @@
 use super::buf::BufPool;
 use super::codec::{Forwarding, HeadParse, parse_request};
 use super::conn::Conn;
-use super::error::{ErrorKind, ProxyError, Side, canned_response, status_for};
+use super::error::{ErrorKind, ProxyError, Side};
 use super::exchange::{Exchange, Upstream, close_upstream};
 use super::handle::ProxyEvent;
 use super::options::ProxyOptions;
-use super::release::{Kind, Releases};
+use super::release::Releases;
 use super::timers::Timer;
+use super::traffic::{Held, Traffic};
+use super::transition::{Reply, Transition};
 use super::tunnel::{self, Tunnel};
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
@@ -53,6 +56,8 @@ pub struct Shared {
     /// idle pooled upstream connections.
     pub sessions_open: usize,
     pub max_connections: usize,
+    /// Maintenance, pause and the requests held by it.
+    pub traffic: Traffic,
 }
 
 impl Shared {
@@ -140,6 +145,9 @@ pub enum Phase {
     },
     Exchange(Box<Exchange>),
     Tunnel(Tunnel),
+    /// Paused: the request head is parsed and kept, nothing is forwarded,
+    /// the client socket is not read (its body stays in the kernel).
+    Held(Box<Held>),
     /// Writing a final answer, then closing. With `linger` (the client may
     /// still be sending: an error answer, an unread body) we half-close and
     /// discard input until its EOF so it reads our answer, not a reset.
@@ -196,8 +204,8 @@ impl Session {
     /// The release this session is currently counted against, if any.
     pub fn release(&self) -> Option<usize> {
         match &self.phase {
-            Phase::Exchange(ex) => Some(ex.release),
-            Phase::Tunnel(t) => Some(t.release),
+            Phase::Exchange(ex) => Some(ex.release()),
+            Phase::Tunnel(t) => Some(t.release()),
             _ => None,
         }
     }
@@ -210,13 +218,14 @@ impl Session {
     /// Runs the state machine until it has nothing to do.
     pub fn drive(&mut self, sh: &mut Shared, reg: &Registry) -> Verdict {
         for _ in 0..MAX_ROUNDS {
-            let step = match self.phase {
+            let t = match self.phase {
                 Phase::Head { .. } => self.step_head(sh, reg),
                 Phase::Exchange(_) => self.step_exchange(sh, reg),
-                Phase::Tunnel(_) => self.step_tunnel(sh),
-                Phase::Flush { linger } => self.step_flush(sh, linger),
+                Phase::Tunnel(_) => self.step_tunnel(sh).into(),
+                Phase::Held(_) => self.step_held(),
+                Phase::Flush { linger } => self.step_flush(sh, linger).into(),
             };
-            match step {
+            match self.apply(t, sh, reg) {
                 Step::Progress => {}
                 Step::Idle => return Verdict::Keep,
                 Step::Close => return Verdict::Close,
@@ -225,17 +234,10 @@ impl Session {
         Verdict::Again
     }
 
-    /// Releases everything; uncounts what was in flight (exactly once).
+    /// Releases everything; what was in flight is uncounted by the same
+    /// transition every other end of a phase goes through.
     pub fn teardown(&mut self, sh: &mut Shared, reg: &Registry) {
-        let phase = std::mem::replace(&mut self.phase, Phase::Flush { linger: false });
-        match phase {
-            Phase::Exchange(mut ex) => {
-                sh.bufs.release(&mut ex.held);
-                sh.releases.end(ex.release, ex.kind, reg, &sh.events);
-            }
-            Phase::Tunnel(t) => sh.releases.end(t.release, Kind::WebSocket, reg, &sh.events),
-            _ => {}
-        }
+        self.apply(Transition::Close, sh, reg);
         self.drop_upstream(sh, reg);
         let _ = reg.deregister(&mut self.client.sock);
         self.client.release_bufs(&mut sh.bufs);
@@ -249,17 +251,17 @@ impl Session {
 
     // ----- Head -----
 
-    fn step_head(&mut self, sh: &mut Shared, reg: &Registry) -> Step {
+    fn step_head(&mut self, sh: &mut Shared, reg: &Registry) -> Transition {
         let flushed = match self.client.flush(&mut sh.bufs) {
             Ok(n) => n,
-            Err(_) => return Step::Close,
+            Err(_) => return Transition::Close,
         };
         if self.client.pending_out() > 0 {
-            return Step::Idle;
+            return Transition::Continue(Step::Idle);
         }
         let mut read = match self.client.fill(&mut sh.bufs) {
             Ok(n) => n,
-            Err(_) => return Step::Close,
+            Err(_) => return Transition::Close,
         };
         if self.client.pending_in() == 0 && sh.shutting_down && !self.client.eof {
             // Stopping: one last non-blocking read, so a request already
@@ -268,18 +270,18 @@ impl Session {
             self.client.readable = true;
             read += match self.client.fill(&mut sh.bufs) {
                 Ok(n) => n,
-                Err(_) => return Step::Close,
+                Err(_) => return Transition::Close,
             };
         }
         if self.client.pending_in() == 0 {
             if self.client.eof || sh.shutting_down {
-                return Step::Close;
+                return Transition::Close;
             }
-            return if flushed + read > 0 {
+            return Transition::Continue(if flushed + read > 0 {
                 Step::Progress
             } else {
                 Step::Idle
-            };
+            });
         }
         if let Phase::Head { started } = &mut self.phase {
             if !*started {
@@ -302,17 +304,19 @@ impl Session {
         match parse_request(data, sh.opts.max_head_bytes, &fwd, &mut sh.scratch) {
             Ok(HeadParse::Partial) => {
                 if self.client.eof {
-                    return Step::Close;
+                    return Transition::Close;
                 }
                 if let Some(buf) = self.client.input.as_mut() {
                     if buf.free() == 0 && buf.capacity() <= sh.opts.max_head_bytes {
                         buf.grow(sh.opts.max_head_bytes + 1);
-                        return Step::Progress;
+                        return Transition::Continue(Step::Progress);
                     }
                 }
-                if read > 0 { Step::Progress } else { Step::Idle }
+                Transition::Continue(if read > 0 { Step::Progress } else { Step::Idle })
             }
-            Err(e) => self.answer(sh, e.kind(), false),
+            Err(e) => {
+                Transition::Respond(Reply::closing(ProxyError::client(e.kind(), String::new())))
+            }
             Ok(HeadParse::Complete(info)) => {
                 if let Some(buf) = self.client.input.as_mut() {
                     buf.consume(info.head_len);
@@ -321,19 +325,6 @@ impl Session {
                 self.route(info, sh, reg)
             }
         }
-    }
-
-    /// Queues the proxy's own answer for `kind` (its status comes from
-    /// [`status_for`], the one mapping); a kind without an answer closes.
-    pub(super) fn answer(&mut self, sh: &mut Shared, kind: ErrorKind, keep_alive: bool) -> Step {
-        let Some(status) = status_for(kind) else {
-            return Step::Close;
-        };
-        let keep = keep_alive && !sh.shutting_down;
-        self.client
-            .queue(&mut sh.bufs, &canned_response(status, keep));
-        self.enter_after_response(sh, !keep, true);
-        Step::Progress
     }
 
     pub(super) fn enter_after_response(&mut self, sh: &mut Shared, close: bool, linger: bool) {
@@ -352,7 +343,13 @@ impl Session {
         }
     }
 
-    // ----- Tunnel / Flush -----
+    // ----- Held / Tunnel / Flush -----
+
+    /// A held request waits for resume or its deadline (a client that
+    /// went away is noticed when its answer is written).
+    fn step_held(&self) -> Transition {
+        Transition::Continue(Step::Idle)
+    }
 
     fn step_tunnel(&mut self, sh: &mut Shared) -> Step {
         let Phase::Tunnel(t) = &mut self.phase else {

@@ -17,8 +17,10 @@
 //! moving these clocks and is never cut; an established WebSocket tunnel
 //! has no deadline except its close grace.
 
+use super::codec::BodyKind;
 use super::error::{ErrorKind, ProxyError};
-use super::session::{Phase, Session, Shared, Verdict, later};
+use super::session::{Phase, Session, Shared, Step, Verdict, later};
+use super::transition::{Reply, Transition};
 use mio::Registry;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,8 @@ pub enum Timer {
     UpstreamRead,
     /// Bytes wait for a client that does not read them.
     ClientWrite,
+    /// A request held while paused waited as long as the pause allows.
+    Held,
 }
 
 /// When the exchange's clocks last moved.
@@ -147,6 +151,19 @@ impl Session {
                 sh.error(release, &e);
                 Verdict::Close
             }
+            Timer::Held => {
+                let Phase::Held(h) = &self.phase else {
+                    return Verdict::Close;
+                };
+                let keep = h.info.keep_alive && h.info.body == BodyKind::None;
+                let e = ProxyError::client(ErrorKind::HeldTooLong, String::new());
+                self.deadline = None;
+                let t = Transition::Respond(Reply::closing(e).keep_alive(keep));
+                if self.apply(t, sh, reg) == Step::Close {
+                    return Verdict::Close;
+                }
+                self.drive(sh, reg)
+            }
             Timer::ResponseHead => {
                 if !matches!(self.phase, Phase::Exchange(_)) {
                     return Verdict::Close;
@@ -160,7 +177,10 @@ impl Session {
                 );
                 sh.error(release, &e);
                 self.deadline = None;
-                self.fail_exchange(ErrorKind::UpstreamTimeout, sh, reg);
+                let t = Transition::Respond(Reply::closing(e).keep_alive(true));
+                if self.apply(t, sh, reg) == Step::Close {
+                    return Verdict::Close;
+                }
                 self.drive(sh, reg)
             }
         }

@@ -5,6 +5,7 @@
 
 use super::conn::{Conn, write_buf};
 use super::error::{ErrorKind, ProxyError};
+use super::release::Counted;
 use super::session::{Shared, Step};
 use std::time::{Duration, Instant};
 
@@ -13,17 +14,23 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct Tunnel {
-    pub release: usize,
+    /// The tunnel's place in its release's count (taken over from the
+    /// exchange that upgraded).
+    pub counted: Counted,
     /// When the first side closed.
     pub closing_since: Option<Instant>,
 }
 
 impl Tunnel {
-    pub fn new(release: usize) -> Tunnel {
+    pub fn new(counted: Counted) -> Tunnel {
         Tunnel {
-            release,
+            counted,
             closing_since: None,
         }
+    }
+
+    pub fn release(&self) -> usize {
+        self.counted.release()
     }
 }
 
@@ -83,6 +90,6 @@ pub fn pump(t: &mut Tunnel, client: &mut Conn, up: &mut Conn, sh: &mut Shared) -
 
 fn upstream_error(t: &Tunnel, sh: &mut Shared, e: std::io::Error) -> Step {
     let err = ProxyError::upstream(ErrorKind::Io, format!("websocket upstream: {e}"));
-    sh.error(Some(t.release), &err);
+    sh.error(Some(t.release()), &err);
     Step::Close
 }

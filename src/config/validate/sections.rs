@@ -122,6 +122,7 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         60000.0,
     ));
     let max_connections = max_connections(issues, p);
+    let max_held_requests = max_held_requests(issues, p);
     ProxyConfig {
         host,
         port,
@@ -141,6 +142,7 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         upstream_response_timeout_ms,
         upstream_read_timeout_ms,
         max_connections,
+        max_held_requests,
     }
 }
 
@@ -157,6 +159,25 @@ fn max_connections(issues: &mut Issues, p: &Raw) -> usize {
             "Use 0 (derived from the file-descriptor limit) or e.g. maxConnections: 4096.",
         );
         return 0;
+    }
+    n as usize
+}
+
+/// Largest `proxy.maxHeldRequests` accepted (each held request keeps its
+/// connection and its head).
+const MAX_HELD_LIMIT: f64 = 1_000_000.0;
+
+/// `proxy.maxHeldRequests`: a whole number, 0 (a pause holds nothing:
+/// every request is answered 503) up to one million.
+fn max_held_requests(issues: &mut Issues, p: &Raw) -> usize {
+    let path = "proxy.maxHeldRequests";
+    let n = issues.non_negative_integer(p, "maxHeldRequests", path, 10000.0);
+    if n > MAX_HELD_LIMIT {
+        issues.push(
+            format!("{path} must be at most 1000000"),
+            "Use e.g. maxHeldRequests: 10000.",
+        );
+        return 10000;
     }
     n as usize
 }

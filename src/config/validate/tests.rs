@@ -945,3 +945,21 @@ fn max_connections_is_a_bounded_whole_number() {
         "proxy.maxConnections must be at most 1000000",
     );
 }
+
+#[test]
+fn max_held_requests_is_a_bounded_whole_number() {
+    let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
+    assert_eq!(ok(&cfg("", "")).proxy.max_held_requests, 10000);
+    assert_eq!(
+        ok(&with(r#""maxHeldRequests":50"#)).proxy.max_held_requests,
+        50
+    );
+    fails(
+        &with(r#""maxHeldRequests":-1"#),
+        "proxy.maxHeldRequests must be a non-negative integer",
+    );
+    fails(
+        &with(r#""maxHeldRequests":2000000"#),
+        "proxy.maxHeldRequests must be at most 1000000",
+    );
+}

@@ -35,6 +35,7 @@ const PROXY: &[&str] = &[
     "upstreamResponseTimeoutMs",
     "upstreamReadTimeoutMs",
     "maxConnections",
+    "maxHeldRequests",
 ];
 const RETENTION: &[&str] = &["keep", "maxAgeMs"];
 const LEGACY: &[&str] = &["screens", "processes", "forceStopTimeoutMs"];

@@ -30,6 +30,11 @@ pub fn contains_token(list: &[u8], token: &[u8]) -> bool {
     })
 }
 
+/// `needle` (lowercase ASCII) occurs in `hay`, ignoring ASCII case.
+pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| eq_ci(w, needle))
+}
+
 /// A CR not followed by LF, or an LF not preceded by CR.
 pub fn has_bare_cr_or_lf(head: &[u8]) -> bool {
     head.iter().enumerate().any(|(i, &b)| match b {

@@ -12,7 +12,7 @@ mod target;
 
 use super::body::BodyKind;
 use super::chunked;
-use super::{contains_token, eq_ci, has_bare_cr_or_lf, parse_content_length};
+use super::{contains_ci, contains_token, eq_ci, has_bare_cr_or_lf, parse_content_length};
 use crate::proxy::error::ErrorKind;
 use coding::Codings;
 use fields::{is_rebuilt, underscore_dropped};
@@ -79,6 +79,9 @@ pub struct RequestInfo {
     pub keep_alive: bool,
     pub body: BodyKind,
     pub upgrade: Upgrade,
+    /// `Accept` names `text/html` (a browser): the proxy's own pages are
+    /// sent as HTML.
+    pub accepts_html: bool,
 }
 
 /// Result of feeding the head bytes seen so far.
@@ -146,6 +149,7 @@ pub fn parse_request(
     let mut conn_upgrade = false;
     let mut upgrade_ws = false;
     let mut upgrade_value: Option<&[u8]> = None;
+    let mut accepts_html = false;
     let mut xff: Vec<&[u8]> = Vec::new();
     let mut xf_proto: Option<&[u8]> = None;
     let mut xf_host: Option<&[u8]> = None;
@@ -175,6 +179,8 @@ pub fn parse_request(
         } else if eq_ci(name, b"upgrade") {
             upgrade_ws |= contains_token(value, b"websocket");
             upgrade_value = Some(value);
+        } else if eq_ci(name, b"accept") {
+            accepts_html |= contains_ci(value, b"text/html");
         } else if eq_ci(name, b"x-forwarded-for") {
             xff.push(value);
         } else if eq_ci(name, b"x-forwarded-proto") {
@@ -334,6 +340,7 @@ pub fn parse_request(
         keep_alive,
         body,
         upgrade,
+        accepts_html,
     }))
 }
 

@@ -445,3 +445,17 @@ fn fuzz_crash_b41f1d92_rebuilt_head_parses_again() {
         }
     }
 }
+
+#[test]
+fn browser_accept_asks_for_html() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nAccept: Text/HTML,application/xhtml+xml;q=0.9\r\n\r\n";
+    assert!(parse(raw).unwrap().0.accepts_html);
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n\r\n";
+    assert!(!parse(raw).unwrap().0.accepts_html);
+    assert!(
+        !parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .0
+            .accepts_html
+    );
+}
