@@ -20,6 +20,7 @@ pub mod codec;
 mod conn;
 pub mod error;
 mod event_loop;
+mod farewell;
 mod exchange;
 mod handle;
 pub mod options;
@@ -30,6 +31,7 @@ mod timers;
 pub mod traffic;
 mod transition;
 mod tunnel;
+mod wsframe;
 
 pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
