@@ -227,9 +227,15 @@ fn closes_are_spread_over_the_spread() {
     at.sort();
     assert!(at[0] < Duration::from_millis(150), "first close: {at:?}");
     for w in at.windows(2) {
-        assert!(w[1] - w[0] >= Duration::from_millis(120), "not spread: {at:?}");
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(120),
+            "not spread: {at:?}"
+        );
     }
-    assert!(at[2] < Duration::from_millis(700), "last close late: {at:?}");
+    assert!(
+        at[2] < Duration::from_millis(700),
+        "last close late: {at:?}"
+    );
     for r in readers {
         r.join().unwrap();
     }

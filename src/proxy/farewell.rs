@@ -29,7 +29,8 @@ impl Farewells {
     pub fn schedule(&mut self, from: Instant, spread: Duration, tunnels: &[(usize, u64)]) {
         let n = tunnels.len();
         for (i, &(idx, serial)) in tunnels.iter().enumerate() {
-            self.heap.push(Reverse((slot(from, spread, i, n), idx, serial)));
+            self.heap
+                .push(Reverse((slot(from, spread, i, n), idx, serial)));
         }
     }
 
@@ -41,9 +42,10 @@ impl Farewells {
     /// The next tunnel whose time has come.
     pub fn pop_due(&mut self, now: Instant) -> Option<(usize, u64)> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => {
-                self.heap.pop().map(|Reverse((_, idx, serial))| (idx, serial))
-            }
+            Some(Reverse((at, _, _))) if *at <= now => self
+                .heap
+                .pop()
+                .map(|Reverse((_, idx, serial))| (idx, serial)),
             _ => None,
         }
     }

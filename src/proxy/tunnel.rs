@@ -187,27 +187,24 @@ fn pump_going(
         Ok(n) => progress |= n > 0,
         Err(_) => return Step::Close,
     }
-    match t.going {
-        Some(Going::Waiting) => {
-            if relay(up, &mut client.input, &mut sh.bufs, &mut t.to_app, false).is_err() {
-                // The app is gone; the client still gets its Close.
-                discard(&mut client.input, &mut sh.bufs);
-            }
+    if t.going == Some(Going::Waiting) {
+        let sent = relay(up, &mut client.input, &mut sh.bufs, &mut t.to_app, false);
+        if sent.is_err() {
+            // The app is gone; the client still gets its Close.
+            discard(&mut client.input, &mut sh.bufs);
         }
-        Some(Going::ClientTold) => {
-            let sent = relay(up, &mut client.input, &mut sh.bufs, &mut t.to_app, true);
-            if sent.is_err() || t.to_app.at_boundary() {
-                if sent.is_ok() {
-                    let seed = t as *const Tunnel as u64;
-                    let (frame, n) = close_frame(GOING_AWAY, Some(mask_key(seed)));
-                    up.queue(&mut sh.bufs, &frame[..n]);
-                    let _ = up.flush(&mut sh.bufs);
-                }
-                t.going = Some(Going::BothTold);
-                progress = true;
+    } else if t.going == Some(Going::ClientTold) {
+        let sent = relay(up, &mut client.input, &mut sh.bufs, &mut t.to_app, true);
+        if sent.is_err() || t.to_app.at_boundary() {
+            if sent.is_ok() {
+                let seed = t as *const Tunnel as u64;
+                let (frame, n) = close_frame(GOING_AWAY, Some(mask_key(seed)));
+                up.queue(&mut sh.bufs, &frame[..n]);
+                let _ = up.flush(&mut sh.bufs);
             }
+            t.going = Some(Going::BothTold);
+            progress = true;
         }
-        _ => {}
     }
     if t.going == Some(Going::BothTold) {
         // Only the client's answer matters now.
