@@ -210,13 +210,21 @@ fn websocket_is_closed_at_the_drain_deadline() {
     let switched = Instant::now();
     d.deploy_ok("v2");
     assert_eq!(echo(&mut ws, "b"), "v1:b", "the tunnel survives the switch");
-    // At the deadline the proxy tears the tunnel down and v1 stops.
+    // At the deadline the proxy says "going away" (1001), then tears the
+    // tunnel down and v1 stops.
+    let mut going_away = None;
     let closed = loop {
         match ws.read() {
+            Ok(tungstenite::Message::Close(f)) => {
+                going_away = Some((f.map(|f| u16::from(f.code)), switched.elapsed()));
+            }
             Ok(_) => continue,
             Err(_) => break switched.elapsed(),
         }
     };
+    let (code, at) = going_away.expect("a close frame before the end");
+    assert_eq!(code, Some(1001));
+    assert!(at >= Duration::from_millis(700), "told too early: {at:?}");
     assert!(
         closed >= Duration::from_millis(700),
         "closed too early: {closed:?}"

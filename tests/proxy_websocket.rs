@@ -234,9 +234,13 @@ fn websocket_and_sse_survive_flip_until_force_close() {
     p.wait_counts("v1", (1, 0));
     p.wait_counts("w1", (0, 1));
 
-    // drain deadline: force-close
+    // drain deadline: the tunnel is told "going away", then closed
     p.handle.force_close("w1").unwrap();
     p.wait_drained("w1");
+    match ws.read() {
+        Ok(Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 1001),
+        other => panic!("expected a close 1001, got {other:?}"),
+    }
     assert!(ws.read().is_err());
     p.handle.force_close("v1").unwrap();
     p.wait_drained("v1");

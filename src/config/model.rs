@@ -77,6 +77,8 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Most requests held while traffic is paused (beyond: 503 at once).
     pub max_held_requests: usize,
+    /// Tunnels' Close 1001 at a drain deadline spread over this (0 = at once).
+    pub websocket_close_spread_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -41,6 +41,7 @@ pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
         upstream_read_timeout: Duration::from_millis(cfg.upstream_read_timeout_ms),
         connect_retry: Duration::from_millis(cfg.connect_retry_ms),
         drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
+        websocket_close_spread: Duration::from_millis(cfg.websocket_close_spread_ms),
         max_connections: cfg.max_connections,
         max_held_requests: cfg.max_held_requests,
     }

@@ -11,6 +11,7 @@
 use super::budget::{self, Admit, Gauge};
 use super::buf::BufPool;
 use super::error::{ErrorKind, ProxyError, Side};
+use super::farewell::Farewells;
 use super::handle::{Command, LISTENER, ProxyEvent, WAKER};
 use super::options::ProxyOptions;
 use super::release::{Owner, Releases};
@@ -70,6 +71,7 @@ pub(crate) fn run(
             next_sweep: now + SWEEP,
             accept_paused_until: None,
             shutdown: None,
+            farewells: Farewells::default(),
             sh: Shared {
                 default_host: local_addr.to_string(),
                 opts,
@@ -128,6 +130,8 @@ struct Loop {
     next_sweep: Instant,
     accept_paused_until: Option<Instant>,
     shutdown: Option<(Instant, Option<Sender<()>>)>,
+    /// Tunnels waiting for their Close 1001.
+    farewells: Farewells,
     sh: Shared,
 }
 
@@ -177,6 +181,7 @@ impl Loop {
                 self.drive(idx);
             }
             self.fire_retries();
+            self.fire_farewells();
             if self.sh.now >= self.next_sweep {
                 self.sweep();
             }
@@ -195,6 +200,9 @@ impl Loop {
         let mut until = self.next_sweep;
         if let Some(std::cmp::Reverse((at, _, _))) = self.sh.retries.peek() {
             until = until.min(*at);
+        }
+        if let Some(at) = self.farewells.next() {
+            until = until.min(at);
         }
         until.saturating_duration_since(now)
     }
@@ -434,9 +442,15 @@ impl Loop {
                         .filter(|(_, s)| s.as_ref().is_some_and(|s| s.release() == Some(r)))
                         .map(|(i, _)| i)
                         .collect();
+                    // Tunnels get a Close 1001, spread out; the rest closes.
+                    let tunnels = self.tunnels(&victims);
                     for idx in victims {
-                        self.close(idx);
+                        if !tunnels.iter().any(|&(t, _)| t == idx) {
+                            self.close(idx);
+                        }
                     }
+                    let spread = self.sh.opts.websocket_close_spread;
+                    self.farewells.schedule(self.sh.now, spread, &tunnels);
                     self.sh.releases.close_idle_of(r, self.poll.registry());
                 }
             }
@@ -479,19 +493,11 @@ impl Loop {
         // requests finish.
         self.resume();
         self.sh.releases.close_all_idle(self.poll.registry());
-        let tunnels: Vec<usize> = self
-            .sessions
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                s.as_ref()
-                    .is_some_and(|s| matches!(s.phase, super::session::Phase::Tunnel(_)))
-            })
-            .map(|(i, _)| i)
-            .collect();
-        for idx in tunnels {
-            self.close(idx);
-        }
+        // Tunnels get a Close 1001, spread out within the stop's bound.
+        let all: Vec<usize> = (0..self.sessions.len()).collect();
+        let tunnels = self.tunnels(&all);
+        let spread = self.sh.opts.websocket_close_spread.min(within);
+        self.farewells.schedule(self.sh.now, spread, &tunnels);
         // Idle connections close after a last read: a request already in
         // the socket buffer is served first, with `Connection: close`.
         let idle: Vec<usize> = self
@@ -522,6 +528,32 @@ impl Loop {
             let _ = reply.send(());
         }
         true
+    }
+
+    /// The tunnels among `sessions`, with their serials.
+    fn tunnels(&self, sessions: &[usize]) -> Vec<(usize, u64)> {
+        sessions
+            .iter()
+            .filter_map(|&i| match self.sessions.get(i) {
+                Some(Some(s)) if matches!(s.phase, super::session::Phase::Tunnel(_)) => {
+                    Some((i, s.serial))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn fire_farewells(&mut self) {
+        while let Some((idx, serial)) = self.farewells.pop_due(self.sh.now) {
+            let Some(Some(s)) = self.sessions.get_mut(idx) else {
+                continue;
+            };
+            if s.serial != serial {
+                continue;
+            }
+            let verdict = s.go_away(&mut self.sh, self.poll.registry());
+            self.apply(idx, verdict);
+        }
     }
 
     fn fire_retries(&mut self) {

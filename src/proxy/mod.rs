@@ -21,6 +21,7 @@ mod conn;
 pub mod error;
 mod event_loop;
 mod exchange;
+mod farewell;
 mod handle;
 pub mod options;
 mod pause;
@@ -30,6 +31,7 @@ mod timers;
 pub mod traffic;
 mod transition;
 mod tunnel;
+mod wsframe;
 
 pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};

@@ -48,6 +48,10 @@ pub struct ProxyOptions {
     pub connect_retry: Duration,
     /// `proxy.drainTimeoutMs`: the bound on a graceful stop (default 60 s).
     pub drain_timeout: Duration,
+    /// `proxy.websocketCloseSpreadMs`: tunnels still open at a drain
+    /// deadline or a graceful stop get their Close 1001 spread evenly over
+    /// this long (default 1 s; zero closes them all at once).
+    pub websocket_close_spread: Duration,
     /// `proxy.maxConnections`: most open connections; 0 derives it from
     /// the descriptor limit (see `budget.rs`), larger values are clamped.
     pub max_connections: usize,
@@ -77,6 +81,7 @@ impl Default for ProxyOptions {
             upstream_read_timeout: Duration::from_secs(60),
             connect_retry: Duration::from_millis(5000),
             drain_timeout: Duration::from_secs(60),
+            websocket_close_spread: Duration::from_millis(1000),
             max_connections: 0,
             max_held_requests: 10_000,
         }

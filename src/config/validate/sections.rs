@@ -123,6 +123,12 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
     ));
     let max_connections = max_connections(issues, p);
     let max_held_requests = max_held_requests(issues, p);
+    let websocket_close_spread_ms = ms(issues.non_negative(
+        p,
+        "websocketCloseSpreadMs",
+        "proxy.websocketCloseSpreadMs",
+        1000.0,
+    ));
     ProxyConfig {
         host,
         port,
@@ -143,6 +149,7 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         upstream_read_timeout_ms,
         max_connections,
         max_held_requests,
+        websocket_close_spread_ms,
     }
 }
 

@@ -963,3 +963,19 @@ fn max_held_requests_is_a_bounded_whole_number() {
         "proxy.maxHeldRequests must be at most 1000000",
     );
 }
+
+#[test]
+fn websocket_close_spread_is_a_non_negative_number() {
+    let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
+    assert_eq!(ok(&cfg("", "")).proxy.websocket_close_spread_ms, 1000);
+    assert_eq!(
+        ok(&with(r#""websocketCloseSpreadMs":0"#))
+            .proxy
+            .websocket_close_spread_ms,
+        0
+    );
+    fails(
+        &with(r#""websocketCloseSpreadMs":-5"#),
+        "proxy.websocketCloseSpreadMs must be a non-negative number",
+    );
+}

@@ -36,6 +36,7 @@ const PROXY: &[&str] = &[
     "upstreamReadTimeoutMs",
     "maxConnections",
     "maxHeldRequests",
+    "websocketCloseSpreadMs",
 ];
 const RETENTION: &[&str] = &["keep", "maxAgeMs"];
 const LEGACY: &[&str] = &["screens", "processes", "forceStopTimeoutMs"];
