@@ -16,6 +16,15 @@ pub struct Config {
     pub state_path: Option<String>,
     pub legacy_takeover: Option<LegacyTakeover>,
     pub processes: Vec<ProcessConfig>,
+    /// `admin`: probes and metrics on a port of their own (`None`: off).
+    pub admin: Option<AdminConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    pub host: String,
+    /// 0 = OS-chosen.
+    pub port: u16,
 }
 
 impl Config {
@@ -77,6 +86,9 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Most requests held while traffic is paused (beyond: 503 at once).
     pub max_held_requests: usize,
+    /// Lame duck: how long the proxy keeps serving after shutdown began
+    /// (with `/ready` answering 503) before it stops accepting.
+    pub shutdown_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -14,6 +14,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod admin;
 pub mod budget;
 pub mod buf;
 pub mod codec;
@@ -22,6 +23,7 @@ pub mod error;
 mod event_loop;
 mod exchange;
 mod handle;
+mod metrics;
 pub mod options;
 mod pause;
 mod release;
@@ -31,6 +33,7 @@ pub mod traffic;
 mod transition;
 mod tunnel;
 
+pub use admin::{AdminSnapshot, ProcessSample};
 pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use handle::{Pending, ProxyEvent, ProxyHandle, ReleaseCounts, bind, prepare, resolve, start};

@@ -55,6 +55,8 @@ pub struct ProxyOptions {
     /// paused; beyond that a new request is answered 503 at once
     /// (default 10000).
     pub max_held_requests: usize,
+    /// The admin listener's `host` and `port` (`None`: no admin listener).
+    pub admin: Option<(String, u16)>,
 }
 
 impl Default for ProxyOptions {
@@ -79,6 +81,7 @@ impl Default for ProxyOptions {
             drain_timeout: Duration::from_secs(60),
             max_connections: 0,
             max_held_requests: 10_000,
+            admin: None,
         }
     }
 }

@@ -14,7 +14,9 @@ const TOP: &[&str] = &[
     "releaseRetention",
     "statePath",
     "legacyTakeover",
+    "admin",
 ];
+const ADMIN: &[&str] = &["host", "port"];
 const CONTROL: &[&str] = &["path", "mode", "owner", "group"];
 const PROXY: &[&str] = &[
     "host",
@@ -36,6 +38,7 @@ const PROXY: &[&str] = &[
     "upstreamReadTimeoutMs",
     "maxConnections",
     "maxHeldRequests",
+    "shutdownDelayMs",
 ];
 const RETENTION: &[&str] = &["keep", "maxAgeMs"];
 const LEGACY: &[&str] = &["screens", "processes", "forceStopTimeoutMs"];
@@ -91,6 +94,9 @@ pub fn warnings(root: &Raw) -> Vec<Issue> {
         "releaseRetention.",
         RETENTION,
     );
+    if let Some(admin) = root.get("admin") {
+        check(&mut out, admin, "admin.", ADMIN);
+    }
     if let Some(legacy) = root.get("legacyTakeover") {
         check(&mut out, legacy, "legacyTakeover.", LEGACY);
         if let Some(Raw::Array(items)) = legacy.get("processes") {
