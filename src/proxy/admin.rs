@@ -208,7 +208,11 @@ fn step(c: &mut AdminConn, sh: &Shared, snap: &AdminSnapshot, lame: bool) -> io:
 }
 
 fn canned(kind: ErrorKind) -> Option<Vec<u8>> {
-    canned_response(&ProxyError::client(kind, String::new()), false, super::error::Page::Standard)
+    canned_response(
+        &ProxyError::client(kind, String::new()),
+        false,
+        super::error::Page::Standard,
+    )
 }
 
 /// Whether a load balancer should send traffic here.

@@ -4,11 +4,11 @@
 //! channel and wakes the loop with a `mio::Waker`. Nothing here blocks the
 //! loop, and the loop never blocks on the daemon.
 
+use super::admin::AdminSnapshot;
 use super::budget::{self, Budget, ConnectionLoad, Gauge};
 use super::error::{ErrorKind, Side};
 use super::event_loop;
 use super::options::ProxyOptions;
-use super::admin::AdminSnapshot;
 use super::traffic::Maintenance;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use mio::{Poll, Token, Waker};

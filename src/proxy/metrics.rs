@@ -317,7 +317,9 @@ mod tests {
         assert!(out.contains(
             "rollbridge_http_request_duration_seconds_bucket{release=\"v1\",le=\"+Inf\"} 2\n"
         ));
-        assert!(out.contains("rollbridge_http_request_duration_seconds_sum{release=\"v1\"} 0.033\n"));
+        assert!(
+            out.contains("rollbridge_http_request_duration_seconds_sum{release=\"v1\"} 0.033\n")
+        );
     }
 
     #[test]

@@ -103,13 +103,28 @@ fn processes(v: &Value) -> Vec<ProcessSample> {
             process: id.to_string(),
             release: release.to_string(),
             restarts: p.get("restarts").and_then(Value::as_u64).unwrap_or(0),
-            rss_bytes: p.get("rssBytes").and_then(Value::as_u64),
+            rss_bytes: p.get("rssBytes").and_then(Value::as_u64).or_else(|| {
+                // Sampled only under a memory limit: read it here otherwise.
+                let pid = p.get("pid").and_then(Value::as_u64)?;
+                let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                crate::supervisor::memory::parse_vmrss(&text)
+            }),
         });
     };
-    let list = |key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     for r in list("releases") {
         let release = r.get("releaseId").and_then(Value::as_str).unwrap_or("");
-        for p in r.get("processes").and_then(Value::as_array).into_iter().flatten() {
+        for p in r
+            .get("processes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             add(p, release);
         }
     }
@@ -138,7 +153,10 @@ mod tests {
         assert_eq!(v["application"], "app");
         assert_eq!(v["activeReleaseId"], "r2");
         assert_eq!(v["revision"], "bbb");
-        assert!(s.status_json.starts_with(r#"{"status":"success","activeReleaseId""#));
+        assert!(
+            s.status_json
+                .starts_with(r#"{"status":"success","activeReleaseId""#)
+        );
         assert_eq!(s.processes.len(), 3);
         assert_eq!(s.processes[1].rss_bytes, Some(1024));
         assert_eq!(s.processes[2].release, "");
