@@ -126,7 +126,7 @@ fn parse_metrics(text: &str) -> Vec<Sample> {
         let mut rest = rest;
         if let Some(body) = rest.strip_prefix('{') {
             let mut chars = body.char_indices();
-            let mut end = None;
+            let end: Option<usize>;
             loop {
                 // name="value",
                 let start = match chars.next() {

@@ -126,10 +126,8 @@ impl Admin {
         let Some(Some(c)) = self.conns.get_mut(idx) else {
             return;
         };
-        let keep = match step(c, sh, &self.snapshot, self.lame_duck) {
-            Ok(keep) => keep,
-            Err(_) => false,
-        };
+        // A socket error ends the connection like a finished answer.
+        let keep = step(c, sh, &self.snapshot, self.lame_duck).unwrap_or(false);
         if !keep {
             self.close(idx, reg);
         }

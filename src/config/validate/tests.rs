@@ -969,7 +969,9 @@ fn shutdown_delay_is_bounded() {
     let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
     assert_eq!(ok(&cfg("", "")).proxy.shutdown_delay_ms, 0);
     assert_eq!(
-        ok(&with(r#""shutdownDelayMs":15000"#)).proxy.shutdown_delay_ms,
+        ok(&with(r#""shutdownDelayMs":15000"#))
+            .proxy
+            .shutdown_delay_ms,
         15000
     );
     fails(
