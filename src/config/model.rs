@@ -16,6 +16,15 @@ pub struct Config {
     pub state_path: Option<String>,
     pub legacy_takeover: Option<LegacyTakeover>,
     pub processes: Vec<ProcessConfig>,
+    /// `admin`: probes and metrics on a port of their own (`None`: off).
+    pub admin: Option<AdminConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    pub host: String,
+    /// 0 = OS-chosen.
+    pub port: u16,
 }
 
 impl Config {
@@ -79,6 +88,9 @@ pub struct ProxyConfig {
     pub max_held_requests: usize,
     /// Tunnels' Close 1001 at a drain deadline spread over this (0 = at once).
     pub websocket_close_spread_ms: u64,
+    /// Lame duck: how long the proxy keeps serving after shutdown began
+    /// (with `/ready` answering 503) before it stops accepting.
+    pub shutdown_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -29,6 +29,7 @@ use crate::runtime::RuntimeIdentity;
 use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
 use crate::timefmt::iso_now;
 
+mod admin;
 mod boot;
 mod releases;
 mod upkeep;
@@ -113,6 +114,8 @@ pub struct Core {
     retiring: Option<boot::Retiring>,
     /// Maintenance and pause.
     traffic: traffic::Traffic,
+    /// Deploy counts and the last push for the admin listener.
+    admin: admin::AdminFeed,
 }
 
 impl Core {
@@ -154,6 +157,7 @@ impl Core {
             forced_exit: None,
             retiring: None,
             traffic: traffic::Traffic::default(),
+            admin: admin::AdminFeed::default(),
         }
     }
 
@@ -224,6 +228,7 @@ impl Core {
     /// Records an event: ring + stdout line (+ followers).
     pub fn record(&mut self, event: Event) {
         log::event(&event);
+        self.count_deploy(&event.message);
         if let Some(f) = self.fanout.as_ref().filter(|f| f.active()) {
             f.publish(FanItem::Event(event.clone()));
         }
@@ -297,6 +302,7 @@ impl Core {
                 return code;
             }
             self.publish_sources();
+            self.publish_admin(false);
         }
     }
 
@@ -372,7 +378,12 @@ impl Core {
                 // proxy.drainTimeoutMs) while their backends still run.
                 let proxy = self.proxy.handle().clone();
                 let tx = self.tx.clone();
+                // Lame duck: keep serving while load balancers notice the
+                // 503 of `/ready` (counted from the start of the shutdown).
+                let delay = Duration::from_millis(self.config.proxy.shutdown_delay_ms);
+                let until = self.admin.lame_duck_until(delay);
                 std::thread::spawn(move || {
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
                     let _ = proxy.shutdown();
                     let _ = tx.send(CoreMsg::ProxyClosed);
                 });
@@ -596,6 +607,8 @@ impl Core {
             return;
         }
         notify::stopping();
+        self.admin.lame_duck_from = Some(Instant::now());
+        let _ = self.proxy.handle().lame_duck();
         self.next_persist = None;
         self.next_check = None;
         let keep: Vec<u64> = requester.iter().map(ReplyTo::conn).collect();

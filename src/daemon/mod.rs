@@ -105,7 +105,7 @@ pub fn run(config: Config, start: Start) -> Result<i32, String> {
     }
 
     raise_nofile_limit();
-    let (mut proxy, proxy_events) = ProxyPort::prepare(&config.proxy)?;
+    let (mut proxy, proxy_events) = ProxyPort::prepare(&config.proxy, config.admin.as_ref())?;
     if !takeover {
         bind::clear_path(&config.control.path)?;
         let listener = match start.inherited {
@@ -123,6 +123,14 @@ pub fn run(config: Config, start: Start) -> Result<i32, String> {
                 .with("host", config.proxy.host.as_str())
                 .with("port", proxy.port()),
         ));
+        if let Some(addr) = proxy.handle().admin_addr() {
+            record(Event::new(
+                "admin listening",
+                Data::new()
+                    .with("host", addr.ip().to_string())
+                    .with("port", addr.port()),
+            ));
+        }
     }
     let budget = proxy.handle().budget();
     if let Some(configured) = budget.clamped_from {

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 
 use crossbeam_channel::Receiver;
 
-use crate::config::ProxyConfig;
+use crate::config::{AdminConfig, ProxyConfig};
 use crate::proxy::{self, IpNet, ProxyEvent, ProxyHandle, ProxyOptions};
 
 pub struct ProxyPort {
@@ -20,7 +20,7 @@ pub struct ProxyPort {
 }
 
 /// The engine's options from the normalized config.
-pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
+pub fn options(cfg: &ProxyConfig, admin: Option<&AdminConfig>) -> ProxyOptions {
     ProxyOptions {
         host: cfg.host.clone(),
         port: cfg.port,
@@ -44,13 +44,17 @@ pub fn options(cfg: &ProxyConfig) -> ProxyOptions {
         websocket_close_spread: Duration::from_millis(cfg.websocket_close_spread_ms),
         max_connections: cfg.max_connections,
         max_held_requests: cfg.max_held_requests,
+        admin: admin.map(|a| (a.host.clone(), a.port)),
     }
 }
 
 impl ProxyPort {
     /// The engine without a listener yet; [`ProxyPort::attach`] starts it.
-    pub fn prepare(cfg: &ProxyConfig) -> Result<(ProxyPort, Receiver<ProxyEvent>), String> {
-        let (handle, pending, events) = proxy::prepare(options(cfg))
+    pub fn prepare(
+        cfg: &ProxyConfig,
+        admin: Option<&AdminConfig>,
+    ) -> Result<(ProxyPort, Receiver<ProxyEvent>), String> {
+        let (handle, pending, events) = proxy::prepare(options(cfg, admin))
             .map_err(|e| format!("cannot start the proxy for {}:{}: {e}", cfg.host, cfg.port))?;
         let port = cfg.port;
         Ok((
@@ -78,8 +82,11 @@ impl ProxyPort {
     }
 
     /// Binds `proxy.host:proxy.port` and starts the proxy thread.
-    pub fn bind(cfg: &ProxyConfig) -> Result<(ProxyPort, Receiver<ProxyEvent>), String> {
-        let (mut port, events) = ProxyPort::prepare(cfg)?;
+    pub fn bind(
+        cfg: &ProxyConfig,
+        admin: Option<&AdminConfig>,
+    ) -> Result<(ProxyPort, Receiver<ProxyEvent>), String> {
+        let (mut port, events) = ProxyPort::prepare(cfg, admin)?;
         port.attach(bind_listener(cfg)?)?;
         Ok((port, events))
     }

@@ -8,6 +8,7 @@
 //! write, upstream response and read, pool expiry) are checked by a sweep
 //! every [`SWEEP`]; connect-retry wake-ups are exact, from a small heap.
 
+use super::admin::{ADMIN_LISTENER, ADMIN_TAG, Admin};
 use super::budget::{self, Admit, Gauge};
 use super::buf::BufPool;
 use super::error::{ErrorKind, ProxyError, Side};
@@ -35,10 +36,16 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// the system (slab shrunk, free lists trimmed, `malloc_trim`).
 const TRIM_AFTER_CLOSED: usize = 1024;
 
+/// The loop's listening sockets: the proxy's and the optional admin one.
+pub(crate) struct Sockets {
+    pub listener: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
 /// Thread entry: runs the loop under a last-resort panic guard.
 pub(crate) fn run(
     poll: Poll,
-    mut listener: TcpListener,
+    sockets: Sockets,
     rx: Receiver<Command>,
     events: Sender<ProxyEvent>,
     opts: ProxyOptions,
@@ -47,6 +54,17 @@ pub(crate) fn run(
 ) {
     let guard_events = events.clone();
     let result = catch_unwind(AssertUnwindSafe(move || {
+        let Sockets {
+            mut listener,
+            admin,
+        } = sockets;
+        let admin = match admin.map(|l| Admin::new(l, poll.registry())).transpose() {
+            Ok(a) => a,
+            Err(e) => {
+                report(&events, format!("cannot register admin listener: {e}"));
+                None
+            }
+        };
         if let Err(e) = poll
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
@@ -72,6 +90,7 @@ pub(crate) fn run(
             accept_paused_until: None,
             shutdown: None,
             farewells: Farewells::default(),
+            admin,
             sh: Shared {
                 default_host: local_addr.to_string(),
                 opts,
@@ -90,6 +109,7 @@ pub(crate) fn run(
                 sessions_open: 0,
                 max_connections,
                 traffic: Default::default(),
+                metrics: Default::default(),
             },
         };
         l.run();
@@ -132,6 +152,7 @@ struct Loop {
     shutdown: Option<(Instant, Option<Sender<()>>)>,
     /// Tunnels waiting for their Close 1001.
     farewells: Farewells,
+    admin: Option<Admin>,
     sh: Shared,
 }
 
@@ -154,6 +175,11 @@ impl Loop {
                 match ev.token() {
                     WAKER => self.commands(),
                     LISTENER => self.accept(),
+                    ADMIN_LISTENER => {
+                        if let Some(a) = self.admin.as_mut() {
+                            a.accept(self.poll.registry(), self.sh.now);
+                        }
+                    }
                     Token(t) => {
                         let idx = t >> 2;
                         let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
@@ -172,6 +198,11 @@ impl Loop {
                                 }
                                 _ => {}
                             },
+                            ADMIN_TAG => {
+                                if let Some(a) = self.admin.as_mut() {
+                                    a.on_event(idx, &self.sh, self.poll.registry());
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -421,7 +452,8 @@ impl Loop {
         let reg = self.poll.registry();
         match cmd {
             Command::SetActive { id, addr } => {
-                self.sh.releases.set_active(id, addr, reg);
+                let slot = self.sh.releases.set_active(id.clone(), addr, reg);
+                self.sh.metrics.bind(slot, &id);
                 // Requests waiting in connect retry try the new release now.
                 let now = self.sh.now;
                 self.sh.retries = std::mem::take(&mut self.sh.retries)
@@ -461,6 +493,16 @@ impl Loop {
             Command::Pause { hold_for } => self.sh.traffic.paused = Some(hold_for),
             Command::Resume => self.resume(),
             Command::Shutdown { within, reply } => self.begin_shutdown(within, Some(reply)),
+            Command::Admin(snapshot) => {
+                if let Some(a) = self.admin.as_mut() {
+                    a.snapshot = *snapshot;
+                }
+            }
+            Command::LameDuck => {
+                if let Some(a) = self.admin.as_mut() {
+                    a.lame_duck = true;
+                }
+            }
         }
     }
 
@@ -596,6 +638,9 @@ impl Loop {
         }
         self.sh.releases.expire_idle(now, self.poll.registry());
         self.sh.flush_suppressed();
+        if let Some(a) = self.admin.as_mut() {
+            a.expire(now, self.poll.registry());
+        }
         self.trim_memory();
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;

@@ -60,6 +60,10 @@ pub struct Exchange {
     pub(super) backoff: Duration,
     /// Progress instants the exchange's timers count from.
     pub(super) clocks: Clocks,
+    /// When the request head was received (the latency metric's start).
+    pub(super) started: Instant,
+    /// The final response status sent to the client (0 until its head).
+    pub(super) status: u16,
 }
 
 impl Exchange {
@@ -139,6 +143,8 @@ impl Session {
             connect_deadline: later(sh.now, sh.opts.connect_retry),
             backoff: RETRY_FIRST,
             clocks: Clocks::new(sh.now),
+            started: sh.now,
+            status: 0,
             info,
         });
         let mut held = sh.bufs.get();
@@ -401,6 +407,9 @@ impl Session {
                         ex.resp_started = true;
                     }
                     progress = true;
+                    if !info.interim {
+                        ex.status = info.status;
+                    }
                     if info.switching {
                         return Transition::Upgrade;
                     }

@@ -4,6 +4,7 @@
 //! channel and wakes the loop with a `mio::Waker`. Nothing here blocks the
 //! loop, and the loop never blocks on the daemon.
 
+use super::admin::AdminSnapshot;
 use super::budget::{self, Budget, ConnectionLoad, Gauge};
 use super::error::{ErrorKind, Side};
 use super::event_loop;
@@ -67,6 +68,8 @@ pub(crate) enum Command {
     Pause { hold_for: Duration },
     Resume,
     Shutdown { within: Duration, reply: Sender<()> },
+    Admin(Box<AdminSnapshot>),
+    LameDuck,
 }
 
 /// A cloneable, sendable handle to the running proxy.
@@ -77,6 +80,8 @@ pub struct ProxyHandle {
     /// The configured address, reported until a listener is attached.
     configured: SocketAddr,
     local_addr: Arc<OnceLock<SocketAddr>>,
+    /// The admin listener's bound address, once attached.
+    admin_addr: Arc<OnceLock<SocketAddr>>,
     /// A duplicate of the listening socket, kept to hand it to a successor
     /// (the loop holds its own). Dropped on shutdown.
     listener: Arc<Mutex<Option<OwnedFd>>>,
@@ -130,6 +135,7 @@ pub fn prepare(opts: ProxyOptions) -> io::Result<(ProxyHandle, Pending, Receiver
         waker,
         configured,
         local_addr: Arc::new(OnceLock::new()),
+        admin_addr: Arc::new(OnceLock::new()),
         listener: Arc::new(Mutex::new(None)),
         upstream_host: opts.upstream_host.clone(),
         drain_timeout: opts.drain_timeout,
@@ -198,6 +204,14 @@ impl ProxyHandle {
         let listener = mio::net::TcpListener::from_std(listener);
         widen_backlog(&listener);
         let local_addr = listener.local_addr()?;
+        let admin = match &pending.opts.admin {
+            Some((host, port)) => Some(mio::net::TcpListener::from_std(bind(host, *port)?)),
+            None => None,
+        };
+        let admin_addr = match &admin {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let Pending {
             poll,
             rx,
@@ -207,8 +221,14 @@ impl ProxyHandle {
         let gauge = self.gauge.clone();
         let thread = std::thread::Builder::new()
             .name("rollbridge-proxy".into())
-            .spawn(move || event_loop::run(poll, listener, rx, etx, opts, local_addr, gauge))?;
+            .spawn(move || {
+                let sockets = event_loop::Sockets { listener, admin };
+                event_loop::run(poll, sockets, rx, etx, opts, local_addr, gauge)
+            })?;
         let _ = self.local_addr.set(local_addr);
+        if let Some(addr) = admin_addr {
+            let _ = self.admin_addr.set(addr);
+        }
         if let Ok(mut slot) = self.listener.lock() {
             *slot = Some(spare);
         }
@@ -216,6 +236,12 @@ impl ProxyHandle {
             *slot = Some(thread);
         }
         Ok(local_addr)
+    }
+
+    /// Where the admin listener listens (`None` without one, or before
+    /// attach).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr.get().copied()
     }
 
     /// A duplicate of the listening socket for a successor daemon, taken
@@ -303,6 +329,18 @@ impl ProxyHandle {
         let (tx, rx) = bounded(1);
         self.send(Command::Counts(tx))?;
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| gone())
+    }
+
+    /// Hands the admin listener what only the daemon knows (status,
+    /// processes, deploys); answers use the last one sent.
+    pub fn publish_admin(&self, snapshot: AdminSnapshot) -> io::Result<()> {
+        self.send(Command::Admin(Box::new(snapshot)))
+    }
+
+    /// Shutdown has begun: `/ready` answers 503 from now on while the
+    /// proxy keeps serving until [`ProxyHandle::shutdown`].
+    pub fn lame_duck(&self) -> io::Result<()> {
+        self.send(Command::LameDuck)
     }
 
     /// Graceful stop bounded by `drain_timeout`: see [`ProxyHandle::shutdown_within`].

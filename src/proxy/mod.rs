@@ -14,6 +14,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod admin;
 pub mod budget;
 pub mod buf;
 pub mod codec;
@@ -23,6 +24,7 @@ mod event_loop;
 mod exchange;
 mod farewell;
 mod handle;
+mod metrics;
 pub mod options;
 mod pause;
 mod release;
@@ -33,6 +35,7 @@ mod transition;
 mod tunnel;
 mod wsframe;
 
+pub use admin::{AdminSnapshot, ProcessSample};
 pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use handle::{Pending, ProxyEvent, ProxyHandle, ReleaseCounts, bind, prepare, resolve, start};

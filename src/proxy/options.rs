@@ -59,6 +59,8 @@ pub struct ProxyOptions {
     /// paused; beyond that a new request is answered 503 at once
     /// (default 10000).
     pub max_held_requests: usize,
+    /// The admin listener's `host` and `port` (`None`: no admin listener).
+    pub admin: Option<(String, u16)>,
 }
 
 impl Default for ProxyOptions {
@@ -84,6 +86,7 @@ impl Default for ProxyOptions {
             websocket_close_spread: Duration::from_millis(1000),
             max_connections: 0,
             max_held_requests: 10_000,
+            admin: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use super::conn::Conn;
 use super::error::{ErrorKind, ProxyError, Side};
 use super::exchange::{Exchange, Upstream, close_upstream};
 use super::handle::ProxyEvent;
+use super::metrics::Metrics;
 use super::options::ProxyOptions;
 use super::release::Releases;
 use super::timers::Timer;
@@ -58,6 +59,8 @@ pub struct Shared {
     pub max_connections: usize,
     /// Maintenance, pause and the requests held by it.
     pub traffic: Traffic,
+    /// Requests answered, by release and status, and their latency.
+    pub metrics: Metrics,
 }
 
 impl Shared {

@@ -17,6 +17,7 @@ use super::session::{FLUSH_GRACE, Phase, Session, Shared, Step};
 use super::timers::Timer;
 use super::tunnel::Tunnel;
 use mio::Registry;
+use std::time::Instant;
 
 /// What a step decided.
 #[derive(Debug)]
@@ -105,9 +106,14 @@ impl Session {
                     return Step::Close;
                 };
                 let Exchange {
-                    counted, mut held, ..
+                    counted,
+                    mut held,
+                    started,
+                    ..
                 } = *ex;
                 sh.bufs.release(&mut held);
+                sh.metrics
+                    .record(Some(counted.release()), 101, started, sh.now);
                 self.phase = Phase::Tunnel(Tunnel::new(counted));
                 // A tunnel keeps its own rules: no exchange timer.
                 self.deadline = None;
@@ -117,6 +123,7 @@ impl Session {
                 let Some(ex) = self.leave(sh, reg, reusable) else {
                     return Step::Close;
                 };
+                ex.count(sh);
                 // Stopping does not force a close here: a response that
                 // went out with keep-alive lets a request already buffered
                 // behind it be served (answered with `Connection: close`);
@@ -127,10 +134,12 @@ impl Session {
                 Step::Progress
             }
             Transition::Respond(reply) => {
-                let keep = match self.leave(sh, reg, false) {
+                let left = self.leave(sh, reg, false);
+                let keep = match left {
                     Some(ex) if ex.resp_started => {
                         // The client already has part of a response: end
-                        // it unfinished.
+                        // it unfinished (counted with the status it got).
+                        ex.count(sh);
                         self.arm(Timer::Grace, Some(sh.now + FLUSH_GRACE));
                         return Step::Progress;
                     }
@@ -139,7 +148,8 @@ impl Session {
                     }
                     None => reply.keep_alive,
                 };
-                self.respond(&reply, keep, sh)
+                let origin = left.map(|ex| (ex.release, ex.started));
+                self.respond(&reply, keep, sh, origin)
             }
             Transition::Close => {
                 self.leave(sh, reg, false);
@@ -163,10 +173,15 @@ impl Session {
                     req_done,
                     resp_started,
                     close_client,
+                    started,
+                    status,
                     ..
                 } = *ex;
                 sh.bufs.release(&mut held);
                 let left = Left {
+                    release: counted.release(),
+                    started,
+                    status,
                     kind: counted.kind(),
                     req_done,
                     resp_started,
@@ -208,8 +223,15 @@ impl Session {
         left
     }
 
-    /// Queues the proxy's own answer; a kind without one closes.
-    fn respond(&mut self, reply: &Reply, keep_alive: bool, sh: &mut Shared) -> Step {
+    /// Queues the proxy's own answer (counted under the release the
+    /// request was routed to, if any); a kind without one closes.
+    fn respond(
+        &mut self,
+        reply: &Reply,
+        keep_alive: bool,
+        sh: &mut Shared,
+        origin: Option<(usize, Instant)>,
+    ) -> Step {
         let keep = keep_alive && !sh.shutting_down && reply.look != Look::Bare;
         let page = match reply.look {
             Look::Standard => Page::Standard,
@@ -226,6 +248,11 @@ impl Session {
         let Some(bytes) = canned_response(&reply.err, keep, page) else {
             return Step::Close;
         };
+        if let Some(status) = reply.err.status() {
+            let since = origin.map_or(sh.now, |o| o.1);
+            sh.metrics
+                .record(origin.map(|o| o.0), status, since, sh.now);
+        }
         self.client.queue(&mut sh.bufs, &bytes);
         self.enter_after_response(sh, !keep, true);
         Step::Progress
@@ -235,10 +262,25 @@ impl Session {
 /// What is left of an exchange after its phase ended.
 #[derive(Debug, Clone, Copy)]
 struct Left {
+    release: usize,
+    /// When the request head was received.
+    started: Instant,
+    /// The response status sent (0: none yet).
+    status: u16,
     kind: Kind,
     req_done: bool,
     resp_started: bool,
     close_client: bool,
+}
+
+impl Left {
+    /// Counts the request with the status the client got from upstream.
+    fn count(&self, sh: &mut Shared) {
+        if self.status != 0 {
+            sh.metrics
+                .record(Some(self.release), self.status, self.started, sh.now);
+        }
+    }
 }
 
 #[cfg(test)]

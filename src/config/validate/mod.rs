@@ -77,6 +77,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
     let legacy_takeover = sections::legacy_takeover(&mut issues, root, &proxy);
     let release_retention = sections::release_retention(&mut issues, root);
     let state_path = sections::state_path(&mut issues, root);
+    let admin = sections::admin(&mut issues, root, &proxy);
     cross::check(&mut issues, &processes);
     templates::check(&mut issues, &processes);
 
@@ -90,6 +91,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
             state_path,
             legacy_takeover,
             processes: processes.into_iter().map(|p| p.config).collect(),
+            admin,
         },
         issues: issues.list,
         warnings,

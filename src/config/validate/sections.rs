@@ -2,7 +2,8 @@
 //! `legacyTakeover`, `releaseRetention`, `statePath`.
 
 use super::super::model::{
-    ControlConfig, IdOrName, LegacyMatcher, LegacyTakeover, ProxyConfig, ReleaseRetention,
+    AdminConfig, ControlConfig, IdOrName, LegacyMatcher, LegacyTakeover, ProxyConfig,
+    ReleaseRetention,
 };
 use super::super::raw::Raw;
 use super::rules::{Issues, ms};
@@ -129,6 +130,7 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         "proxy.websocketCloseSpreadMs",
         1000.0,
     ));
+    let shutdown_delay_ms = shutdown_delay_ms(issues, p);
     ProxyConfig {
         host,
         port,
@@ -150,7 +152,56 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         max_connections,
         max_held_requests,
         websocket_close_spread_ms,
+        shutdown_delay_ms,
     }
+}
+
+/// Longest `proxy.shutdownDelayMs` accepted (ten minutes).
+const MAX_SHUTDOWN_DELAY_MS: f64 = 600_000.0;
+
+/// `proxy.shutdownDelayMs`: 0 (default: stop accepting at once) up to
+/// ten minutes.
+fn shutdown_delay_ms(issues: &mut Issues, p: &Raw) -> u64 {
+    let path = "proxy.shutdownDelayMs";
+    let n = issues.non_negative(p, "shutdownDelayMs", path, 0.0);
+    if n > MAX_SHUTDOWN_DELAY_MS {
+        issues.push(
+            format!("{path} must be at most 600000"),
+            "Use a little more than your load balancer needs to take the host out, e.g. shutdownDelayMs: 15000.",
+        );
+        return 0;
+    }
+    ms(n)
+}
+
+/// `admin`: absent = no admin listener; `port` is required, `host`
+/// defaults to 127.0.0.1; it must not share the proxy's port.
+pub fn admin(issues: &mut Issues, root: &Raw, proxy: &ProxyConfig) -> Option<AdminConfig> {
+    let a = root.member("admin")?;
+    if !matches!(a, Raw::Object(_)) {
+        issues.push(
+            "admin must be an object",
+            "Make admin a mapping, e.g. admin: {host: \"127.0.0.1\", port: 9180}.",
+        );
+        return None;
+    }
+    if a.member("port").is_none() {
+        issues.push(
+            "admin.port is required",
+            "Add a port for the admin listener, e.g. admin: {port: 9180}.",
+        );
+        return None;
+    }
+    let host = issues.defaulted_string(a, "host", "admin.host", "127.0.0.1");
+    let port = port_number(issues, a, "port", "admin.port", 0.0);
+    if port != 0 && port == proxy.port {
+        issues.push(
+            "admin.port must differ from proxy.port",
+            "Give the admin listener a port of its own, e.g. admin: {port: 9180}.",
+        );
+        return None;
+    }
+    Some(AdminConfig { host, port })
 }
 
 /// Largest `proxy.maxConnections` accepted (far beyond any descriptor limit).

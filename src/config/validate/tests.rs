@@ -979,3 +979,32 @@ fn websocket_close_spread_is_a_non_negative_number() {
         "proxy.websocketCloseSpreadMs must be a non-negative number",
     );
 }
+
+#[test]
+fn shutdown_delay_is_bounded() {
+    let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
+    assert_eq!(ok(&cfg("", "")).proxy.shutdown_delay_ms, 0);
+    assert_eq!(
+        ok(&with(r#""shutdownDelayMs":15000"#))
+            .proxy
+            .shutdown_delay_ms,
+        15000
+    );
+    fails(
+        &with(r#""shutdownDelayMs":700000"#),
+        "proxy.shutdownDelayMs must be at most 600000",
+    );
+}
+
+#[test]
+fn admin_section_needs_a_port_of_its_own() {
+    assert_eq!(ok(&cfg("", "")).admin, None);
+    let a = ok(&cfg(r#""admin":{"port":9180}"#, "")).admin.unwrap();
+    assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 9180));
+    fails(&cfg(r#""admin":{}"#, ""), "admin.port is required");
+    fails(&cfg(r#""admin":[]"#, ""), "admin must be an object");
+    fails(
+        &cfg(r#""admin":{"port":70000}"#, ""),
+        "admin.port must be a whole port number between 0 and 65535",
+    );
+}

@@ -14,7 +14,9 @@ const TOP: &[&str] = &[
     "releaseRetention",
     "statePath",
     "legacyTakeover",
+    "admin",
 ];
+const ADMIN: &[&str] = &["host", "port"];
 const CONTROL: &[&str] = &["path", "mode", "owner", "group"];
 const PROXY: &[&str] = &[
     "host",
@@ -37,6 +39,7 @@ const PROXY: &[&str] = &[
     "maxConnections",
     "maxHeldRequests",
     "websocketCloseSpreadMs",
+    "shutdownDelayMs",
 ];
 const RETENTION: &[&str] = &["keep", "maxAgeMs"];
 const LEGACY: &[&str] = &["screens", "processes", "forceStopTimeoutMs"];
@@ -92,6 +95,9 @@ pub fn warnings(root: &Raw) -> Vec<Issue> {
         "releaseRetention.",
         RETENTION,
     );
+    if let Some(admin) = root.get("admin") {
+        check(&mut out, admin, "admin.", ADMIN);
+    }
     if let Some(legacy) = root.get("legacyTakeover") {
         check(&mut out, legacy, "legacyTakeover.", LEGACY);
         if let Some(Raw::Array(items)) = legacy.get("processes") {
