@@ -8,19 +8,15 @@ use super::rules::Issues;
 use crate::suggest::did_you_mean;
 use crate::template::{KNOWN_PLACEHOLDERS, placeholders};
 
-/// Plain keys that need nothing else to resolve.
-const PLAIN: [&str; 10] = [
-    "application",
-    "releaseId",
-    "releasePath",
-    "revision",
-    "processId",
-    "replicaIndex",
-    "replicaCount",
-    "proxy.host",
-    "proxy.port",
-    "proxy.upstreamHost",
-];
+/// Plain keys that need nothing else to resolve: the known placeholders
+/// but `port` (needs a port of the process's own) and the patterns
+/// (`ports.<id>`, `env.<NAME>`).
+fn plain() -> impl Iterator<Item = &'static str> {
+    KNOWN_PLACEHOLDERS
+        .iter()
+        .copied()
+        .filter(|k| *k != "port" && !k.contains('<'))
+}
 
 pub fn check(issues: &mut Issues, processes: &[Checked]) {
     let ported: Vec<&str> = processes
@@ -51,7 +47,7 @@ pub fn check(issues: &mut Issues, processes: &[Checked]) {
 /// Why `key` (written as `written`) cannot be filled in at deploy: the
 /// message after "<field> uses", and the fix.
 fn problem(written: &str, key: &str, has_port: bool, ported: &[&str]) -> Option<(String, String)> {
-    if PLAIN.contains(&key) || key.strip_prefix("env.").is_some_and(|n| !n.is_empty()) {
+    if plain().any(|k| k == key) || key.strip_prefix("env.").is_some_and(|n| !n.is_empty()) {
         return None;
     }
     if key == "port" {
@@ -91,7 +87,7 @@ fn problem(written: &str, key: &str, has_port: bool, ported: &[&str]) -> Option<
             format!("Use one of its members, e.g. {}.", members_of(key)),
         ));
     }
-    let mut candidates: Vec<String> = PLAIN.iter().map(|s| s.to_string()).collect();
+    let mut candidates: Vec<String> = plain().map(str::to_owned).collect();
     candidates.push("port".into());
     candidates.extend(ported.iter().map(|id| format!("ports.{id}")));
     let mut fix = String::new();
