@@ -1,4 +1,4 @@
-//! Runtime identity (`daemon.md` §6.6, `cli.md` §2.2): which installation a
+//! Runtime identity: which installation a
 //! daemon runs, as `{digest, format: 1, path, version}`, and the
 //! content-addressed snapshot `ensure-daemon` launches detached daemons
 //! from (so a daemon survives deletion of the release that started it).

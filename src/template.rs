@@ -1,5 +1,5 @@
 //! `{{...}}` templates for `command`, `cwd` and `env` values, and the
-//! injected `ROLLBRIDGE_*` environment (`config.md` §9–§10).
+//! injected `ROLLBRIDGE_*` environment.
 
 use crate::config::{ProcessConfig, ProxyConfig};
 
@@ -204,7 +204,7 @@ pub fn env_id(id: &str) -> String {
     out
 }
 
-/// The injected `ROLLBRIDGE_*` variables for one instance (§10).
+/// The injected `ROLLBRIDGE_*` variables for one instance.
 pub fn injected_env(ctx: &Context) -> Vec<(String, String)> {
     let mut env = vec![
         (

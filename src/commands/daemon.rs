@@ -1,4 +1,4 @@
-//! `rollbridge daemon` (cli.md §2.1): the foreground daemon.
+//! `rollbridge daemon`: the foreground daemon.
 
 use crate::cli::Args;
 use crate::daemon::bootstrap;

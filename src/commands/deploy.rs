@@ -1,4 +1,4 @@
-//! `rollbridge deploy` (cli.md §2.3) and `rollbridge rollback` (§2.4).
+//! `rollbridge deploy` and `rollbridge rollback`.
 //! No client timeout: a deploy waits for its health check, which has its
 //! own deadline.
 

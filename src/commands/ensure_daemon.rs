@@ -1,4 +1,4 @@
-//! `rollbridge ensure-daemon` (cli.md §2.2): reuse a running daemon or
+//! `rollbridge ensure-daemon`: reuse a running daemon or
 //! start a detached one (new session, log file as stdout+stderr, pid file)
 //! and wait for it to answer `status`. Unlike the original it watches the
 //! child it started: a daemon that dies at once (port in use, bad config)

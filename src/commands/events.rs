@@ -1,4 +1,4 @@
-//! `rollbridge events` (cli.md §2.10): the daemon's recent events.
+//! `rollbridge events`: the daemon's recent events.
 
 use std::io::Write;
 

@@ -1,4 +1,4 @@
-//! The `legacyTakeover` step of `predeploy-cleanup` (cli.md §2.14 step 4):
+//! The `legacyTakeover` step of `predeploy-cleanup`:
 //! stop the processes of the supervisor Rollbridge replaces, matched on the
 //! `ps` command line, before the first deploy binds their ports.
 

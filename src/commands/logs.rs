@@ -1,4 +1,4 @@
-//! `rollbridge logs` (cli.md §2.9): flattens `status` into sources (each
+//! `rollbridge logs`: flattens `status` into sources (each
 //! release x its processes, then services, then singletons) and prints
 //! their captured lines.
 

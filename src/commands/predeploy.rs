@@ -1,4 +1,4 @@
-//! `rollbridge predeploy-cleanup` (cli.md §2.14): before the first deploy
+//! `rollbridge predeploy-cleanup`: before the first deploy
 //! after a migration, stop a stale daemon, recover its orphans and stop the
 //! legacy supervisor's processes, so the deploy starts on a clean host.
 

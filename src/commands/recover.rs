@@ -1,4 +1,4 @@
-//! `rollbridge recover [--force]` (cli.md §2.13): lists, and with `--force`
+//! `rollbridge recover [--force]`: lists, and with `--force`
 //! stops, the processes a crashed daemon left behind. Output texts and
 //! streams follow the contract's table exactly.
 

@@ -1,4 +1,4 @@
-//! `rollbridge restart` (cli.md §2.7): restart non-proxied processes in
+//! `rollbridge restart`: restart non-proxied processes in
 //! place. The reply comes once every target runs again.
 
 use crate::cli::Args;

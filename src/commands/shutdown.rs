@@ -1,4 +1,4 @@
-//! `rollbridge shutdown` (cli.md §2.8): the reply comes once every managed
+//! `rollbridge shutdown`: the reply comes once every managed
 //! process is stopped and the socket is gone, so there is no client timeout.
 
 use crate::cli::Args;

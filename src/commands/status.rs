@@ -1,5 +1,4 @@
-//! `rollbridge status`: sends `status`, prints the status object (cli.md
-//! §2.5, §3). Also the shared helpers of the daemon-talking commands.
+//! `rollbridge status`: sends `status`, prints the status object. Also the shared helpers of the daemon-talking commands.
 
 use std::time::Duration;
 

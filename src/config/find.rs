@@ -1,10 +1,10 @@
-//! Finding the config file (`config.md` §1).
+//! Finding the config file.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
 /// Default file names, in lookup order. `rollbridge.json` is this
-/// implementation's allowed extension (config.md §2 rule 7).
+/// implementation's allowed extension.
 pub const DEFAULT_NAMES: [&str; 2] = ["rollbridge.js", "rollbridge.json"];
 
 /// Resolves the config path: an explicit `--config` exactly as typed (no

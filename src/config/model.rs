@@ -1,7 +1,7 @@
 //! The normalized config: what validation hands to everything downstream.
 //!
 //! Every default is filled in here, so no other module looks at raw JSON or
-//! re-derives a default. Field names follow `config.md` §12.
+//! re-derives a default. Field names follow the config keys.
 
 use std::time::Duration;
 
@@ -253,7 +253,7 @@ impl Signal {
         number: libc::SIGTERM,
     };
 
-    /// Looks up `SIGxxx` among the names `config.md` §7.1 lists.
+    /// Looks up `SIGxxx` among the names the contract lists.
     pub fn from_name(name: &str) -> Option<Signal> {
         SIGNALS
             .iter()

@@ -1,4 +1,4 @@
-//! Binding the control socket (`daemon.md` §2.1): probe the path, remove a
+//! Binding the control socket: probe the path, remove a
 //! stale socket (never anything else: a regular file, directory or link at
 //! the path is the operator's and stops the start), listen with the configured mode already in the umask (no
 //! window with looser permissions), then chmod/chown. A failed chown

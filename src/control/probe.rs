@@ -1,4 +1,4 @@
-//! What is at the control path before binding (`daemon.md` §2.1): nothing,
+//! What is at the control path before binding: nothing,
 //! a Rollbridge daemon (then the "already running" diagnostic), or some
 //! other process. The same probe serves `doctor` and `recover`.
 

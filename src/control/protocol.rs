@@ -1,5 +1,5 @@
-//! Control requests: parsing and validation in the order of `daemon.md`
-//! §2.3, and the response line format. Pure functions: no input can panic.
+//! Control requests: parsing and validation in the contract's order, and
+//! the response line format. Pure functions: no input can panic.
 
 use serde_json::Value;
 

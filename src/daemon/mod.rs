@@ -229,7 +229,7 @@ pub fn run(config: Config, start: Start) -> Result<i32, String> {
 }
 
 /// A WebSocket tunnel costs two descriptors: raise the soft limit to the
-/// hard one so ~10,000 idle tunnels fit (proxy.md §1). Children inherit it.
+/// hard one so ~10,000 idle tunnels fit. Children inherit it.
 /// The bench tools use it too.
 pub fn raise_nofile_limit() {
     let mut lim = libc::rlimit {

@@ -1,4 +1,4 @@
-//! Mutating operations (`restart`, `stop`, `rollback`; `deploy` next issue):
+//! Mutating operations (`restart`, `stop`, `rollback`):
 //! target resolution as pure functions over the config and the core's
 //! state, and the operation thread that carries an operation out by
 //! messages (supervisor `stop_wait`/`start_wait`, events back to the core)
@@ -22,7 +22,7 @@ pub struct Target {
     pub key: ProcKey,
 }
 
-/// `restart` targets (`daemon.md` §4.9), in config order.
+/// `restart` targets, in config order.
 pub fn restart_targets(
     config: &Config,
     state: &DaemonState,
@@ -110,7 +110,7 @@ pub fn restart_targets(
     Ok(targets)
 }
 
-/// `stop` lookup (`daemon.md` §4.8).
+/// `stop` lookup.
 pub fn stop_target<'a>(
     state: &'a DaemonState,
     release_id: Option<&str>,
@@ -127,7 +127,7 @@ pub fn stop_target<'a>(
     }
 }
 
-/// `rollback` target (`daemon.md` §4.7).
+/// `rollback` target.
 pub fn rollback_target<'a>(
     state: &'a DaemonState,
     release_id: Option<&str>,

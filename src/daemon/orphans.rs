@@ -1,4 +1,4 @@
-//! Orphans from a previous daemon (`daemon.md` §9): pids still alive that the
+//! Orphans from a previous daemon: pids still alive that the
 //! last state snapshot names. Report-only: never signalled, never adopted;
 //! re-checked on every status call and dropped for good once dead.
 

@@ -1,4 +1,4 @@
-//! Persisted state (`daemon.md` §8): the status object plus the event ring
+//! Persisted state: the status object plus the event ring
 //! and `persistedAt`, with every key that could carry a command line,
 //! environment, working directory or captured output removed at any depth.
 //! Written by a writer thread (writes are chained, never concurrent, and the

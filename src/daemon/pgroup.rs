@@ -1,5 +1,5 @@
 //! Signalling and waiting for a whole process group. The original waited for
-//! the group leader only (cli.md weak spot 10), so members that outlived it
+//! the group leader only, so members that outlived it
 //! went unnoticed; here a group counts as gone only when no live member is
 //! left.
 

@@ -1,5 +1,5 @@
 //! Daemon-owned records (only the core loop touches them): releases,
-//! services, singletons. Deploys (next issue) fill them; status reads them.
+//! services, singletons. Deploys fill them; status reads them.
 
 use crate::supervisor::ProcKey;
 

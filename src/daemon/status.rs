@@ -1,4 +1,4 @@
-//! The status object (`daemon.md` §3, `cli.md` §3). Struct field order is
+//! The status object. Struct field order is
 //! the key order; absent values are skipped, `null`s kept.
 
 use serde::Serialize;

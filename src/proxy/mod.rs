@@ -1,6 +1,5 @@
 //! The stable HTTP/1.1 + WebSocket proxy: one mio event-loop thread in
-//! front of the active release (contract: `shared/spec/proxy.md`; design:
-//! `docs/proxy.md`).
+//! front of the active release (design: `docs/proxy.md`).
 //!
 //! ```no_run
 //! use rollbridge::proxy::{self, ProxyOptions};

@@ -1,4 +1,4 @@
-//! Which config changes cannot be applied by a deploy (`config.md` §11):
+//! Which config changes cannot be applied by a deploy:
 //! they need a daemon restart.
 
 use crate::config::Config;

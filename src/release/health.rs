@@ -1,4 +1,4 @@
-//! The deploy health check (`daemon.md` §5.11): a pure schedule plus a
+//! The deploy health check: a pure schedule plus a
 //! blocking single probe. The schedule decides when to probe and when to
 //! give up with `now` passed in; the probe runs off the core thread.
 

@@ -1,4 +1,4 @@
-//! Port allocation for a release (`daemon.md` §5.10): the lowest port of a
+//! Port allocation for a release: the lowest port of a
 //! range that this deploy has not reserved and that can be bound on
 //! `proxy.upstreamHost`. Ports are only probed, never held: the child binds.
 

@@ -1,4 +1,4 @@
-//! Which stopped releases to forget (`daemon.md` §4.6).
+//! Which stopped releases to forget.
 
 /// One retained release as retention sees it, in map (deploy) order.
 #[derive(Debug, Clone, Copy)]

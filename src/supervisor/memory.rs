@@ -1,4 +1,4 @@
-//! Memory supervision (`daemon.md` §5.7): sample the RSS of every member of
+//! Memory supervision: sample the RSS of every member of
 //! a process group from `/proc`, and decide (purely) between nothing, a
 //! warning and a memory restart.
 

@@ -1,4 +1,4 @@
-//! Crash-restart policy (`config.md` §7.4, `daemon.md` §5.5) as a pure
+//! Crash-restart policy as a pure
 //! function of the recorded restart times and an injected `now`.
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! The process entry of the status object (`daemon.md` §3.3), identical for
+//! The process entry of the status object, identical for
 //! release processes, services and singletons. Field order = key order.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! The graceful stop sequence (`daemon.md` §5.4, `config.md` §7.6) as a pure
+//! The graceful stop sequence as a pure
 //! state machine: the supervisor feeds it what it observes (leader alive,
 //! group alive, hook running) and the injected `now`; it answers with
 //! actions. No sleeps, no syscalls: unit-tested step by step.

@@ -1,4 +1,4 @@
-//! `rollbridge doctor` (cli.md §2.12): checks the config, this host and
+//! `rollbridge doctor`: checks the config, this host and
 //! optionally a prepared release, so a deploy pipeline can fail fast.
 //! Never sends anything but the liveness probe to a daemon.
 

@@ -1,5 +1,5 @@
 //! Release checks (`--release-path`): the directory exists, every process's
-//! templates render ahead of the deploy (config.md §9: ports = range
+//! templates render ahead of the deploy (the contract: ports = range
 //! `from`, replica 0) and every rendered working directory exists.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Cross-process rules (`config.md` §8), checked after per-field rules.
+//! Cross-process rules, checked after per-field rules.
 
 use super::super::model::{DeployStrategy, Policy};
 use super::process::Checked;

@@ -1,6 +1,6 @@
 //! Validation: raw config in, normalized [`Config`] plus every issue out.
 //!
-//! One pass collects all issues in the order `config.md` §3 rule 5 fixes;
+//! One pass collects all issues in the order the contract fixes;
 //! an invalid value is replaced by its default so the normalized config is
 //! always complete. Unknown keys never fail validation; they become
 //! warnings with a did-you-mean (see [`unknown`]).

@@ -185,7 +185,7 @@ fn health(issues: &mut Issues, p: &Raw, base: &str, proxy: &ProxyConfig) -> Opti
         proxy.health_timeout_ms as f64,
     ));
     let interval = issues.number(h, "intervalMs", &path("intervalMs"), 250.0);
-    // A zero or negative interval would probe in a hot loop (weak spot 4).
+    // A zero or negative interval would probe in a hot loop.
     let interval_ms = if interval <= 0.0 {
         issues.push(
             format!("{} must be a positive number", path("intervalMs")),

@@ -1,4 +1,4 @@
-//! The generic field rules of `config.md` §3 rule 4, shared by every section.
+//! The generic field rules of the contract, shared by every section.
 //!
 //! Each rule reads one member of a raw object, records at most one issue,
 //! and returns the value to use (the default when the input was bad), so a
@@ -55,7 +55,7 @@ impl Issues {
     }
 
     /// Optional string without a default. A present `null` is reported as
-    /// "is required" like the original does (config.md §3 rule 4), because
+    /// "is required" like the original does, because
     /// `validate` output must match it.
     pub fn optional_string(
         &mut self,

@@ -242,7 +242,7 @@ fn max_held_requests(issues: &mut Issues, p: &Raw) -> usize {
 
 /// A TCP port number: the generic number rule, then 0..=65535 and whole.
 /// The original had no range check; a port it would accept here could never
-/// be bound anyway (config.md weak spot 4).
+/// be bound anyway.
 fn port_number(issues: &mut Issues, obj: &Raw, key: &str, path: &str, default: f64) -> u16 {
     let n = issues.number(obj, key, path, default);
     if !(0.0..=65535.0).contains(&n) || n.fract() != 0.0 {

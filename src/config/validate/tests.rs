@@ -1,4 +1,4 @@
-//! One passing and one failing case per rule of `config.md` §3–§8.
+//! One passing and one failing case per validation rule.
 
 use super::*;
 use crate::config::model::*;

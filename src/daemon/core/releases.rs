@@ -340,7 +340,7 @@ impl Core {
         true
     }
 
-    /// Forgets stopped releases beyond `releaseRetention` (§4.6).
+    /// Forgets stopped releases beyond `releaseRetention`.
     fn prune(&mut self) {
         let now = crate::timefmt::now_ms();
         let entries: Vec<retention::Entry> = self

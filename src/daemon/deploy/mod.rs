@@ -1,5 +1,5 @@
-//! `deploy` (and the deploy half of `rollback`) on an operation thread
-//! (`daemon.md` §4.3–§4.4). The thread does the slow steps — config reload,
+//! `deploy` (and the deploy half of `rollback`) on an operation thread.
+//! The thread does the slow steps — config reload,
 //! port probes, spawns, the health check, singleton replacement — and asks
 //! the core, by message, for every change to daemon state. So `status`
 //! answers at once throughout, and the core stays the only owner.
@@ -488,7 +488,7 @@ fn is_persistent_service(p: &ProcessConfig) -> bool {
 }
 
 /// Re-reads the daemon's config file and refuses changes that need a
-/// restart (`config.md` §11).
+/// restart.
 fn reload(plan: &Plan) -> Result<Config, String> {
     let Some(path) = plan.config_path.as_deref() else {
         return Ok(plan.adopted.clone());

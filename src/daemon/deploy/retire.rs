@@ -1,4 +1,4 @@
-//! Retiring a release in the background (`daemon.md` §4.5): stop the
+//! Retiring a release in the background: stop the
 //! non-blocking companions at once, wait for the proxy to report the
 //! release drained (or the drain deadline, then cut what is left), stop
 //! the connection-dependent processes, then handoff services.
