@@ -52,7 +52,9 @@ impl Host {
     }
 
     fn serving(&self) -> String {
-        get(self.d.proxy_port(), "/").map(|r| r.1).unwrap_or_default()
+        get(self.d.proxy_port(), "/")
+            .map(|r| r.1)
+            .unwrap_or_default()
     }
 }
 
@@ -301,17 +303,34 @@ fn rolling_deploy_and_host_shutdown_behind_haproxy_fail_no_request() {
     // Phase 1: the release rolls across both hosts, one after the other.
     let release = dir.join("releases/v2");
     std::fs::create_dir_all(&release).unwrap();
-    let hosts = format!("{} {}", a.d.daemon.config.display(), b.d.daemon.config.display());
+    let hosts = format!(
+        "{} {}",
+        a.d.daemon.config.display(),
+        b.d.daemon.config.display()
+    );
     let out = Command::new("bash")
         .arg(example("rolling-deploy.sh"))
-        .args(["--release-path", release.to_str().unwrap(), "--release-id", "v2"])
+        .args([
+            "--release-path",
+            release.to_str().unwrap(),
+            "--release-id",
+            "v2",
+        ])
         .env("RB_HOSTS", hosts)
         .env("RB_BIN", BIN)
-        .env("RB_DEPLOY_CMD", r#"exec "$RB_BIN" deploy --config "$RB_HOST" "$@""#)
+        .env(
+            "RB_DEPLOY_CMD",
+            r#"exec "$RB_BIN" deploy --config "$RB_HOST" "$@""#,
+        )
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "rolling deploy: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rolling deploy: {}",
+        stderr(&out)
+    );
     assert!(a.serving().contains("v2"), "host a: {}", a.serving());
     assert!(b.serving().contains("v2"), "host b: {}", b.serving());
     std::thread::sleep(Duration::from_millis(300));
