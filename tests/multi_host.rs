@@ -216,7 +216,8 @@ impl Counts {
     }
 }
 
-/// A client thread sending GETs through HAProxy until `stop`.
+/// A client thread sending requests through HAProxy until `stop`: POSTs
+/// on one keep-alive connection, or GETs on a connection each.
 fn spawn_load(
     port: u16,
     keep_alive: bool,
@@ -256,7 +257,9 @@ fn spawn_load(
             }
             let Some(s) = conn.as_mut() else { continue };
             let result = s
-                .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                // POSTs: HAProxy never resends them to the other host, so
+                // only the lame duck (/ready 503 first) keeps them whole.
+                .write_all(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello")
                 .and_then(|_| read_response(s, &mut buf));
             match result {
                 Ok(200) => {
