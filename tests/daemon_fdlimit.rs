@@ -6,7 +6,7 @@
 mod deploy_support;
 use deploy_support::*;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -31,30 +31,7 @@ fn web_pid(d: &Deployment) -> Option<u64> {
 /// One request on a keep-alive connection; the status code.
 fn request(s: &mut TcpStream) -> std::io::Result<u16> {
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return Ok(head
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0));
-            }
-        }
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    read_response(s, &mut Vec::new()).map(|(status, _)| status)
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod deploy_support;
 use deploy_support::*;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,35 +16,6 @@ fn node_web(range: &str) -> String {
         r#"[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{range},"health":{{"intervalMs":20,"timeoutMs":10000}}}}]"#,
         fixture("app.js")
     )
-}
-
-/// Reads one Content-Length response from a keep-alive connection.
-fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let status = head
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                buf.drain(..end + 4 + len);
-                return Ok(status);
-            }
-        }
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 struct Load {
@@ -91,7 +62,7 @@ fn spawn_load(
             let s = conn.as_mut().unwrap();
             let result = s
                 .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
-                .and_then(|_| read_response(s, &mut buf));
+                .and_then(|_| read_response(s, &mut buf).map(|(status, _)| status));
             match result {
                 Ok(200) => {
                     ok.fetch_add(1, Ordering::Relaxed);

@@ -6,7 +6,7 @@
 //! counts the payload down, so a chunk of payload costs O(1) whatever its
 //! size. Its state is a few bytes per direction.
 
-/// The Close status "going away" (RFC 6455 §7.4.1).
+/// The Close status "going away" (RFC 6455 section 7.4.1).
 pub const GOING_AWAY: u16 = 1001;
 
 const OP_CLOSE: u8 = 0x8;
@@ -158,7 +158,7 @@ pub fn close_frame(code: u16, mask: Option<[u8; 4]>) -> ([u8; 8], usize) {
     }
 }
 
-/// A masking key that is hard to predict (RFC 6455 §5.3) without a random
+/// A masking key that is hard to predict (RFC 6455 section 5.3) without a random
 /// number crate: the clock's nanoseconds mixed with a per-call counter.
 pub fn mask_key(seed: u64) -> [u8; 4] {
     let nanos = std::time::SystemTime::now()

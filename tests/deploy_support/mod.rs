@@ -182,3 +182,35 @@ pub fn process<'a>(release: &'a serde_json::Value, id: &str) -> &'a serde_json::
 pub fn range(base: u16, len: u16) -> String {
     format!(r#"{{"from":{base},"to":{}}}"#, base + len - 1)
 }
+
+/// Reads one Content-Length response from a keep-alive connection (bytes
+/// after it stay in `buf` for the next one): the status and whether the
+/// server announced `Connection: close`.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let close = head.contains("connection: close");
+                buf.drain(..end + 4 + len);
+                return Ok((status, close));
+            }
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

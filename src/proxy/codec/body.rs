@@ -1,4 +1,4 @@
-//! Message-body framing (RFC 9112 §6): how many bytes belong to the message
+//! Message-body framing (RFC 9112 section 6): how many bytes belong to the message
 //! and where it ends. Pure: bytes in, bytes out.
 
 use super::chunked::{ChunkError, ChunkMode, ChunkedDecoder, Step};

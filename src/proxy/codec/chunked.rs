@@ -1,4 +1,4 @@
-//! Strict, streaming decoder for `Transfer-Encoding: chunked` (RFC 9112 §7.1).
+//! Strict, streaming decoder for `Transfer-Encoding: chunked` (RFC 9112 section 7.1).
 //!
 //! Pure: bytes in, bytes out. In [`ChunkMode::Reencode`] it writes a chunked
 //! stream of its own: one chunk per run of data it moves, sized by what it

@@ -4,7 +4,7 @@
 //! httparse accepts things the next hop may read differently (bare LF,
 //! duplicate Content-Length, obs-fold depending on config); the semantics
 //! here are ours: a request is either unambiguous or rejected (RFC 9112
-//! §6.3), and the upstream only ever sees the head we rebuilt.
+//! section 6.3), and the upstream only ever sees the head we rebuilt.
 
 mod coding;
 mod fields;
@@ -203,7 +203,7 @@ pub fn parse_request(
             return Err(HeadError::Bad("invalid Host"));
         }
     }
-    // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
+    // An absolute-form target's authority replaces Host (RFC 9112 section 3.2.2).
     let host = target.authority.map(str::as_bytes).or(host);
     let body = if codings.seen {
         if length.is_some() {
@@ -224,7 +224,7 @@ pub fn parse_request(
         return Err(HeadError::Bad("invalid chunked body"));
     }
     // Only a GET asking for websocket takes the tunnel path; any other
-    // Upgrade is hop-by-hop and simply not forwarded (RFC 9110 §7.8).
+    // Upgrade is hop-by-hop and simply not forwarded (RFC 9110 section 7.8).
     let upgrade = if conn_upgrade && upgrade_ws && !http10 {
         if method != "GET" {
             return Err(HeadError::Bad("WebSocket upgrade must be GET"));

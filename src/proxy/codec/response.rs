@@ -1,5 +1,5 @@
 //! Response head: parse the upstream's head, decide the body framing
-//! (RFC 9112 §6.3 from the response side: HEAD, 1xx, 204, 304,
+//! (RFC 9112 section 6.3 from the response side: HEAD, 1xx, 204, 304,
 //! Transfer-Encoding, Content-Length, close-delimited) and re-serialize the
 //! head the client gets, with hop-by-hop fields removed and our own
 //! `Connection`/framing fields.
@@ -237,7 +237,7 @@ fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// RFC 9110 §7.6.1 connection-specific fields, plus Content-Length and
+/// RFC 9110 section 7.6.1 connection-specific fields, plus Content-Length and
 /// Transfer-Encoding which the proxy rebuilds from the framing it decoded,
 /// and Trailer (trailer fields are never passed on).
 fn is_hop_by_hop_response(name: &[u8]) -> bool {

@@ -1,4 +1,4 @@
-//! A request's `Transfer-Encoding` (RFC 9112 §6.1, §6.3): every line is one
+//! A request's `Transfer-Encoding` (RFC 9112 section 6.1 and 6.3): every line is one
 //! list; chunked must be the final coding, applied once (else the body
 //! length is unknown: 400); any other coding is one the proxy does not
 //! implement (501). What goes upstream is only ever `chunked`.

@@ -1,6 +1,6 @@
-//! The request target (RFC 9112 §3.2): the origin-form path sent upstream,
+//! The request target (RFC 9112 section 3.2): the origin-form path sent upstream,
 //! and for an absolute-form target the authority it names, which replaces
-//! the `Host` header (RFC 9112 §3.2.2).
+//! the `Host` header (RFC 9112 section 3.2.2).
 
 use super::HeadError;
 use std::borrow::Cow;
