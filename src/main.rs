@@ -1,4 +1,4 @@
 fn main() {
-    let code = rollbridge::cli::run(std::env::args_os().skip(1));
+    let code = rollbridge::commands::main(std::env::args_os().skip(1));
     std::process::exit(code);
 }

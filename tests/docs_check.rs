@@ -222,7 +222,11 @@ fn every_rollbridge_command_line_in_the_docs_parses() {
                 let argv: Vec<OsString> = std::iter::once(OsString::from("rollbridge"))
                     .chain(args.iter().map(OsString::from))
                     .collect();
-                if let Parsed::Error { message, .. } = parse(argv.into_iter().skip(1)) {
+                let message = match parse(argv.into_iter().skip(1)) {
+                    Parsed::Error { message, .. } | Parsed::Invalid(message) => Some(message),
+                    _ => None,
+                };
+                if let Some(message) = message {
                     failures.push(format!(
                         "{}:{line}: rollbridge {}: {message}",
                         b.file.display(),
@@ -234,6 +238,23 @@ fn every_rollbridge_command_line_in_the_docs_parses() {
     }
     assert!(checked > 0, "no rollbridge command line found");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// docs/cli.md is generated from the command table; a change to a command,
+/// an option or its help must be carried into the page.
+#[test]
+fn cli_reference_page_matches_the_command_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+    let want = rollbridge::cli::reference::markdown();
+    if std::env::var_os("ROLLBRIDGE_BLESS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/cli.md differs from the command table; regenerate it with \
+         `ROLLBRIDGE_BLESS=1 cargo test --test docs_check cli_reference`"
+    );
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Shell completion scripts, generated from the command table.
 
+pub use super::table::SHELLS;
 use super::table::{COMMANDS, CommandSpec};
-
-pub const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
 
 pub fn script(shell: &str) -> Option<String> {
     match shell {
@@ -34,11 +33,7 @@ fn long_options(c: &CommandSpec, only_values: bool) -> String {
 /// Words completed in the positional place: `completion <shell>`,
 /// `maintenance on|off`.
 fn words(c: &CommandSpec) -> &'static [&'static str] {
-    match c.name {
-        "completion" => &SHELLS,
-        "maintenance" => &["on", "off"],
-        _ => &[],
-    }
+    c.positional_values
 }
 
 /// Options with a fixed set of values, e.g. `--policy`: (option, values).

@@ -52,6 +52,9 @@ fn command(out: &mut String, c: &CommandSpec) {
     out.push('\n');
     out.push_str(&text(c.about));
     out.push('\n');
+    out.push_str(".br\n");
+    out.push_str(&text(&format!("Output: {}", c.output)));
+    out.push('\n');
     if c.options.is_empty() {
         return;
     }

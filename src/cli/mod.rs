@@ -1,41 +1,26 @@
-//! The command line: one table of commands and options drives parsing,
-//! help and shell completion.
+//! The command line: one table of commands and options, as plain data,
+//! drives parsing, help, shell completion, the man page and the CLI
+//! reference. Parsing yields a [`table::Cmd`] and typed [`Args`]; running the
+//! command is the caller's business (`commands::main`), so this module
+//! depends on nothing but its own table.
 
 pub mod args;
 pub mod completion;
 pub mod help;
+pub mod low;
 pub mod man;
 pub mod parse;
+pub mod reference;
 pub mod table;
 
-use std::ffi::OsString;
-
 pub use args::Args;
-use parse::Parsed;
+pub use table::Cmd;
 
-/// Runs the CLI on `argv` (without the program name); returns the exit code.
-pub fn run(argv: impl IntoIterator<Item = OsString>) -> i32 {
-    match parse::parse(argv) {
-        Parsed::Run(spec, args) => (spec.run)(&args),
-        Parsed::Help(text) => {
-            print!("{text}");
-            0
-        }
-        Parsed::Version => {
-            println!(
-                "rollbridge {} (commit {})",
-                env!("CARGO_PKG_VERSION"),
-                env!("ROLLBRIDGE_COMMIT")
-            );
-            0
-        }
-        Parsed::NoCommand => {
-            eprint!("{}", help::main());
-            1
-        }
-        Parsed::Error { message, help } => {
-            eprint!("error: {message}\n\n{help}");
-            1
-        }
-    }
+/// The line `--version` prints.
+pub fn version_line() -> String {
+    format!(
+        "rollbridge {} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("ROLLBRIDGE_COMMIT")
+    )
 }

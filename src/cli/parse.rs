@@ -1,9 +1,11 @@
-//! lexopt tokens -> validated [`Args`] for one command from the table.
+//! lexopt tokens -> [`LowArgs`] for one command from the table -> validated
+//! [`Args`].
 
 use std::ffi::OsString;
 
 use super::Args;
 use super::help;
+use super::low::LowArgs;
 use super::table::{self, COMMANDS, CommandSpec};
 use crate::suggest::did_you_mean;
 
@@ -21,6 +23,9 @@ pub enum Parsed {
         message: String,
         help: String,
     },
+    /// A value the command refuses (`--limit must be a positive integer.`):
+    /// the message alone on stderr, exit 1.
+    Invalid(String),
 }
 
 impl std::fmt::Debug for CommandSpec {
@@ -72,7 +77,7 @@ fn help_command(parser: &mut lexopt::Parser) -> Parsed {
 }
 
 fn parse_command(spec: &'static CommandSpec, parser: &mut lexopt::Parser) -> Parsed {
-    let mut args = Args::default();
+    let mut args = LowArgs::default();
     let mut positionals: Vec<String> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     loop {
@@ -105,7 +110,7 @@ fn parse_command(spec: &'static CommandSpec, parser: &mut lexopt::Parser) -> Par
         seen.push(opt.long);
         if opt.value.is_some() {
             match parser.value() {
-                Ok(v) => (opt.set)(&mut args, v.to_string_lossy().into_owned()),
+                Ok(v) => args.set(opt.id, Some(v.to_string_lossy().into_owned())),
                 Err(_) => {
                     return error(
                         format!("option '{}' argument missing", opt.flags()),
@@ -123,7 +128,7 @@ fn parse_command(spec: &'static CommandSpec, parser: &mut lexopt::Parser) -> Par
                 Some(spec),
             );
         } else {
-            (opt.set)(&mut args, String::new());
+            args.set(opt.id, None);
         }
     }
     for opt in spec.options.iter().filter(|o| o.required) {
@@ -158,7 +163,10 @@ fn parse_command(spec: &'static CommandSpec, parser: &mut lexopt::Parser) -> Par
             );
         }
     }
-    Parsed::Run(spec, Box::new(args))
+    match Args::from_low(spec.cmd, args) {
+        Ok(args) => Parsed::Run(spec, Box::new(args)),
+        Err(message) => Parsed::Invalid(message),
+    }
 }
 
 fn error(message: String, spec: Option<&'static CommandSpec>) -> Parsed {
@@ -256,10 +264,7 @@ mod tests {
             err_message(&["completion"]),
             "missing required argument 'shell'"
         );
-        assert_eq!(
-            run_args(&["completion", "zsh"]).positional.as_deref(),
-            Some("zsh")
-        );
+        assert_eq!(run_args(&["completion", "zsh"]).shell, Some("zsh"));
     }
 
     #[test]
@@ -285,6 +290,20 @@ mod tests {
         );
         assert!(matches!(p(&[]), Parsed::NoCommand));
         assert!(matches!(p(&["--version"]), Parsed::Version));
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_parse_time_without_help() {
+        assert!(
+            matches!(p(&["events", "--limit", "0"]), Parsed::Invalid(m) if m == "--limit must be a positive integer.")
+        );
+        assert!(
+            matches!(p(&["completion", "tcsh"]), Parsed::Invalid(m) if m.starts_with("Unsupported shell"))
+        );
+        assert!(matches!(
+            p(&["pause", "--timeout-ms", "-1"]),
+            Parsed::Invalid(_)
+        ));
     }
 
     #[test]

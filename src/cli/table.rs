@@ -1,32 +1,98 @@
-//! The one table of commands and options. Parsing, `--help` and the shell
-//! completion scripts are all generated from it, so they cannot drift.
+//! The one table of commands and options, as plain data. Parsing, `--help`,
+//! the shell completion scripts, the man page and the CLI reference are all
+//! generated from it, so they cannot drift. Nothing here runs a command: the
+//! parser yields a [`Cmd`] and the caller dispatches on it.
 
-use super::Args;
-use crate::commands;
+/// Every command, as the parser hands it to the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd {
+    Daemon,
+    Deploy,
+    Rollback,
+    EnsureDaemon,
+    Status,
+    Stop,
+    Restart,
+    Shutdown,
+    Maintenance,
+    Pause,
+    Resume,
+    Validate,
+    Doctor,
+    Logs,
+    Events,
+    PredeployCleanup,
+    Recover,
+    Completion,
+    Man,
+    Demo,
+    DemoApp,
+}
+
+/// Every option, by what it sets. Two commands may spell one option with
+/// different help (`--release-path` of `deploy` and of `doctor`); they share
+/// the [`Opt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opt {
+    Config,
+    ReleasePath,
+    ReleaseId,
+    Revision,
+    EnsureDaemon,
+    DaemonLogPath,
+    DaemonPidPath,
+    DaemonRuntimePath,
+    DaemonStartTimeoutMs,
+    BootAttestation,
+    TakeoverOwner,
+    Process,
+    Policy,
+    Limit,
+    Json,
+    Follow,
+    Progress,
+    Force,
+    Node,
+    Host,
+    Port,
+    Message,
+    RetryAfter,
+    TimeoutMs,
+}
 
 /// A long option. `value` names its argument (`<path>`), `None` for a flag.
 pub struct OptSpec {
     pub long: &'static str,
     pub value: Option<&'static str>,
     pub help: &'static str,
-    /// Stores a parsed value (or `"true"` for a flag) into [`Args`].
-    pub set: fn(&mut Args, String),
+    /// What the option sets.
+    pub id: Opt,
     pub required: bool,
     /// The values a shell completes for this option (empty: file names).
     pub values: &'static [&'static str],
 }
 
 pub struct CommandSpec {
+    pub cmd: Cmd,
     pub name: &'static str,
     /// Positional arguments, e.g. `<shell>`.
     pub positional: Option<&'static str>,
+    /// The values a shell completes for the positional argument.
+    pub positional_values: &'static [&'static str],
     pub summary: &'static str,
     pub about: &'static str,
+    /// What the command prints and when it exits non-zero (the CLI
+    /// reference and the man page show it).
+    pub output: &'static str,
     pub options: &'static [OptSpec],
-    pub run: fn(&Args) -> i32,
     /// Internal commands: runnable, but not listed in help or completions.
     pub hidden: bool,
 }
+
+/// The policies `restart --policy` accepts.
+pub const RESTART_POLICIES: [&str; 3] = ["companion", "singleton", "service"];
+/// The shells `completion` writes scripts for.
+pub const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
 
 impl CommandSpec {
     pub fn takes_config(&self) -> bool {
@@ -50,12 +116,12 @@ impl OptSpec {
 }
 
 macro_rules! opt {
-    ($long:literal, $value:expr, $help:literal, $field:ident) => {
+    ($long:literal, $value:expr, $help:literal, $id:ident) => {
         OptSpec {
             long: $long,
             value: $value,
             help: $help,
-            set: |a, v| a.$field = Some(v),
+            id: Opt::$id,
             required: false,
             values: &[],
         }
@@ -63,12 +129,12 @@ macro_rules! opt {
 }
 
 macro_rules! flag {
-    ($long:literal, $help:literal, $field:ident) => {
+    ($long:literal, $help:literal, $id:ident) => {
         OptSpec {
             long: $long,
             value: None,
             help: $help,
-            set: |a, _| a.$field = true,
+            id: Opt::$id,
             required: false,
             values: &[],
         }
@@ -79,95 +145,98 @@ const CONFIG: OptSpec = opt!(
     "config",
     Some("<path>"),
     "config file (default: ./rollbridge.js, then ./rollbridge.json)",
-    config
+    Config
 );
 const RELEASE_PATH: OptSpec = opt!(
     "release-path",
     Some("<path>"),
     "directory of the release to run",
-    release_path
+    ReleasePath
 );
 const RELEASE_ID: OptSpec = opt!(
     "release-id",
     Some("<id>"),
     "release id (default: --revision, else a UTC timestamp)",
-    release_id
+    ReleaseId
 );
 const REVISION: OptSpec = opt!(
     "revision",
     Some("<sha>"),
     "revision deployed (default: the release id)",
-    revision
+    Revision
 );
-const JSON: OptSpec = flag!("json", "print JSON", json);
+const JSON: OptSpec = flag!("json", "print JSON", Json);
 const DAEMON_LOG: OptSpec = opt!(
     "daemon-log-path",
     Some("<path>"),
     "log file of a started daemon (default: /tmp/rollbridge-<application>.log)",
-    daemon_log_path
+    DaemonLogPath
 );
 const DAEMON_PID: OptSpec = opt!(
     "daemon-pid-path",
     Some("<path>"),
     "pid file of a started daemon (default: /tmp/rollbridge-<application>.pid)",
-    daemon_pid_path
+    DaemonPidPath
 );
 const DAEMON_RUNTIME: OptSpec = opt!(
     "daemon-runtime-path",
     Some("<dir>"),
     "directory for the daemon's runtime snapshot",
-    daemon_runtime_path
+    DaemonRuntimePath
 );
 const DAEMON_TIMEOUT: OptSpec = opt!(
     "daemon-start-timeout-ms",
     Some("<ms>"),
     "how long to wait for a started daemon to answer (default: 10000)",
-    daemon_start_timeout_ms
+    DaemonStartTimeoutMs
 );
 /// `--release-path` of `doctor`: checked, not run.
 const CHECK_RELEASE_PATH: OptSpec = opt!(
     "release-path",
     Some("<path>"),
     "release directory to check: its templates and working directories",
-    release_path
+    ReleasePath
 );
 /// `--release-id` of `rollback`: which retained release to re-activate.
 const ROLLBACK_RELEASE_ID: OptSpec = opt!(
     "release-id",
     Some("<id>"),
     "retained release to re-activate (default: the most recently activated release other than the active one)",
-    release_id
+    ReleaseId
 );
 /// `--release-id` of `stop`: which release to stop.
 const STOP_RELEASE_ID: OptSpec = opt!(
     "release-id",
     Some("<id>"),
     "retained release to stop (default: the active release)",
-    release_id
+    ReleaseId
 );
 const FOLLOW: OptSpec = flag!(
     "follow",
     "keep printing new lines as they happen (Ctrl-C to stop)",
-    follow
+    Follow
 );
 const PROGRESS: OptSpec = flag!(
     "progress",
     "show progress on stderr even when it is not a terminal",
-    progress
+    Progress
 );
 const PROCESS: OptSpec = opt!(
     "process",
     Some("<id>"),
     "only this process (instance id such as worker#0, or base id)",
-    process
+    Process
 );
 
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        cmd: Cmd::Daemon,
         name: "daemon",
         positional: None,
+        positional_values: &[],
         summary: "Run the daemon in the foreground",
         about: "Run the Rollbridge daemon in the foreground: bind the proxy port and the control socket, supervise processes. Events are printed as JSON lines on stdout.",
+        output: "Events as JSON lines on stdout (`{\"at\",\"data\",\"message\"}`), until the daemon stops. Exit 0 after a clean shutdown (signal or `shutdown`), 1 when it cannot start.",
         options: &[
             CONFIG,
             RELEASE_PATH,
@@ -177,22 +246,24 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "boot-attestation",
                 Some("<digest>"),
                 "opaque sha256:<hex> token echoed in status (bootstrap only)",
-                boot_attestation
+                BootAttestation
             ),
             flag!(
                 "takeover-owner",
                 "activate the release, then retire the daemon currently serving",
-                takeover_owner
+                TakeoverOwner
             ),
         ],
-        run: commands::daemon::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Deploy,
         name: "deploy",
         positional: None,
+        positional_values: &[],
         summary: "Deploy a release with zero downtime",
         about: "Start a release, health-check it, switch traffic to it and drain the previous release. On failure the previous release keeps serving and the command exits non-zero.",
+        output: "`{\"status\": \"success\", \"activeReleaseId\": \"<id>\", \"previousReleaseId\": \"<id>\" | null}` on stdout; progress on stderr on a terminal or with --progress. Exit 1 on failure (the previous release keeps serving), the reason on stderr.",
         options: &[
             CONFIG,
             OptSpec {
@@ -204,7 +275,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             flag!(
                 "ensure-daemon",
                 "start the daemon first if it is not running",
-                ensure_daemon
+                EnsureDaemon
             ),
             DAEMON_LOG,
             DAEMON_PID,
@@ -212,23 +283,27 @@ pub static COMMANDS: &[CommandSpec] = &[
             DAEMON_TIMEOUT,
             PROGRESS,
         ],
-        run: commands::deploy::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Rollback,
         name: "rollback",
         positional: None,
+        positional_values: &[],
         summary: "Re-activate a retained release",
         about: "Re-activate a retained release (default: the most recently activated one other than the active release) through the normal deploy flow.",
+        output: "The same object as `deploy` on stdout. Exit 1 when there is no release to roll back to or the rollback fails (the current release stays active).",
         options: &[CONFIG, ROLLBACK_RELEASE_ID, PROGRESS],
-        run: commands::deploy::rollback,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::EnsureDaemon,
         name: "ensure-daemon",
         positional: None,
+        positional_values: &[],
         summary: "Start the daemon in the background unless it runs",
         about: "Start a detached daemon unless one already answers on the control socket, wait until it is ready and print its status.",
+        output: "The daemon's status object on stdout, whether it was running or started. Exit 1 when it cannot be started or does not answer within the timeout.",
         options: &[
             CONFIG,
             DAEMON_LOG,
@@ -236,238 +311,271 @@ pub static COMMANDS: &[CommandSpec] = &[
             DAEMON_RUNTIME,
             DAEMON_TIMEOUT,
         ],
-        run: commands::ensure_daemon::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Status,
         name: "status",
         positional: None,
+        positional_values: &[],
         summary: "Print the daemon status",
         about: "Print the daemon's status: a readable view on a terminal, the status object as JSON otherwise or with --json.",
+        output: "The status object: a readable view on a terminal, JSON when stdout is not a terminal or with --json. Exit 1 when no daemon answers.",
         options: &[
             CONFIG,
             flag!(
                 "json",
                 "print the status object as JSON even on a terminal",
-                json
+                Json
             ),
         ],
-        run: commands::status::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Stop,
         name: "stop",
         positional: None,
+        positional_values: &[],
         summary: "Stop the active release (or --release-id)",
         about: "Stop every process of the active release, or of the release given with --release-id. With no active release the proxy answers 503.",
+        output: "The status object after the stop on stdout. Exit 1 with `Release not found: <id>` when there is no such release.",
         options: &[CONFIG, STOP_RELEASE_ID],
-        run: commands::deploy::stop,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Restart,
         name: "restart",
         positional: None,
+        positional_values: &[],
         summary: "Restart non-proxied processes in place",
         about: "Restart companions, singletons and services in place (graceful stop, then start). The proxied process is replaced with `rollbridge deploy` instead.",
+        output: "`{\"status\": \"success\", \"restarted\": [\"<instance id>\", …]}` on stdout once every target runs again. Exit 1 when nothing matches or a process cannot be restarted.",
         options: &[
             CONFIG,
             PROCESS,
             OptSpec {
-                values: &commands::restart::POLICIES,
+                values: &RESTART_POLICIES,
                 ..opt!(
                     "policy",
                     Some("<policy>"),
                     "only processes of this policy: companion, singleton or service",
-                    policy
+                    Policy
                 )
             },
         ],
-        run: commands::restart::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Shutdown,
         name: "shutdown",
         positional: None,
+        positional_values: &[],
         summary: "Stop every process and the daemon",
         about: "Stop every managed process, close the proxy and the control socket, and end the daemon. Replies once everything is stopped.",
+        output: "`{\"status\": \"success\", \"message\": \"shutdown\"}` on stdout once everything stopped. Exit 1 when no daemon answers.",
         options: &[CONFIG],
-        run: commands::shutdown::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Maintenance,
         name: "maintenance",
         positional: Some("<on|off>"),
+        positional_values: &["on", "off"],
         summary: "Answer every new request with a 503 maintenance page, or stop",
         about: "With `on`, the proxy answers every new request (WebSocket upgrades included) itself with 503, the message as an HTML page or text, Retry-After when given; nothing reaches the app. In-flight requests and open tunnels are not touched; deploys keep working. Kept across daemon restarts with statePath. `off` serves traffic again.",
+        output: "The daemon's answer (the maintenance state) as JSON on stdout.",
         options: &[
             CONFIG,
             opt!(
                 "message",
                 Some("<text>"),
                 "page text (default: Service temporarily unavailable for maintenance)",
-                message
+                Message
             ),
             opt!(
                 "retry-after",
                 Some("<seconds>"),
                 "send Retry-After: <seconds>",
-                retry_after
+                RetryAfter
             ),
         ],
-        run: commands::traffic::maintenance,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Pause,
         name: "pause",
         positional: None,
+        positional_values: &[],
         summary: "Hold new requests until resume",
         about: "Hold every new request (its head is read, nothing is forwarded) until `rollbridge resume`, which forwards them in arrival order to the release active then. A request held longer than --timeout-ms is answered 503; beyond proxy.maxHeldRequests, 503 at once. Requests already forwarded are not affected; deploys work while paused.",
+        output: "The daemon's answer (the pause state) as JSON on stdout.",
         options: &[
             CONFIG,
             opt!(
                 "timeout-ms",
                 Some("<n>"),
                 "longest a request is held before a 503 (default: 30000)",
-                timeout_ms
+                TimeoutMs
             ),
         ],
-        run: commands::traffic::pause,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Resume,
         name: "resume",
         positional: None,
+        positional_values: &[],
         summary: "Forward the requests held by pause",
         about: "End a pause: every held request is forwarded, in arrival order, to the release active now.",
+        output: "The daemon's answer (how many held requests were forwarded) as JSON on stdout.",
         options: &[CONFIG],
-        run: commands::traffic::resume,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Validate,
         name: "validate",
         positional: None,
+        positional_values: &[],
         summary: "Check the config file without a daemon",
         about: "Load and validate the config file and print every issue found, each with a suggested fix. Never contacts a daemon.",
+        output: "`<path> is valid: <n> processes, proxy on <host>:<port>.` on stdout, or the numbered issues with a fix each on stderr (exit 1); with --json one object `{config, issues, path, valid}` on stdout.",
         options: &[
             CONFIG,
             JSON,
             flag!(
                 "node",
                 "evaluate a JavaScript config with node even if it is plain data",
-                node
+                Node
             ),
         ],
-        run: commands::validate::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Doctor,
         name: "doctor",
         positional: None,
+        positional_values: &[],
         summary: "Check the config and this host before a deploy",
         about: "Check the config, the control socket, the proxy port, state paths and (with --release-path) the release's templates and working directories.",
+        output: "One `✓ <check>: <detail>` or `✗ <check>: <detail>` line per check, then `All checks passed.`; with --json one object. Exit 1 when a check failed.",
         options: &[CONFIG, CHECK_RELEASE_PATH, RELEASE_ID, REVISION, JSON],
-        run: commands::doctor::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Logs,
         name: "logs",
         positional: None,
+        positional_values: &[],
         summary: "Print recent output of managed processes",
         about: "Print the recent stdout/stderr lines the daemon keeps for each managed process.",
+        output: "Per process a section of `<at> [<stream>] <line>` lines; with --json one object per process; with --follow new lines as they come. Exit 0 also when nothing matches.",
         options: &[CONFIG, PROCESS, JSON, FOLLOW],
-        run: commands::logs::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Events,
         name: "events",
         positional: None,
+        positional_values: &[],
         summary: "Print the daemon's recent events",
         about: "Print the daemon's recent events (deploys, switches, crashes, restarts), oldest first.",
+        output: "One line per event, `<at>  <message> <data>`, oldest first (`No events recorded yet.` when none); with --json an array of `{at, data, message}`; with --follow new events as they come.",
         options: &[
             CONFIG,
             opt!(
                 "limit",
                 Some("<count>"),
                 "only the newest <count> events",
-                limit
+                Limit
             ),
             JSON,
             FOLLOW,
         ],
-        run: commands::events::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::PredeployCleanup,
         name: "predeploy-cleanup",
         positional: None,
+        positional_values: &[],
         summary: "Prepare a host migrating from another supervisor",
         about: "Before the first deploy after a migration: stop a stale daemon, recover orphans and stop legacy processes matched by legacyTakeover.",
+        output: "Three lines: whether a daemon was stopped, how many orphans were recovered, how many legacy processes were stopped. Exit 1 when something could not be stopped.",
         options: &[
             CONFIG,
             opt!(
                 "release-path",
                 Some("<path>"),
                 "directory of the release about to be deployed; a daemon with an active release is kept unless this release bundles a different Rollbridge version",
-                release_path
+                ReleasePath
             ),
         ],
-        run: commands::predeploy::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Recover,
         name: "recover",
         positional: None,
+        positional_values: &[],
         summary: "List or stop processes left by a crashed daemon",
         about: "List processes recorded in statePath that outlived a crashed daemon; with --force, stop them.",
-        options: &[CONFIG, flag!("force", "stop the orphaned processes", force)],
-        run: commands::recover::run,
+        output: "`No orphaned processes found.`, or the orphans found (dry run, exit 0), or the orphans stopped (--force). Exit 1 when some could not be stopped.",
+        options: &[CONFIG, flag!("force", "stop the orphaned processes", Force)],
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Completion,
         name: "completion",
         positional: Some("<shell>"),
+        positional_values: &SHELLS,
         summary: "Print a shell completion script (bash, zsh, fish)",
         about: "Print a completion script for bash, zsh or fish. Enable it with e.g. `source <(rollbridge completion bash)`.",
+        output: "The completion script on stdout. Exit 1 for an unsupported shell.",
         options: &[],
-        run: commands::completion::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Man,
         name: "man",
         positional: None,
+        positional_values: &[],
         summary: "Print the manual page (roff)",
         about: "Print the manual page rollbridge.1 in roff format, generated from the same table as this help. Install it with e.g. `rollbridge man > /usr/local/share/man/man1/rollbridge.1`.",
+        output: "The manual page in roff on stdout.",
         options: &[],
-        run: commands::man::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Demo,
         name: "demo",
         positional: None,
+        positional_values: &[],
         summary: "Run a real zero-downtime deploy on built-in defaults",
         about: "Start a daemon on free local ports with the built-in example app, deploy release one, then release two while clients send requests through the proxy, and report requests, failures, the switch and the drain. Needs no config.",
+        output: "What happened as it happens, then requests sent, failed requests, the switch and the drain. Exit 1 when a request failed or the deploy did not complete.",
         options: &[],
-        run: commands::demo::run,
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::DemoApp,
         name: "demo-app",
         positional: None,
+        positional_values: &[],
         summary: "Serve the built-in example web app",
         about: "Serve the tiny example HTTP app that `rollbridge demo` deploys: /ping answers pong, every other path names the release (ROLLBRIDGE_RELEASE_ID).",
+        output: "Serves until stopped. Exit 1 when it cannot listen.",
         options: &[
             OptSpec {
                 required: true,
-                ..opt!("port", Some("<port>"), "port to listen on", port)
+                ..opt!("port", Some("<port>"), "port to listen on", Port)
             },
             opt!(
                 "host",
                 Some("<host>"),
                 "address to listen on (default: 127.0.0.1)",
-                host
+                Host
             ),
         ],
-        run: commands::demo_app::run,
         hidden: true,
     },
 ];

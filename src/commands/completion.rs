@@ -1,21 +1,15 @@
 //! `rollbridge completion <shell>`: print a completion script. Reads no config.
 
 use crate::cli::Args;
-use crate::cli::completion::{SHELLS, script};
+use crate::cli::completion::script;
 
 pub fn run(args: &Args) -> i32 {
-    let shell = args.positional.as_deref().unwrap_or_default();
-    match script(shell) {
+    // The parser accepts only the shells there are scripts for.
+    match args.shell.and_then(script) {
         Some(s) => {
             print!("{s}");
             0
         }
-        None => {
-            eprintln!(
-                "Unsupported shell \"{shell}\". Supported shells: {}.",
-                SHELLS.join(", ")
-            );
-            1
-        }
+        None => 1,
     }
 }

@@ -4,12 +4,9 @@ use crate::cli::Args;
 
 pub fn run(args: &Args) -> i32 {
     let host = args.host.as_deref().unwrap_or("127.0.0.1");
-    let port = match args.port.as_deref().map(str::parse::<u16>) {
-        Some(Ok(p)) => p,
-        _ => {
-            eprintln!("--port must be a port number between 0 and 65535.");
-            return 1;
-        }
+    // `--port` is required and checked by the parser.
+    let Some(port) = args.port else {
+        return 1;
     };
     match crate::demo::app::serve(host, port) {
         Ok(()) => 0,

@@ -34,22 +34,12 @@ pub fn run(args: &Args) -> i32 {
     }
 }
 
-/// Parses `--daemon-start-timeout-ms`: a finite number >= 1.
-pub fn parse_timeout(raw: Option<&str>) -> Result<f64, String> {
-    let Some(raw) = raw else {
-        return Ok(10_000.0);
-    };
-    match raw.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
-        _ => Err("--daemon-start-timeout-ms must be a positive number".into()),
-    }
-}
-
 /// Ensures a daemon runs; returns its status line. Used by `deploy
 /// --ensure-daemon` too.
 pub fn ensure(args: &Args) -> Result<String, String> {
     let loaded = super::status::load(args)?;
-    let timeout_ms = parse_timeout(args.daemon_start_timeout_ms.as_deref())?;
+    // Checked by the parser; reported here, after the config loaded.
+    let timeout_ms = args.daemon_start_timeout_ms.get()?;
     let config = &loaded.config;
     let base = args
         .daemon_runtime_path
@@ -281,24 +271,6 @@ fn tail(path: &str, lines: usize) -> String {
     let text = String::from_utf8_lossy(&text[start..]);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeout_must_be_a_finite_number_of_at_least_one() {
-        assert_eq!(parse_timeout(None), Ok(10_000.0));
-        assert_eq!(parse_timeout(Some("1.5")), Ok(1.5));
-        for bad in ["0", "0.5", "-1", "abc", "inf", "NaN", ""] {
-            assert_eq!(
-                parse_timeout(Some(bad)),
-                Err("--daemon-start-timeout-ms must be a positive number".into()),
-                "{bad}"
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,16 +10,7 @@ use crate::config::raw::Raw;
 use crate::control::pretty::pretty;
 
 pub fn run(args: &Args) -> i32 {
-    let limit = match args.limit.as_deref() {
-        None => None,
-        Some(text) => match text.trim().parse::<u64>() {
-            Ok(n) if n >= 1 => Some(n),
-            _ => {
-                eprintln!("--limit must be a positive integer.");
-                return 1;
-            }
-        },
-    };
+    let limit = args.limit;
     if args.follow {
         let mut request = serde_json::json!({"command": "events", "follow": true});
         if let Some(n) = limit {

@@ -4,23 +4,15 @@
 use crate::cli::Args;
 use crate::control::pretty::pretty;
 
-pub const POLICIES: [&str; 3] = ["companion", "singleton", "service"];
-
 pub fn run(args: &Args) -> i32 {
-    // Checked before the config is loaded, so `proxied` never reaches the daemon.
-    if let Some(p) = args.policy.as_deref() {
-        if !POLICIES.contains(&p) {
-            eprintln!("--policy must be one of: companion, singleton, service.");
-            return 1;
-        }
-    }
+    // `--policy` was checked by the parser, before any config is read.
     let mut request = String::from(r#"{"command":"restart""#);
-    for (key, value) in [("policy", &args.policy), ("processId", &args.process)] {
+    for (key, value) in [
+        ("policy", args.policy),
+        ("processId", args.process.as_deref()),
+    ] {
         if let Some(v) = value {
-            request.push_str(&format!(
-                ",\"{key}\":{}",
-                serde_json::Value::from(v.as_str())
-            ));
+            request.push_str(&format!(",\"{key}\":{}", serde_json::Value::from(v)));
         }
     }
     request.push('}');
