@@ -263,7 +263,7 @@ fn admin_paths_answer_before_and_after_a_deploy() {
         serde_json::from_str(&call(admin, "GET", "/status.json").2).unwrap();
     assert_eq!(status["status"], "success");
     assert_eq!(status["application"], "admin-paths");
-    assert_eq!(code(admin, "/"), 404);
+    assert_eq!(code(admin, "/"), 200);
     assert_eq!(code(admin, "/nope"), 404);
     let (s, head, _) = call(admin, "POST", "/healthz");
     assert_eq!(s, 405);

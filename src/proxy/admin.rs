@@ -9,6 +9,7 @@
 //! of head, [`TIMEOUT`] per connection.
 
 use super::error::{ErrorKind, ProxyError, canned_response};
+use super::history::History;
 use super::metrics;
 use super::session::Shared;
 use mio::net::{TcpListener, TcpStream};
@@ -35,6 +36,10 @@ pub struct AdminSnapshot {
     pub version_json: String,
     /// `/status.json` body (the status object).
     pub status_json: String,
+    /// The daemon's pid, version and uptime (JSON object) for the page.
+    pub daemon_json: String,
+    /// The last events (JSON array, oldest first) for the page.
+    pub events_json: String,
     pub processes: Vec<ProcessSample>,
     pub deploys_success: u64,
     pub deploys_failure: u64,
@@ -65,6 +70,8 @@ pub struct Admin {
     pub snapshot: AdminSnapshot,
     /// Shutdown has begun (lame duck): `/ready` answers 503.
     pub lame_duck: bool,
+    /// Requests per second per release, sampled by the loop's sweep.
+    pub history: History,
 }
 
 fn conn_token(idx: usize) -> Token {
@@ -79,6 +86,7 @@ impl Admin {
             conns: Vec::new(),
             snapshot: AdminSnapshot::default(),
             lame_duck: false,
+            history: History::new(Instant::now()),
         })
     }
 
@@ -127,7 +135,13 @@ impl Admin {
             return;
         };
         // A socket error ends the connection like a finished answer.
-        let keep = step(c, sh, &self.snapshot, self.lame_duck).unwrap_or(false);
+        let view = View {
+            sh,
+            snap: &self.snapshot,
+            history: &self.history,
+            lame: self.lame_duck,
+        };
+        let keep = step(c, &view).unwrap_or(false);
         if !keep {
             self.close(idx, reg);
         }
@@ -149,8 +163,16 @@ impl Admin {
     }
 }
 
+/// What an answer is made from.
+struct View<'a> {
+    sh: &'a Shared,
+    snap: &'a AdminSnapshot,
+    history: &'a History,
+    lame: bool,
+}
+
 /// Reads the head, answers once, writes. Ok(false) when done.
-fn step(c: &mut AdminConn, sh: &Shared, snap: &AdminSnapshot, lame: bool) -> io::Result<bool> {
+fn step(c: &mut AdminConn, view: &View) -> io::Result<bool> {
     let mut eof = false;
     if !c.answered {
         let mut chunk = [0u8; 2048];
@@ -172,9 +194,7 @@ fn step(c: &mut AdminConn, sh: &Shared, snap: &AdminSnapshot, lame: bool) -> io:
             Ok(httparse::Status::Complete(_)) => Some(answer(
                 req.method.unwrap_or(""),
                 req.path.unwrap_or(""),
-                sh,
-                snap,
-                lame,
+                view,
             )),
             Ok(httparse::Status::Partial) if c.input.len() > MAX_HEAD => {
                 canned(ErrorKind::HeadTooLarge)
@@ -219,13 +239,20 @@ fn ready(sh: &Shared, lame: bool) -> bool {
 }
 
 /// The whole answer to one admin request.
-fn answer(method: &str, target: &str, sh: &Shared, snap: &AdminSnapshot, lame: bool) -> Vec<u8> {
+fn answer(method: &str, target: &str, view: &View) -> Vec<u8> {
+    let View {
+        sh,
+        snap,
+        history,
+        lame,
+    } = *view;
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
         return response(405, TEXT, "Method not allowed\n", head_only);
     }
     let path = target.split(['?', '#']).next().unwrap_or("");
     match path {
+        "/" => response_with(200, HTML, PAGE_HEADERS, STATUS_PAGE, head_only),
         "/healthz" => response(200, TEXT, "ok", head_only),
         "/ready" if ready(sh, lame) => response(200, TEXT, "ready", head_only),
         "/ready" => response(503, TEXT, "not ready", head_only),
@@ -245,6 +272,7 @@ fn answer(method: &str, target: &str, sh: &Shared, snap: &AdminSnapshot, lame: b
             };
             response(200, JSON, body, head_only)
         }
+        "/overview.json" => response(200, JSON, &overview(snap, history), head_only),
         "/metrics" => {
             let mut body = String::with_capacity(4096);
             render_metrics(sh, snap, &mut body);
@@ -257,6 +285,42 @@ fn answer(method: &str, target: &str, sh: &Shared, snap: &AdminSnapshot, lame: b
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// The status page: one self-contained file, its data from `/status.json`
+/// and `/overview.json`.
+const STATUS_PAGE: &str = include_str!("status_page.html");
+
+/// `/overview.json`: what the status page shows besides the status object:
+/// `{"daemon","events","traffic","processes"}` (the resident memory of every
+/// process, as in `/metrics`); `null` / `[]` before the daemon's first
+/// snapshot.
+fn overview(snap: &AdminSnapshot, history: &History) -> String {
+    use std::fmt::Write;
+    let or = |s: &str, empty: &'static str| if s.is_empty() { empty } else { s }.to_string();
+    let mut out = format!(
+        r#"{{"daemon":{},"events":{},"traffic":"#,
+        or(&snap.daemon_json, "null"),
+        or(&snap.events_json, "[]")
+    );
+    history.to_json(&mut out);
+    out.push_str(r#","processes":["#);
+    for (i, p) in snap.processes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let text = |s: &str| serde_json::Value::from(s).to_string();
+        let rss = p.rss_bytes.map_or("null".to_string(), |n| n.to_string());
+        let _ = write!(
+            out,
+            r#"{{"process":{},"release":{},"rssBytes":{rss}}}"#,
+            text(&p.process),
+            text(&p.release)
+        );
+    }
+    out.push_str("]}");
+    out
+}
 
 fn default_version() -> String {
     format!(
@@ -265,7 +329,23 @@ fn default_version() -> String {
     )
 }
 
+/// The page loads nothing from anywhere and talks only to this listener.
+const PAGE_HEADERS: &str = "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'\r\n\
+     X-Content-Type-Options: nosniff\r\n";
+
 fn response(status: u16, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+    response_with(status, content_type, "", body, head_only)
+}
+
+/// `extra`: more header lines, each ending in CRLF.
+fn response_with(
+    status: u16,
+    content_type: &str,
+    extra: &str,
+    body: &str,
+    head_only: bool,
+) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
         404 => "Not Found",
@@ -280,7 +360,7 @@ fn response(status: u16, content_type: &str, body: &str, head_only: bool) -> Vec
     };
     let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\n{allow}Connection: close\r\n\r\n",
+         Cache-Control: no-store\r\n{allow}{extra}Connection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -640,6 +640,9 @@ impl Loop {
         self.sh.flush_suppressed();
         if let Some(a) = self.admin.as_mut() {
             a.expire(now, self.poll.registry());
+            if a.history.due(now) {
+                a.history.sample(now, self.sh.metrics.totals());
+            }
         }
         self.trim_memory();
         if self.accept_paused_until.is_some_and(|t| t <= now) {

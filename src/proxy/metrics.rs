@@ -143,6 +143,12 @@ impl Metrics {
         }
     }
 
+    /// Requests answered so far, by release (`""` = the proxy's own
+    /// answers), for the traffic history.
+    pub fn totals(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.stats.iter().map(|s| (s.release.as_str(), s.count))
+    }
+
     /// The request families in the text format.
     pub fn render(&self, out: &mut String) {
         out.push_str(

@@ -23,6 +23,7 @@ mod event_loop;
 mod exchange;
 mod farewell;
 mod handle;
+mod history;
 mod metrics;
 pub mod options;
 mod pause;

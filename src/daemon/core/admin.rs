@@ -8,6 +8,9 @@ use serde_json::Value;
 use super::*;
 use crate::proxy::{AdminSnapshot, ProcessSample};
 
+/// Events the status page shows.
+const PAGE_EVENTS: usize = 20;
+
 /// Least time between two pushes caused by changes (the tick pushes anyway).
 const MIN_GAP: Duration = Duration::from_millis(250);
 
@@ -48,11 +51,15 @@ impl Core {
         }
         self.admin.last = Some(now);
         let status = self.status_json();
-        let snapshot = snapshot(
+        let mut snapshot = snapshot(
             &status,
             self.admin.deploys_success,
             self.admin.deploys_failure,
         );
+        snapshot.daemon_json = self.daemon_info();
+        // Serialized from the structs, as `events` does (key order kept).
+        let events = self.events.select(Some(PAGE_EVENTS as f64));
+        snapshot.events_json = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
         let _ = self.proxy.handle().publish_admin(snapshot);
     }
 }
@@ -86,6 +93,8 @@ fn snapshot(status: &str, success: u64, failure: u64) -> AdminSnapshot {
     AdminSnapshot {
         version_json,
         status_json: format!(r#"{{"status":"success"{sep}{body}"#),
+        daemon_json: String::new(),
+        events_json: String::new(),
         processes: processes(&v),
         deploys_success: success,
         deploys_failure: failure,

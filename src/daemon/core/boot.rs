@@ -67,6 +67,15 @@ impl Core {
                             .with("host", self.config.proxy.host.as_str())
                             .with("port", self.proxy.port()),
                     ));
+                    // The admin listener is bound with the proxy's.
+                    if let Some(addr) = self.proxy.handle().admin_addr() {
+                        self.record(Event::new(
+                            "admin listening",
+                            Data::new()
+                                .with("host", addr.ip().to_string())
+                                .with("port", addr.port()),
+                        ));
+                    }
                     self.record(Event::new(
                         "proxy port taken over",
                         Data::new().with("gapMs", gap_ms).with("listener", how),
