@@ -11,6 +11,7 @@
 //! ([`BootMsg::Expose`]); any failure is [`BootMsg::Failed`].
 
 use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -18,6 +19,7 @@ use mio::net::UnixListener;
 use serde_json::Value;
 
 use super::core::CoreMsg;
+use super::portwatch::{self, PortWatch};
 use super::takeover;
 use crate::config::Config;
 use crate::control::protocol::{Request, is_attestation};
@@ -192,7 +194,8 @@ pub enum BootMsg {
 pub enum Obtained {
     /// Passed over the control connection: the port never closed.
     HandedOver,
-    /// Bound once the previous owner closed it, after `gap`.
+    /// Bound once the previous owner closed it; the port was closed for
+    /// at most `gap`.
     Bound { gap: Duration },
 }
 
@@ -249,30 +252,38 @@ fn activate(boot: &Boot, config: &Config, incoming: IncomingSink) -> Result<Boot
 }
 
 /// Retires the current owner; its listener when it hands it over, else
-/// the port bound as soon as it is free.
+/// the port bound the moment it frees (watched from before the request, as
+/// the owner closes its listener before it answers).
 fn take_over(config: &Config, attestation: &str) -> Result<(TcpListener, Obtained), String> {
     let path = &config.control.path;
-    let handed = takeover::retire_owner(path, attestation, TAKEOVER_TIMEOUT)?;
-    let retired_at = Instant::now();
     let want = crate::proxy::resolve(&config.proxy.host, config.proxy.port)
         .map_err(|e| format!("cannot resolve proxy.host {}: {e}", config.proxy.host))?;
+    let started = Instant::now();
+    // Port 0 is any port: nothing to wait for.
+    let watch = if want.port() == 0 {
+        None
+    } else {
+        Some(
+            PortWatch::start(want, started + 2 * TAKEOVER_TIMEOUT)
+                .map_err(|e| format!("cannot watch the proxy port: {e}"))?,
+        )
+    };
+    let handed = takeover::retire_owner(path, attestation, TAKEOVER_TIMEOUT)?;
     if let Some(fd) = handed {
         match takeover::usable(fd, want) {
             Ok(listener) => return Ok((listener, Obtained::HandedOver)),
             Err(e) => eprintln!("rollbridge: {e}; binding the port instead"),
         }
     }
-    let listener = takeover::bind_when_free(
-        &config.proxy.host,
-        config.proxy.port,
-        retired_at + TAKEOVER_TIMEOUT,
-    )?;
-    Ok((
-        listener,
-        Obtained::Bound {
-            gap: retired_at.elapsed(),
-        },
-    ))
+    let (listener, gap) = match watch {
+        Some(w) => w.wait(TAKEOVER_TIMEOUT)?,
+        None => portwatch::bind_when_free(
+            want,
+            Instant::now() + TAKEOVER_TIMEOUT,
+            &AtomicBool::new(false),
+        )?,
+    };
+    Ok((listener, Obtained::Bound { gap }))
 }
 
 #[cfg(test)]

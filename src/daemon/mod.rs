@@ -16,6 +16,7 @@ pub mod ops;
 pub mod orphans;
 pub mod persist;
 pub mod pgroup;
+pub mod portwatch;
 pub mod procinfo;
 pub mod proxy_port;
 pub mod recover;

@@ -1,20 +1,18 @@
 //! The candidate's side of an owner takeover: send `retire-owner` to the
 //! current owner and receive its proxy listener with the reply; or, when
 //! the owner does not pass one (an older or Node daemon), bind the port the
-//! moment it is free.
+//! moment it is free (see [`super::portwatch`]).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::control::fdpass;
 
 /// Longest reply line accepted from the owner.
 const MAX_REPLY: usize = 64 * 1024;
-/// Pause between bind attempts while the old owner still holds the port.
-const BIND_RETRY: Duration = Duration::from_millis(1);
 
 /// Retires the owner listening on `path`. `Ok(Some(fd))`: its proxy
 /// listener came along with the reply.
@@ -83,51 +81,9 @@ pub fn usable(fd: OwnedFd, want: SocketAddr) -> Result<TcpListener, String> {
     Ok(listener)
 }
 
-/// Binds `host:port`, retrying tightly while it is still in use, until
-/// `deadline`.
-pub fn bind_when_free(host: &str, port: u16, deadline: Instant) -> Result<TcpListener, String> {
-    loop {
-        match crate::proxy::bind(host, port) {
-            Ok(l) => return Ok(l),
-            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && Instant::now() < deadline => {
-                std::thread::sleep(BIND_RETRY);
-            }
-            Err(e) => {
-                return Err(format!(
-                    "cannot bind the proxy to {host}:{port} after the previous owner retired: {e}"
-                ));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn port_is_bound_as_soon_as_it_frees() {
-        let held = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = held.local_addr().unwrap().port();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            drop(held);
-        });
-        let start = Instant::now();
-        let l = bind_when_free("127.0.0.1", port, start + Duration::from_secs(5)).unwrap();
-        assert_eq!(l.local_addr().unwrap().port(), port);
-        assert!(start.elapsed() >= Duration::from_millis(40));
-        t.join().unwrap();
-    }
-
-    #[test]
-    fn a_port_that_stays_taken_fails_at_the_deadline() {
-        let held = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = held.local_addr().unwrap().port();
-        let deadline = Instant::now() + Duration::from_millis(30);
-        let e = bind_when_free("127.0.0.1", port, deadline).unwrap_err();
-        assert!(e.contains("after the previous owner retired"), "{e}");
-    }
 
     #[test]
     fn a_listener_on_another_address_is_not_used() {

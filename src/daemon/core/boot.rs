@@ -57,9 +57,9 @@ impl Core {
                             error: e,
                         });
                     }
-                    let (gap_ms, how) = match obtained {
-                        Obtained::HandedOver => (0, "handed over"),
-                        Obtained::Bound { gap } => (gap.as_millis() as u64, "bound"),
+                    let (gap, how) = match obtained {
+                        Obtained::HandedOver => (Duration::ZERO, "handed over"),
+                        Obtained::Bound { gap } => (gap, "bound"),
                     };
                     self.record(Event::new(
                         "proxy listening",
@@ -78,7 +78,10 @@ impl Core {
                     }
                     self.record(Event::new(
                         "proxy port taken over",
-                        Data::new().with("gapMs", gap_ms).with("listener", how),
+                        Data::new()
+                            .with("gapMs", gap.as_millis() as u64)
+                            .with("gapUs", gap.as_micros() as u64)
+                            .with("listener", how),
                     ));
                 }
                 match ControlServer::start(control, path.clone(), incoming) {
