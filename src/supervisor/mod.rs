@@ -10,6 +10,7 @@
 pub mod descendants;
 pub mod memory;
 pub mod output;
+pub mod pipes;
 pub mod restart;
 mod run;
 pub mod spawn;
