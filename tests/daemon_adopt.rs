@@ -61,7 +61,7 @@ fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 fn processes() -> String {
     format!(
         r#"[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{{"from":0,"to":0}},"health":{{"intervalMs":20,"timeoutMs":10000}}}},
-            {{"id":"ticker","policy":"companion","command":"i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.02; done","restartDelayMs":100,"outputLines":1000}}]"#,
+            {{"id":"ticker","policy":"companion","command":"i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.02; done","restartDelayMs":100,"outputLines":1000,"memory":{{"limitBytes":1000000000,"checkIntervalMs":50}}}}]"#,
         fixture("app.js")
     )
 }
@@ -190,6 +190,15 @@ fn a_new_daemon_adopts_the_processes_of_a_killed_one_and_supervises_them() {
     let logs = stdout(&cli(&config, &["logs", "--process", "ticker"]));
     assert!(logs.contains(&format!("tick {first}")), "{logs}");
 
+    // Memory supervision covers the adopted group too.
+    wait_until("a memory sample of the adopted ticker", 5, || {
+        let s = status_of(&config);
+        let p = process(&s, "ticker");
+        p["pid"].as_i64() == Some(tick_pid)
+            && p["rssBytes"].as_u64().is_some_and(|b| b > 0)
+            && p["children"].as_array().is_some_and(|c| !c.is_empty())
+    });
+
     // An adopted process that dies is noticed quickly and restarted by
     // the policy (restartDelayMs 100).
     let killed_at = Instant::now();
@@ -215,10 +224,17 @@ fn a_new_daemon_adopts_the_processes_of_a_killed_one_and_supervises_them() {
     let events = events_of(&config);
     assert!(events.contains("exitStatus"), "{events}");
 
-    // Shutdown stops the adopted web like an own child.
-    let out = cli(&config, &["shutdown"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    wait_until("adopted web stopped by shutdown", 10, || !alive(web_pid));
+    // A deploy retires the adopted release: its web is stopped like an
+    // own child (drain, then its process group signalled).
+    let d2 = Deployment {
+        daemon: d2,
+        releases: dir.join("releases"),
+    };
+    d2.deploy_ok("v2");
+    wait_until("adopted web stopped by the deploy", 10, || !alive(web_pid));
+    for p in d2.status()["releases"][1]["processes"].as_array().unwrap() {
+        groups.0.push(p["pid"].as_i64().unwrap_or(0) as i32);
+    }
     drop(d2);
 }
 
