@@ -36,7 +36,9 @@ fn alive(pid: i64) -> bool {
         .ok()
         .and_then(|s| {
             let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace().next().map(|st| st != "Z" && st != "X")
+            rest.split_whitespace()
+                .next()
+                .map(|st| st != "Z" && st != "X")
         })
         .unwrap_or(false)
 }
@@ -182,7 +184,10 @@ fn a_new_daemon_adopts_the_processes_of_a_killed_one_and_supervises_them() {
         t.iter().any(|n| *n > dead_tick + 60)
     });
     let first = t[0];
-    assert!(first <= dead_tick + 25, "first line {first}, crash at {dead_tick}");
+    assert!(
+        first <= dead_tick + 25,
+        "first line {first}, crash at {dead_tick}"
+    );
     assert!(
         t.windows(2).all(|w| w[1] == w[0] + 1),
         "no line lost: {t:?}"

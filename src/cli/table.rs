@@ -419,7 +419,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         positional: None,
         summary: "List or stop processes left by a crashed daemon",
         about: "List processes recorded in statePath that outlived a crashed daemon; with --force, stop them.",
-        options: &[CONFIG, flag!("force", "stop the orphaned processes", force), JSON],
+        options: &[
+            CONFIG,
+            flag!("force", "stop the orphaned processes", force),
+            JSON,
+        ],
         run: commands::recover::run,
         hidden: false,
     },

@@ -65,7 +65,11 @@ pub fn check_state(
             .unwrap_or_default();
         let refused = plan.refused();
         if !refused.is_empty() {
-            return Err(refusal(config, config_path, &refused.iter().collect::<Vec<_>>()));
+            return Err(refusal(
+                config,
+                config_path,
+                &refused.iter().collect::<Vec<_>>(),
+            ));
         }
         return Ok(Guard {
             lock,

@@ -31,12 +31,7 @@ pub fn output_pipe() -> io::Result<OutputPipe> {
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let path = format!("/proc/self/fd/{}\0", write.as_raw_fd());
     // SAFETY: NUL-terminated path; a new descriptor or -1.
-    let rw = unsafe {
-        libc::open(
-            path.as_ptr().cast(),
-            libc::O_RDWR | libc::O_CLOEXEC,
-        )
-    };
+    let rw = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
     let child = if rw >= 0 {
         // SAFETY: fresh descriptor.
         unsafe { OwnedFd::from_raw_fd(rw) }
@@ -97,7 +92,8 @@ mod tests {
         let mut child = std::fs::File::from(p.child);
         // A plain write end would fail with EPIPE (and raise SIGPIPE).
         child.write_all(b"still here\n").unwrap();
-        let mut again = std::fs::File::from(reopen(std::process::id() as i32, child.as_raw_fd()).unwrap());
+        let mut again =
+            std::fs::File::from(reopen(std::process::id() as i32, child.as_raw_fd()).unwrap());
         let mut buf = [0u8; 32];
         let n = again.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"still here\n");

@@ -218,7 +218,10 @@ pub fn plan(snapshot: &Value, facts: &dyn Fn(u32) -> Option<ProcInfo>) -> Plan {
     {
         out.active_release_id = None;
     }
-    for (key, list) in [("services", &mut out.services), ("singletons", &mut out.singletons)] {
+    for (key, list) in [
+        ("services", &mut out.services),
+        ("singletons", &mut out.singletons),
+    ] {
         for entry in arr(snapshot, key) {
             let id = text(&entry, "id");
             if let Some(p) = entry
@@ -238,7 +241,8 @@ pub fn plan(snapshot: &Value, facts: &dyn Fn(u32) -> Option<ProcInfo>) -> Plan {
         }
     }
     // The snapshot's own report-only orphans stay so while alive.
-    let listed = serde_json::json!({"orphans": snapshot.get("orphans").cloned().unwrap_or(Value::Null)});
+    let listed =
+        serde_json::json!({"orphans": snapshot.get("orphans").cloned().unwrap_or(Value::Null)});
     out.orphans = orphans::candidates(&listed)
         .into_iter()
         .filter(|o| alive(o.pid, facts))
@@ -261,7 +265,9 @@ fn record(
     id: Option<&str>,
     facts: &dyn Fn(u32) -> Option<ProcInfo>,
 ) -> Option<ProcRecord> {
-    let id = id.or_else(|| p.get("id").and_then(Value::as_str))?.to_owned();
+    let id = id
+        .or_else(|| p.get("id").and_then(Value::as_str))?
+        .to_owned();
     let num = |k: &str| p.get(k).and_then(Value::as_u64);
     let text = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
     let pid = num("pid")

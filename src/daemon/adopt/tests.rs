@@ -99,10 +99,17 @@ fn plan_restores_releases_services_singletons_with_counters() {
         (v2.state, v2.revision.as_str(), v2.path.as_str()),
         (ReleaseState::Active, "rev2", "/r/v2")
     );
-    assert_eq!(v2.ports, [("db".to_owned(), 5000), ("web".to_owned(), 4002)]);
+    assert_eq!(
+        v2.ports,
+        [("web".to_owned(), 4002), ("db".to_owned(), 5000)]
+    );
     let worker = &v2.processes[0];
     assert_eq!(
-        (worker.restarts, worker.memory_restarts, worker.last_start_reason),
+        (
+            worker.restarts,
+            worker.memory_restarts,
+            worker.last_start_reason
+        ),
         (3, 1, Some(StartReason::Crash))
     );
     assert_eq!(worker.verdict, Verdict::Adopt { root: 1 });

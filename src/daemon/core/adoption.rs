@@ -261,7 +261,7 @@ fn spec_for(
     }))
 }
 
-/// Ports in config order (the snapshot's object is sorted by name).
+/// Ports in config order (a hand-edited snapshot may list them otherwise).
 fn config_order(config: &Config, ports: &[(String, u16)]) -> Vec<(String, u16)> {
     let mut out: Vec<(String, u16)> = config
         .processes

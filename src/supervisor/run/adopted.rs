@@ -31,7 +31,9 @@ impl Loop {
         p.memory_restarts = a.memory_restarts;
         p.last_memory_restart_at = a.last_memory_restart_at.clone();
         p.reason = a.reason;
-        let watch = a.live.and_then(|live| pidfd_open(live.pid).ok().map(|fd| (live, fd)));
+        let watch = a
+            .live
+            .and_then(|live| pidfd_open(live.pid).ok().map(|fd| (live, fd)));
         let Some((live, pidfd)) = watch else {
             if a.exited_unseen || a.live.is_some() {
                 // Gone before (or while) it could be watched: an exit
