@@ -519,8 +519,12 @@ pub static COMMANDS: &[CommandSpec] = &[
         positional_values: &[],
         summary: "List or stop processes left by a crashed daemon",
         about: "List processes recorded in statePath that outlived a crashed daemon; with --force, stop them.",
-        output: "`No orphaned processes found.`, or the orphans found (dry run, exit 0), or the orphans stopped (--force). Exit 1 when some could not be stopped.",
-        options: &[CONFIG, flag!("force", "stop the orphaned processes", Force)],
+        output: "`No orphaned processes found.`, or the orphans found (dry run, exit 0), or the orphans stopped (--force); with adoptOrphans also what a start would adopt or drop; with --json one object. Exit 1 when some could not be stopped.",
+        options: &[
+            CONFIG,
+            flag!("force", "stop the orphaned processes", Force),
+            JSON,
+        ],
         hidden: false,
     },
     CommandSpec {

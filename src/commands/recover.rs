@@ -10,6 +10,13 @@ pub fn run(args: &Args) -> i32 {
     let outcome = crate::config::load(args.config.as_deref())
         .and_then(|loaded| recover(&loaded.config, args.force));
     let report = match &outcome {
+        Ok(outcome) if args.json => Report {
+            stdout: format!("{}\n", json(outcome, args.force)),
+            stderr: String::new(),
+            code: i32::from(
+                args.force && (!outcome.remaining.is_empty() || outcome.clear_error.is_some()),
+            ),
+        },
         Ok(outcome) if args.force => forced(outcome),
         Ok(outcome) => dry_run(outcome),
         Err(e) => Report {
@@ -36,6 +43,72 @@ struct Report {
 }
 
 fn dry_run(outcome: &Outcome) -> Report {
+    let mut report = contract_dry_run(outcome);
+    if let Some(plan) = &outcome.adoption {
+        report.stdout.push_str(&adoption_text(plan));
+    }
+    report
+}
+
+/// With `adoptOrphans`: what the next daemon start adopts and drops.
+fn adoption_text(plan: &crate::daemon::adopt::Plan) -> String {
+    let adopt = plan.adopted();
+    let dropped = plan.dropped();
+    if adopt.is_empty() && dropped.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "With adoptOrphans, the next daemon start adopts {}:\n{}",
+        processes(adopt.len()),
+        list(&adopt)
+    );
+    if !dropped.is_empty() {
+        out.push_str(&format!(
+            "and drops {} recorded pid(s), never signalled:\n",
+            dropped.len()
+        ));
+        for (o, why) in &dropped {
+            out.push_str(&format!("  {} (pid {}): {why}\n", o.id, o.pid));
+        }
+    }
+    out
+}
+
+fn processes(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "process" } else { "processes" })
+}
+
+/// `--json`: the same facts as an object (additive keys).
+fn json(outcome: &Outcome, force: bool) -> serde_json::Value {
+    use serde_json::json;
+    let entry = |o: &Orphan| json!({"id": o.id, "pid": o.pid, "releaseId": o.release_id});
+    let mut out = json!({
+        "statePath": outcome.state_path,
+        "orphans": outcome.orphans.iter().map(entry).collect::<Vec<_>>(),
+        "adoptOrphans": outcome.adoption.is_some(),
+    });
+    if let Some(plan) = &outcome.adoption {
+        out["wouldAdopt"] = plan.adopted().iter().map(entry).collect();
+        out["wouldDrop"] = plan
+            .dropped()
+            .iter()
+            .map(|(o, why)| {
+                json!({"id": o.id, "pid": o.pid, "reason": why, "releaseId": o.release_id})
+            })
+            .collect();
+    }
+    if force {
+        out["stopped"] = outcome.stopped.iter().map(entry).collect();
+        out["remaining"] = outcome.remaining.iter().map(entry).collect();
+        out["cleared"] = outcome.cleared.into();
+        if let Some(e) = &outcome.clear_error {
+            out["clearError"] = e.as_str().into();
+        }
+    }
+    out
+}
+
+fn contract_dry_run(outcome: &Outcome) -> Report {
     let stdout = if outcome.orphans.is_empty() {
         "No orphaned processes found.\n".to_owned()
     } else {

@@ -14,6 +14,9 @@ pub struct Config {
     pub release_retention: ReleaseRetention,
     /// `None`: no persistence, no orphan reporting, `recover` refuses to run.
     pub state_path: Option<String>,
+    /// `adoptOrphans`: a start re-adopts the living processes of a crashed
+    /// daemon instead of refusing (needs `statePath`).
+    pub adopt_orphans: bool,
     pub legacy_takeover: Option<LegacyTakeover>,
     pub processes: Vec<ProcessConfig>,
     /// `admin`: probes and metrics on a port of their own (`None`: off).

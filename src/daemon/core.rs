@@ -30,6 +30,7 @@ use crate::supervisor::{Notice, ProcKey, SupervisorHandle};
 use crate::timefmt::iso_now;
 
 mod admin;
+mod adoption;
 mod boot;
 mod releases;
 mod upkeep;

@@ -7,6 +7,7 @@
 //! control and signal threads -> `control socket listening` -> READY=1.
 
 pub mod activation;
+pub mod adopt;
 pub mod bootstrap;
 pub mod core;
 pub mod deploy;
@@ -71,15 +72,15 @@ pub fn run(config: Config, start: Start) -> Result<i32, String> {
     // starts beside the live owner on purpose: it checks nothing here and
     // takes the lock once the owner has let it go (upkeep).
     let location = statefile::location(&config);
-    let (lock, orphans) = if takeover {
-        (None, Vec::new())
+    let (lock, orphans, adoption) = if takeover {
+        (None, Vec::new(), None)
     } else {
         startup::refuse_live_socket(&config.control.path)?;
         let guard = startup::check_state(&config, start.config_path.as_deref(), &location)?;
         for e in guard.events {
             record(e);
         }
-        (guard.lock, guard.orphans)
+        (guard.lock, guard.orphans, guard.adoption)
     };
     for o in &orphans {
         record(Event::new(
@@ -204,6 +205,10 @@ pub fn run(config: Config, start: Start) -> Result<i32, String> {
     core.set_config_path(start.config_path);
     core.set_runtime(runtime);
     core.set_lock(lock);
+    if let Some(plan) = adoption {
+        // Before the first state write: the adopted processes are in it.
+        core.adopt(plan);
+    }
     match (control, start.boot) {
         (Some(control), _) => {
             core.set_control(control);

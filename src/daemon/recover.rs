@@ -30,6 +30,8 @@ pub struct Outcome {
     pub clear_error: Option<String>,
     /// The state file was unreadable and its previous version was used.
     pub note: Option<String>,
+    /// With `adoptOrphans`: what a daemon start would do with the snapshot.
+    pub adoption: Option<super::adopt::Plan>,
 }
 
 /// Refusals: no state file to read, a live daemon (lock, writer pid or
@@ -68,10 +70,16 @@ pub fn recover(config: &Config, force: bool) -> Result<Outcome, String> {
              orphans. Stop it with `rollbridge shutdown` first."
         ));
     }
+    let adoption = config.adopt_orphans.then(|| {
+        read.value()
+            .map(|v| super::adopt::plan(v, &super::adopt::proc_facts))
+            .unwrap_or_default()
+    });
     let mut out = Outcome {
         orphans: orphans::detect(read.value()),
         state_path,
         note,
+        adoption,
         ..Outcome::default()
     };
     if !force {

@@ -16,6 +16,8 @@ pub struct Guard {
     pub lock: Option<DaemonLock>,
     pub orphans: Vec<Orphan>,
     pub events: Vec<Event>,
+    /// With `adoptOrphans`: what to take over from the crashed daemon.
+    pub adoption: Option<super::adopt::Plan>,
 }
 
 pub fn refuse_live_socket(path: &str) -> Result<(), String> {
@@ -56,6 +58,26 @@ pub fn check_state(
             ));
         }
     }
+    if config.adopt_orphans {
+        let plan = read
+            .value()
+            .map(|v| super::adopt::plan(v, &super::adopt::proc_facts))
+            .unwrap_or_default();
+        let refused = plan.refused();
+        if !refused.is_empty() {
+            return Err(refusal(
+                config,
+                config_path,
+                &refused.iter().collect::<Vec<_>>(),
+            ));
+        }
+        return Ok(Guard {
+            lock,
+            orphans: plan.orphans.clone(),
+            events,
+            adoption: Some(plan),
+        });
+    }
     let found = orphans::detect(read.value());
     let living: Vec<&Orphan> = found.iter().filter(|o| o.verified()).collect();
     if !living.is_empty() {
@@ -65,6 +87,7 @@ pub fn check_state(
         lock,
         orphans: found,
         events,
+        adoption: None,
     })
 }
 

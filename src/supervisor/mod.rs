@@ -7,9 +7,11 @@
 //! Results come back through [`Done`] callbacks (run on the supervisor
 //! thread: they must only send on a channel) and events through the sink.
 
+pub mod adopted;
 pub mod descendants;
 pub mod memory;
 pub mod output;
+pub mod pipes;
 pub mod restart;
 mod run;
 pub mod spawn;
@@ -103,6 +105,11 @@ pub(crate) enum Msg {
         key: ProcKey,
     },
     SetTap(Arc<dyn OutputTap>),
+    /// Take over a crashed daemon's process (see `adopted.rs`).
+    Adopt {
+        key: ProcKey,
+        adoption: Box<adopted::Adoption>,
+    },
     Exit,
 }
 

@@ -24,25 +24,19 @@ pub fn spawn_managed(
 ) -> Result<Spawned, String> {
     check_cwd(cwd)?;
     let mut cmd = shell(command, cwd, env);
+    // Pipes the child keeps writing to after a daemon crash (see pipes.rs).
+    let out = super::pipes::output_pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let err = super::pipes::output_pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
+        .stdout(Stdio::from(out.child))
+        .stderr(Stdio::from(err.child));
+    // The Child is dropped unwaited: the supervisor reaps with waitpid(-1).
+    let child = cmd
         .spawn()
         .map_err(|e| format!("spawn /bin/sh failed: {e}"))?;
+    drop(cmd);
     let pid = child.id() as i32;
-    // std opened both pipes; take ownership (the Child is dropped unwaited:
-    // the supervisor reaps with waitpid(-1)).
-    let stdout: OwnedFd = child
-        .stdout
-        .take()
-        .map(OwnedFd::from)
-        .ok_or("no stdout pipe")?;
-    let stderr: OwnedFd = child
-        .stderr
-        .take()
-        .map(OwnedFd::from)
-        .ok_or("no stderr pipe")?;
+    let (stdout, stderr) = (out.read, err.read);
     set_nonblocking(&stdout).map_err(|e| e.to_string())?;
     set_nonblocking(&stderr).map_err(|e| e.to_string())?;
     Ok(Spawned {

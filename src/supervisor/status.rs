@@ -77,6 +77,9 @@ pub struct ProcessStatus {
     pub memory_restarts: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// `true` for a process taken over from a crashed daemon; else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<bool>,
     pub restarts: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
@@ -110,6 +113,7 @@ mod tests {
             }],
             memory_restarts: 0,
             pid: None,
+            adopted: None,
             restarts: 2,
             rss_bytes: None,
             started_at: Some("t".into()),

@@ -77,6 +77,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
     let legacy_takeover = sections::legacy_takeover(&mut issues, root, &proxy);
     let release_retention = sections::release_retention(&mut issues, root);
     let state_path = sections::state_path(&mut issues, root);
+    let adopt_orphans = sections::adopt_orphans(&mut issues, root, state_path.is_some());
     let admin = sections::admin(&mut issues, root, &proxy);
     cross::check(&mut issues, &processes);
     templates::check(&mut issues, &processes);
@@ -89,6 +90,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
             proxy,
             release_retention,
             state_path,
+            adopt_orphans,
             legacy_takeover,
             processes: processes.into_iter().map(|p| p.config).collect(),
             admin,

@@ -1,5 +1,5 @@
 //! Top-level sections: presence checks, `proxy`, `control`,
-//! `legacyTakeover`, `releaseRetention`, `statePath`.
+//! `legacyTakeover`, `releaseRetention`, `statePath`, `adoptOrphans`.
 
 use super::super::model::{
     AdminConfig, ControlConfig, IdOrName, LegacyMatcher, LegacyTakeover, ProxyConfig,
@@ -499,6 +499,19 @@ pub fn release_retention(issues: &mut Issues, root: &Raw) -> ReleaseRetention {
     let keep = issues.non_negative_integer(r, "keep", "releaseRetention.keep", 10.0) as u64;
     let max_age_ms = ms(issues.non_negative(r, "maxAgeMs", "releaseRetention.maxAgeMs", 0.0));
     ReleaseRetention { keep, max_age_ms }
+}
+
+/// `adoptOrphans` (default false): only meaningful with a state file.
+pub fn adopt_orphans(issues: &mut Issues, root: &Raw, has_state_path: bool) -> bool {
+    let on = issues.boolean(root, "adoptOrphans", "adoptOrphans", false);
+    if on && !has_state_path {
+        issues.push(
+            "adoptOrphans needs statePath",
+            "Set statePath (e.g. statePath: \"/var/lib/rollbridge/app-state.json\") so a new daemon can find the processes to adopt, or remove adoptOrphans.",
+        );
+        return false;
+    }
+    on
 }
 
 pub fn state_path(issues: &mut Issues, root: &Raw) -> Option<String> {

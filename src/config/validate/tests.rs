@@ -782,6 +782,24 @@ fn retention_and_state_path() {
 }
 
 #[test]
+fn adopt_orphans_needs_state_path() {
+    assert!(!ok(&cfg("", "")).adopt_orphans);
+    let c = ok(&cfg(
+        r#""statePath":"/var/lib/x.json","adoptOrphans":true"#,
+        "",
+    ));
+    assert!(c.adopt_orphans);
+    fails(
+        &cfg(r#""adoptOrphans":true"#, ""),
+        "adoptOrphans needs statePath",
+    );
+    fails(
+        &cfg(r#""statePath":"/s","adoptOrphans":"yes""#, ""),
+        "adoptOrphans must be a boolean",
+    );
+}
+
+#[test]
 fn legacy_takeover_rules() {
     let c = ok(&cfg(
         r#""legacyTakeover":{"screens":["web"],"processes":[{"includes":["puma"]}]}"#,

@@ -13,6 +13,7 @@ const TOP: &[&str] = &[
     "processes",
     "releaseRetention",
     "statePath",
+    "adoptOrphans",
     "legacyTakeover",
     "admin",
 ];

@@ -267,7 +267,7 @@ impl Core {
     }
 
     /// Starts the background drain of a release that lost the traffic.
-    fn retire(&mut self, release_id: String) {
+    pub(super) fn retire(&mut self, release_id: String) {
         let drain_timeout = Duration::from_millis(self.config.proxy.drain_timeout_ms);
         let config = self.config.clone();
         let Some(release) = self.state.releases.iter_mut().find(|r| r.id == release_id) else {

@@ -149,6 +149,7 @@ mod tests {
                 .collect(),
             memory_restarts: 0,
             pid: Some(1),
+            adopted: None,
             restarts,
             rss_bytes: None,
             started_at: Some("t".into()),

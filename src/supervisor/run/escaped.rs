@@ -18,7 +18,7 @@ impl Loop {
         }
         let hooks: HashSet<i32> = self.hooks.keys().copied().collect();
         descendants::scan(&descendants::Run {
-            root: self.root,
+            root: p.adopted.as_ref().map_or(self.root, |a| a.root),
             leader: p.leader,
             pgid,
             marker: p.marker.as_ref(),

@@ -42,6 +42,20 @@ impl Loop {
     }
 
     pub(super) fn leader_exited(&mut self, key: ProcKey, generation: u64, status: i32) {
+        let (code, sig) = decode_status(status);
+        self.leader_gone(key, generation, code, sig, false);
+    }
+
+    /// The leader of `key`'s run `generation` is gone; `unknown`: an
+    /// adopted leader, whose exit status only its parent could read.
+    pub(super) fn leader_gone(
+        &mut self,
+        key: ProcKey,
+        generation: u64,
+        code: Option<i32>,
+        sig: Option<i32>,
+        unknown: bool,
+    ) {
         let shutting_down = self.shutting_down;
         let Some(p) = self.procs.get_mut(&key) else {
             return;
@@ -49,7 +63,6 @@ impl Loop {
         if p.generation != generation {
             return;
         }
-        let (code, sig) = decode_status(status);
         let signal = sig.map(sig_text);
         p.leader = None;
         p.exit = Some((code, signal.clone()));
@@ -78,6 +91,11 @@ impl Loop {
                     .map(serde_json::Value::from)
                     .unwrap_or_default(),
             );
+        let data = if unknown {
+            data.with("exitStatus", "unknown: not a child of this daemon")
+        } else {
+            data
+        };
         let mut follow_up = None;
         if !requested && p.crash_gate && !shutting_down {
             let now = Instant::now();

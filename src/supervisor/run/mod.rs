@@ -2,6 +2,7 @@
 //! the message waker and every child's output pipes, with the nearest timer
 //! deadline (restart delays, hook limits, stop escalations) as its timeout.
 
+mod adopted;
 mod escaped;
 mod exits;
 mod memory_checks;
@@ -116,6 +117,8 @@ struct Managed {
     last_memory_restart_at: Option<String>,
     warned: bool,
     memory_restarting: bool,
+    /// Taken over from a crashed daemon (not our child).
+    adopted: Option<adopted::AdoptedRun>,
 }
 
 impl Managed {
@@ -149,6 +152,7 @@ impl Managed {
             last_memory_restart_at: None,
             warned: false,
             memory_restarting: false,
+            adopted: None,
         }
     }
 
@@ -176,6 +180,7 @@ impl Managed {
             logs: self.logs.to_vec(),
             memory_restarts: self.memory_restarts,
             pid: self.leader.map(|p| p as u32),
+            adopted: (self.leader.is_some() && self.adopted.is_some()).then_some(true),
             restarts: self.restarts,
             rss_bytes: self.rss,
             started_at: self.started.as_ref().map(|(iso, _)| iso.clone()),
@@ -287,6 +292,10 @@ impl Loop {
             if self.procs.values().any(|p| p.stop.is_some()) {
                 timeout = Some(timeout.map_or(STOP_TICK, |t| t.min(STOP_TICK)));
             }
+            if self.watching_adopted() {
+                let bound = adopted::ADOPTED_CHECK;
+                timeout = Some(timeout.map_or(bound, |t| t.min(bound)));
+            }
             if !self.ready.is_empty() || !self.rx.is_empty() {
                 timeout = Some(Duration::ZERO);
             }
@@ -308,6 +317,7 @@ impl Loop {
             // syscall, and no exit is ever missed even if signals coalesced.
             self.read_ready();
             self.reap();
+            self.reap_adopted();
             while let Ok(msg) = self.rx.try_recv() {
                 self.handle(msg);
             }
@@ -396,6 +406,7 @@ impl Loop {
             }
             Msg::MemoryStopped { key } => self.memory_restart_resume(key),
             Msg::SetTap(tap) => self.tap = Some(tap),
+            Msg::Adopt { key, adoption } => self.adopt_proc(key, *adoption),
             Msg::Exit => self.exit = true,
         }
     }
@@ -452,6 +463,8 @@ impl Loop {
         let Some(p) = self.procs.get_mut(&key) else {
             return Err(format!("Unknown managed process key {key}"));
         };
+        // A new run is our own child again.
+        p.adopted = None;
         p.pgid = None;
         p.marker = Marker::from_env(&p.spec.env);
         p.state = ProcState::Starting;

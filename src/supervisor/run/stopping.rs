@@ -20,7 +20,12 @@ impl Loop {
             return;
         }
         let old = p.pgid;
-        let mut pgid = p.leader.or(old.filter(|g| group_alive(*g)));
+        let old_alive = old.is_some_and(|g| self.run_group_alive(key, g));
+        let Some(p) = self.procs.get_mut(&key) else {
+            done(Ok(()));
+            return;
+        };
+        let mut pgid = p.leader.or(old.filter(|_| old_alive));
         if pgid.is_none() && (old.is_some() || p.marker.is_some()) {
             // Only escaped descendants may be left: still a stop.
             let old = old.unwrap_or(0);
@@ -81,7 +86,7 @@ impl Loop {
             let pgid = run.pgid;
             let obs = Observed {
                 leader_alive,
-                group_alive: group_alive(pgid) || self.tracked_alive(key),
+                group_alive: self.run_group_alive(key, pgid) || self.tracked_alive(key),
                 hook_running,
             };
             let Some(run) = self.procs.get_mut(&key).and_then(|p| p.stop.as_mut()) else {
