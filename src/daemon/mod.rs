@@ -19,6 +19,7 @@ pub mod pgroup;
 pub mod procinfo;
 pub mod proxy_port;
 pub mod recover;
+pub mod replace;
 mod startup;
 pub mod state;
 pub mod statefile;

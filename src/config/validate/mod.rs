@@ -78,6 +78,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
     let release_retention = sections::release_retention(&mut issues, root);
     let state_path = sections::state_path(&mut issues, root);
     let admin = sections::admin(&mut issues, root, &proxy);
+    let auto_rollback = sections::auto_rollback(&mut issues, root);
     cross::check(&mut issues, &processes);
     templates::check(&mut issues, &processes);
 
@@ -92,6 +93,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
             legacy_takeover,
             processes: processes.into_iter().map(|p| p.config).collect(),
             admin,
+            auto_rollback,
         },
         issues: issues.list,
         warnings,

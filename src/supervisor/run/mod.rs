@@ -4,6 +4,7 @@
 
 mod escaped;
 mod exits;
+mod handoff;
 mod memory_checks;
 mod output_pipes;
 mod stopping;
@@ -65,6 +66,11 @@ enum TimerKind {
         key: ProcKey,
         generation: u64,
     },
+    /// A memory replacement (handoff) waiting out its backoff.
+    MemoryReplace {
+        key: ProcKey,
+        generation: u64,
+    },
 }
 
 struct Pipe {
@@ -116,6 +122,8 @@ struct Managed {
     last_memory_restart_at: Option<String>,
     warned: bool,
     memory_restarting: bool,
+    /// A memory breach asks the owner for a replacement.
+    handoff: bool,
 }
 
 impl Managed {
@@ -149,6 +157,7 @@ impl Managed {
             last_memory_restart_at: None,
             warned: false,
             memory_restarting: false,
+            handoff: false,
         }
     }
 
@@ -396,6 +405,13 @@ impl Loop {
             }
             Msg::MemoryStopped { key } => self.memory_restart_resume(key),
             Msg::SetTap(tap) => self.tap = Some(tap),
+            Msg::SetHandoff { key, on } => {
+                if let Some(p) = self.procs.get_mut(&key) {
+                    p.handoff = on;
+                }
+            }
+            Msg::Inherit { from, to, reason } => self.inherit(from, to, reason),
+            Msg::ResumeMemory { key } => self.memory_resume_sampling(key),
             Msg::Exit => self.exit = true,
         }
     }
