@@ -267,8 +267,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "restart",
         positional: None,
-        summary: "Restart non-proxied processes in place",
-        about: "Restart companions, singletons and services in place (graceful stop, then start). The proxied process is replaced with `rollbridge deploy` instead.",
+        summary: "Restart processes (the proxied one without downtime)",
+        about: "Restart companions, singletons and services in place (graceful stop, then start). The proxied process (`--process <id>` or `--policy proxied`) is replaced without downtime instead: a new instance on a free port, health-checked, traffic switched, the old one drained, then stopped. A plain `restart` leaves it alone.",
         options: &[
             CONFIG,
             PROCESS,
@@ -277,7 +277,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 ..opt!(
                     "policy",
                     Some("<policy>"),
-                    "only processes of this policy: companion, singleton or service",
+                    "only processes of this policy: proxied, companion, singleton or service",
                     policy
                 )
             },

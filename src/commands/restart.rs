@@ -1,16 +1,18 @@
 //! `rollbridge restart`: restart non-proxied processes in
-//! place. The reply comes once every target runs again.
+//! place; the proxied process (`--process web`, `--policy proxied`) is
+//! replaced without downtime instead. The reply comes once every target
+//! runs again.
 
 use crate::cli::Args;
 use crate::control::pretty::pretty;
 
-pub const POLICIES: [&str; 3] = ["companion", "singleton", "service"];
+pub const POLICIES: [&str; 4] = ["proxied", "companion", "singleton", "service"];
 
 pub fn run(args: &Args) -> i32 {
-    // Checked before the config is loaded, so `proxied` never reaches the daemon.
+    // Checked before the config is loaded.
     if let Some(p) = args.policy.as_deref() {
         if !POLICIES.contains(&p) {
-            eprintln!("--policy must be one of: companion, singleton, service.");
+            eprintln!("--policy must be one of: proxied, companion, singleton, service.");
             return 1;
         }
     }
