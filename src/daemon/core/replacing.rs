@@ -19,6 +19,9 @@ pub(super) struct Replacing {
     /// Drain waiters of replaced instances, by ticket (the new key).
     drains: HashMap<ProcKey, Sender<()>>,
     window: Option<Window>,
+    /// The release an automatic rollback goes back to: its activation
+    /// opens no window (no rolling back and forth).
+    rolling_back_to: Option<String>,
     last_auto_rollback: Option<Value>,
     prober: Option<Prober>,
     /// The live-check target last sent to the prober.
@@ -51,10 +54,12 @@ impl Core {
         let active = self.active_proxied();
         if let Some((release_id, _, key)) = &active {
             self.supervisor.set_handoff(*key, true);
+            let back = self.replacing.rolling_back_to.take();
             self.replacing.window = self
                 .config
                 .auto_rollback
                 .as_ref()
+                .filter(|_| back.as_deref() != Some(release_id.as_str()))
                 .map(|a| Window::open(release_id, Instant::now(), a.window_ms));
         }
         self.replacing.probed = None;
@@ -358,6 +363,7 @@ impl Core {
             return false;
         };
         self.replacing.window = None;
+        self.replacing.rolling_back_to = Some(to.clone());
         self.record(Event::new(
             "auto rollback",
             Data::new()
