@@ -447,12 +447,12 @@ fn policy_completion_offers_the_policies_not_file_names() {
     let bash = run(&["completion", "bash"]).stdout;
     assert!(
         bash.contains(
-            "\"restart --policy\")\n      COMPREPLY=($(compgen -W \"companion singleton service\""
+            "\"restart --policy\")\n      COMPREPLY=($(compgen -W \"proxied companion singleton service\""
         ),
         "{bash}"
     );
     let zsh = run(&["completion", "zsh"]).stdout;
-    assert!(zsh.contains("\"restart --policy\") compadd -- companion singleton service"));
+    assert!(zsh.contains("\"restart --policy\") compadd -- proxied companion singleton service"));
 }
 
 #[test]

@@ -251,12 +251,14 @@ mod tests {
     }
 
     #[test]
-    fn proxied_policy_is_refused_before_any_config_is_read() {
-        let e = Args::from_low(Cmd::Restart, low(|l| l.policy = Some("proxied".into())));
+    fn unknown_policy_is_refused_before_any_config_is_read() {
+        let e = Args::from_low(Cmd::Restart, low(|l| l.policy = Some("web".into())));
         assert_eq!(
             e,
-            Err("--policy must be one of: companion, singleton, service.".into())
+            Err("--policy must be one of: proxied, companion, singleton, service.".into())
         );
+        let a = Args::from_low(Cmd::Restart, low(|l| l.policy = Some("proxied".into()))).unwrap();
+        assert_eq!(a.policy, Some("proxied"));
         let a = Args::from_low(Cmd::Restart, low(|l| l.policy = Some("service".into()))).unwrap();
         assert_eq!(a.policy, Some("service"));
     }

@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn policy_completes_its_values_not_files() {
-        let want = "companion singleton service";
+        let want = "proxied companion singleton service";
         assert!(bash().contains(&format!(
             "    \"restart --policy\")\n      COMPREPLY=($(compgen -W \"{want}\" -- \"$cur\"))"
         )));

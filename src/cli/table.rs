@@ -90,7 +90,7 @@ pub struct CommandSpec {
 }
 
 /// The policies `restart --policy` accepts.
-pub const RESTART_POLICIES: [&str; 3] = ["companion", "singleton", "service"];
+pub const RESTART_POLICIES: [&str; 4] = ["proxied", "companion", "singleton", "service"];
 /// The shells `completion` writes scripts for.
 pub const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
 
@@ -347,9 +347,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         name: "restart",
         positional: None,
         positional_values: &[],
-        summary: "Restart non-proxied processes in place",
-        about: "Restart companions, singletons and services in place (graceful stop, then start). The proxied process is replaced with `rollbridge deploy` instead.",
-        output: "`{\"status\": \"success\", \"restarted\": [\"<instance id>\", …]}` on stdout once every target runs again. Exit 1 when nothing matches or a process cannot be restarted.",
+        summary: "Restart processes (the proxied one without downtime)",
+        about: "Restart companions, singletons and services in place (graceful stop, then start). The proxied process (`--process <id>` or `--policy proxied`) is replaced without downtime instead: a new instance on a free port, health-checked, traffic switched, the old one drained, then stopped. A plain `restart` leaves it alone.",
+        output: "`{\"status\": \"success\", \"restarted\": [\"<instance id>\", …]}` on stdout once every target runs again. Exit 1 when nothing matches, a process cannot be restarted, or a replacement of the proxied process fails its health check (the old instance keeps serving).",
         options: &[
             CONFIG,
             PROCESS,
@@ -358,7 +358,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 ..opt!(
                     "policy",
                     Some("<policy>"),
-                    "only processes of this policy: companion, singleton or service",
+                    "only processes of this policy: proxied, companion, singleton or service",
                     Policy
                 )
             },

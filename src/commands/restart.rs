@@ -1,5 +1,7 @@
 //! `rollbridge restart`: restart non-proxied processes in
-//! place. The reply comes once every target runs again.
+//! place; the proxied process (`--process web`, `--policy proxied`) is
+//! replaced without downtime instead. The reply comes once every target
+//! runs again.
 
 use crate::cli::Args;
 use crate::control::pretty::pretty;

@@ -21,6 +21,15 @@ pub struct Config {
     pub processes: Vec<ProcessConfig>,
     /// `admin`: probes and metrics on a port of their own (`None`: off).
     pub admin: Option<AdminConfig>,
+    /// `autoRollback` (`None`: off).
+    pub auto_rollback: Option<AutoRollback>,
+}
+
+/// `autoRollback: {windowMs}`: roll back by itself when the newly active
+/// release's proxied process fails within the window after the switch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoRollback {
+    pub window_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +189,28 @@ pub struct HealthConfig {
     pub timeout_ms: u64,
     pub interval_ms: u64,
     pub start_delay_ms: u64,
+    /// Live checks of the serving process after the switch.
+    pub watch: WatchConfig,
+}
+
+/// `health.watchIntervalMs` / `watchTimeoutMs` / `watchFailures`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// 0 = off.
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Failures in a row that replace the process.
+    pub failures: u32,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            interval_ms: 10_000,
+            timeout_ms: 2_000,
+            failures: 3,
+        }
+    }
 }
 
 /// How long a stop waits before SIGKILL.

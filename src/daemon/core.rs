@@ -33,6 +33,7 @@ mod admin;
 mod adoption;
 mod boot;
 mod releases;
+mod replacing;
 mod upkeep;
 
 pub use upkeep::Starting;
@@ -61,6 +62,10 @@ pub enum CoreMsg {
     ProxyClosed,
     /// From the bootstrap/takeover activation thread.
     Boot(super::bootstrap::BootMsg),
+    /// From a replacement of the proxied process.
+    Replace(super::replace::ReplaceMsg),
+    /// From the live health checks.
+    Failing(super::replace::prober::Failing),
 }
 
 /// Exit notices forwarded to a running deploy (health-check fail-fast).
@@ -117,6 +122,8 @@ pub struct Core {
     traffic: traffic::Traffic,
     /// Deploy counts and the last push for the admin listener.
     admin: admin::AdminFeed,
+    /// Replacements, live checks, automatic rollback.
+    replacing: replacing::Replacing,
 }
 
 impl Core {
@@ -159,6 +166,7 @@ impl Core {
             retiring: None,
             traffic: traffic::Traffic::default(),
             admin: admin::AdminFeed::default(),
+            replacing: replacing::Replacing::default(),
         }
     }
 
@@ -334,6 +342,15 @@ impl Core {
                     let _ = tx.send((key, code, signal));
                 }
             }
+            CoreMsg::Supervisor(Notice::Replace { key }) => {
+                self.replace_wanted(key, super::replace::Why::Memory)
+            }
+            CoreMsg::Supervisor(Notice::GaveUp { key }) => self.gave_up(key),
+            CoreMsg::Replace(msg) => self.replace_msg(msg),
+            CoreMsg::Failing(f) => self.failing(f),
+            CoreMsg::Proxy(ProxyEvent::InstanceDrained { ticket, .. }) => {
+                self.instance_drained(ticket)
+            }
             CoreMsg::Proxy(ProxyEvent::Drained { release_id }) => {
                 if let Some(tx) = self.drain_waiters.remove(&release_id) {
                     let _ = tx.send(());
@@ -398,6 +415,9 @@ impl Core {
             CoreMsg::OpDone => {
                 self.op_busy = false;
                 self.op_exits = None;
+                if self.run_pending_replacement() {
+                    return None;
+                }
                 if let Some((request, reply)) = self.op_queue.pop_front() {
                     self.request(request, reply);
                 }
@@ -521,6 +541,10 @@ impl Core {
                     process_id.as_deref(),
                     policy.as_deref(),
                 ) {
+                    Ok(targets) if targets.iter().any(|t| t.replace) => {
+                        self.restart_proxied(&targets[0], reply);
+                        return;
+                    }
                     Ok(targets) => {
                         self.op_busy = true;
                         ops::spawn_restart(
@@ -598,6 +622,7 @@ impl Core {
             ..view
         };
         (view.maintenance, view.paused) = self.traffic_status();
+        view.last_auto_rollback = self.last_auto_rollback();
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
     }
 

@@ -21,6 +21,7 @@ pub mod portwatch;
 pub mod procinfo;
 pub mod proxy_port;
 pub mod recover;
+pub mod replace;
 mod startup;
 pub mod state;
 pub mod statefile;

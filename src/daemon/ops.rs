@@ -20,6 +20,8 @@ use crate::supervisor::{ProcKey, StartReason, SupervisorHandle};
 pub struct Target {
     pub id: String,
     pub key: ProcKey,
+    /// The proxied process: replaced without downtime, not restarted.
+    pub replace: bool,
 }
 
 /// `restart` targets, in config order.
@@ -30,18 +32,32 @@ pub fn restart_targets(
     policy: Option<&str>,
 ) -> Result<Vec<Target>, String> {
     let proxied = config.proxied();
-    if policy == Some("proxied") {
-        return Err(
-            "The proxied process cannot be restarted in place; use `rollbridge deploy` for a zero-downtime replacement."
-                .into(),
-        );
-    }
-    if let (Some(pid), Some(p)) = (process_id, proxied) {
-        if pid == p.id || p.instance_ids().iter().any(|i| i == pid) {
-            return Err(format!(
-                "Process \"{pid}\" is the proxied process and cannot be restarted in place; \
-                 use `rollbridge deploy` for a zero-downtime replacement."
-            ));
+    // The proxied process alone: replaced without downtime.
+    if let Some(p) = proxied {
+        let named =
+            process_id.is_some_and(|pid| pid == p.id || p.instance_ids().iter().any(|i| i == pid));
+        if policy == Some("proxied") || named {
+            let instances = p.instance_ids();
+            let targets: Vec<Target> = state
+                .active()
+                .map(|r| {
+                    r.processes
+                        .iter()
+                        .filter(|n| instances.contains(&n.id))
+                        .filter(|n| process_id.is_none_or(|pid| pid == p.id || pid == n.id))
+                        .map(|n| Target {
+                            id: n.id.clone(),
+                            key: n.key,
+                            replace: true,
+                        })
+                        .take(1)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let (Some(pid), true) = (process_id, targets.is_empty()) {
+                return Err(format!("No managed process with id \"{pid}\" to restart."));
+            }
+            return Ok(targets);
         }
     }
     let mut targets = Vec::new();
@@ -63,6 +79,7 @@ pub fn restart_targets(
                     .map(|s| Target {
                         id: s.id.clone(),
                         key: s.key,
+                        replace: false,
                     })
                     .collect()
             }
@@ -73,6 +90,7 @@ pub fn restart_targets(
                 .map(|s| Target {
                     id: s.id.clone(),
                     key: s.key,
+                    replace: false,
                 })
                 .collect(),
             _ => {
@@ -86,6 +104,7 @@ pub fn restart_targets(
                             .map(|p| Target {
                                 id: p.id.clone(),
                                 key: p.key,
+                                replace: false,
                             })
                             .collect()
                     })
@@ -334,18 +353,22 @@ mod tests {
     }
 
     #[test]
-    fn restart_refuses_the_proxied_process() {
+    fn restart_of_the_proxied_process_is_a_replacement() {
         let (c, s) = (config(), state());
-        assert!(
-            restart_targets(&c, &s, Some("web"), None)
-                .unwrap_err()
-                .contains("proxied")
-        );
-        assert!(
-            restart_targets(&c, &s, None, Some("proxied"))
-                .unwrap_err()
-                .contains("proxied")
-        );
+        for (pid, policy) in [(Some("web"), None), (None, Some("proxied"))] {
+            let got = restart_targets(&c, &s, pid, policy).unwrap();
+            assert_eq!(
+                got,
+                [Target {
+                    id: "web".into(),
+                    key: 3,
+                    replace: true
+                }]
+            );
+        }
+        // A plain restart keeps leaving it alone.
+        let all = restart_targets(&c, &s, None, None).unwrap();
+        assert!(all.iter().all(|t| !t.replace && t.id != "web"));
     }
 
     #[test]

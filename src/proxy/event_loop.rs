@@ -466,25 +466,23 @@ impl Loop {
             Command::ClearActive => self.sh.releases.active = None,
             Command::Retire { id } => self.sh.releases.retire(&id, reg, &self.sh.events),
             Command::ForceClose { id } => {
-                if let Some(r) = self.sh.releases.find(&id) {
-                    let victims: Vec<usize> = self
-                        .sessions
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.release() == Some(r)))
-                        .map(|(i, _)| i)
-                        .collect();
-                    // Tunnels get a Close 1001, spread out; the rest closes.
-                    let tunnels = self.tunnels(&victims);
-                    for idx in victims {
-                        if !tunnels.iter().any(|&(t, _)| t == idx) {
-                            self.close(idx);
-                        }
-                    }
-                    let spread = self.sh.opts.websocket_close_spread;
-                    self.farewells.schedule(self.sh.now, spread, &tunnels);
-                    self.sh.releases.close_idle_of(r, self.poll.registry());
+                let slots = self.sh.releases.all_of(&id);
+                self.force_close(&slots);
+            }
+            Command::Replace { id, addr, ticket } => {
+                let events = &self.sh.events;
+                if let Some(slot) = self.sh.releases.replace(&id, addr, ticket, reg, events) {
+                    self.sh.metrics.bind(slot, &id);
                 }
+            }
+            Command::ForceCloseInstance { id, ticket } => {
+                let slots: Vec<usize> = self
+                    .sh
+                    .releases
+                    .find_replaced(&id, ticket)
+                    .into_iter()
+                    .collect();
+                self.force_close(&slots);
             }
             Command::Counts(reply) => {
                 let _ = reply.try_send(self.sh.releases.counts());
@@ -503,6 +501,32 @@ impl Loop {
                     a.lame_duck = true;
                 }
             }
+        }
+    }
+
+    /// Closes every connection routed to one of `slots` now: tunnels get a
+    /// Close 1001, spread out; the rest closes.
+    fn force_close(&mut self, slots: &[usize]) {
+        let victims: Vec<usize> = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.as_ref()
+                    .is_some_and(|s| s.release().is_some_and(|r| slots.contains(&r)))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let tunnels = self.tunnels(&victims);
+        for idx in victims {
+            if !tunnels.iter().any(|&(t, _)| t == idx) {
+                self.close(idx);
+            }
+        }
+        let spread = self.sh.opts.websocket_close_spread;
+        self.farewells.schedule(self.sh.now, spread, &tunnels);
+        for &r in slots {
+            self.sh.releases.close_idle_of(r, self.poll.registry());
         }
     }
 

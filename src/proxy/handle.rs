@@ -29,6 +29,9 @@ const EVENT_QUEUE: usize = 10_000;
 pub enum ProxyEvent {
     /// A retired release has no request or tunnel left.
     Drained { release_id: String },
+    /// The instance of `release_id` replaced under `ticket` (see
+    /// [`ProxyHandle::replace_upstream`]) has no request or tunnel left.
+    InstanceDrained { release_id: String, ticket: u64 },
     /// Worth a `proxy error` log line (upstream refused, died mid-response,
     /// the loop caught a panic...).
     Error {
@@ -59,15 +62,36 @@ pub struct ReleaseCounts {
 }
 
 pub(crate) enum Command {
-    SetActive { id: String, addr: SocketAddr },
+    SetActive {
+        id: String,
+        addr: SocketAddr,
+    },
     ClearActive,
-    Retire { id: String },
-    ForceClose { id: String },
+    Retire {
+        id: String,
+    },
+    ForceClose {
+        id: String,
+    },
+    Replace {
+        id: String,
+        addr: SocketAddr,
+        ticket: u64,
+    },
+    ForceCloseInstance {
+        id: String,
+        ticket: u64,
+    },
     Counts(Sender<Vec<ReleaseCounts>>),
     SetMaintenance(Option<Maintenance>),
-    Pause { hold_for: Duration },
+    Pause {
+        hold_for: Duration,
+    },
     Resume,
-    Shutdown { within: Duration, reply: Sender<()> },
+    Shutdown {
+        within: Duration,
+        reply: Sender<()>,
+    },
     Admin(Box<AdminSnapshot>),
     LameDuck,
 }
@@ -294,6 +318,34 @@ impl ProxyHandle {
     /// Closes every connection routed to `id` now (drain deadline, rollback).
     pub fn force_close(&self, id: impl Into<String>) -> io::Result<()> {
         self.send(Command::ForceClose { id: id.into() })
+    }
+
+    /// Release `id` now has its upstream at `upstream_host:port` (its
+    /// proxied process was replaced): new requests go there, and those
+    /// still on the previous upstream drain, followed by
+    /// `ProxyEvent::InstanceDrained { ticket }` (at once when nothing is in
+    /// flight or the proxy does not know `id`).
+    pub fn replace_upstream(
+        &self,
+        id: impl Into<String>,
+        port: u16,
+        ticket: u64,
+    ) -> io::Result<()> {
+        let addr = resolve(&self.upstream_host, port)?;
+        self.send(Command::Replace {
+            id: id.into(),
+            addr,
+            ticket,
+        })
+    }
+
+    /// Closes what is still on the instance replaced under `ticket` (its
+    /// drain deadline): tunnels get their Close 1001.
+    pub fn force_close_instance(&self, id: impl Into<String>, ticket: u64) -> io::Result<()> {
+        self.send(Command::ForceCloseInstance {
+            id: id.into(),
+            ticket,
+        })
     }
 
     /// Maintenance on (`Some`: every new request, WebSocket upgrades

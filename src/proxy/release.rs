@@ -29,6 +29,10 @@ pub struct Release {
     pub http: u64,
     pub websocket: u64,
     pub retired: bool,
+    /// Set on an instance of the release that was replaced by another one
+    /// (same release, new upstream): the replacement's ticket. Such a slot
+    /// only drains; [`Releases::find`] never returns it.
+    pub replaced: Option<u64>,
     /// Pool slots of this release's idle upstream connections (LIFO).
     pub idle: Vec<usize>,
 }
@@ -143,9 +147,84 @@ impl Releases {
     }
 
     pub fn find(&self, id: &str) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|r| r.id == id))
+        self.slots.iter().position(|s| {
+            s.as_ref()
+                .is_some_and(|r| r.id == id && r.replaced.is_none())
+        })
+    }
+
+    /// Every slot of release `id`: its current upstream and the replaced
+    /// instances still draining.
+    pub fn all_of(&self, id: &str) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| self.get(i).is_some_and(|r| r.id == id))
+            .collect()
+    }
+
+    /// The draining instance of `id` replaced under `ticket`.
+    pub fn find_replaced(&self, id: &str, ticket: u64) -> Option<usize> {
+        self.slots.iter().position(|s| {
+            s.as_ref()
+                .is_some_and(|r| r.id == id && r.replaced == Some(ticket))
+        })
+    }
+
+    fn insert(&mut self, r: Release) -> usize {
+        match self.slots.iter().position(Option::is_none) {
+            Some(i) => {
+                self.slots[i] = Some(r);
+                i
+            }
+            None => {
+                self.slots.push(Some(r));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Release `id` now has its upstream at `addr`: new requests go there
+    /// (if it was active it stays active), while the requests and tunnels
+    /// already on the previous upstream keep their counts on a slot of their
+    /// own, which drains and then reports
+    /// [`ProxyEvent::InstanceDrained`] with `ticket`. `None` (and that
+    /// event at once) when the proxy does not know `id`.
+    pub fn replace(
+        &mut self,
+        id: &str,
+        addr: SocketAddr,
+        ticket: u64,
+        registry: &Registry,
+        events: &Sender<ProxyEvent>,
+    ) -> Option<usize> {
+        let Some(old) = self.find(id) else {
+            let _ = events.try_send(ProxyEvent::InstanceDrained {
+                release_id: id.to_string(),
+                ticket,
+            });
+            return None;
+        };
+        let retired = self.get(old).is_some_and(|r| r.retired);
+        let new = self.insert(Release {
+            id: id.to_string(),
+            addr,
+            http: 0,
+            websocket: 0,
+            retired,
+            replaced: None,
+            idle: Vec::new(),
+        });
+        if let Some(r) = self.slots[old].as_mut() {
+            r.replaced = Some(ticket);
+            r.retired = true;
+        }
+        if self.active == Some(old) {
+            self.active = Some(new);
+        }
+        self.close_idle_of(old, registry);
+        self.check_drained(old, registry, events);
+        // A release already retired reports `Drained` for its new slot.
+        self.check_drained(new, registry, events);
+        Some(new)
     }
 
     /// Makes `id` the release new requests go to.
@@ -162,26 +241,15 @@ impl Releases {
                 }
                 idx
             }
-            None => {
-                let r = Release {
-                    id,
-                    addr,
-                    http: 0,
-                    websocket: 0,
-                    retired: false,
-                    idle: Vec::new(),
-                };
-                match self.slots.iter().position(Option::is_none) {
-                    Some(i) => {
-                        self.slots[i] = Some(r);
-                        i
-                    }
-                    None => {
-                        self.slots.push(Some(r));
-                        self.slots.len() - 1
-                    }
-                }
-            }
+            None => self.insert(Release {
+                id,
+                addr,
+                http: 0,
+                websocket: 0,
+                retired: false,
+                replaced: None,
+                idle: Vec::new(),
+            }),
         };
         self.active = Some(idx);
         idx
@@ -252,22 +320,40 @@ impl Releases {
         if done {
             self.close_idle_of(idx, registry);
             if let Some(r) = self.slots[idx].take() {
-                let _ = events.try_send(ProxyEvent::Drained { release_id: r.id });
+                let event = match r.replaced {
+                    Some(ticket) => ProxyEvent::InstanceDrained {
+                        release_id: r.id,
+                        ticket,
+                    },
+                    None => ProxyEvent::Drained { release_id: r.id },
+                };
+                let _ = events.try_send(event);
             }
         }
     }
 
+    /// Per release id (a replaced instance still draining adds its counts
+    /// to its release's).
     pub fn counts(&self) -> Vec<ReleaseCounts> {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|r| ReleaseCounts {
-                release_id: r.id.clone(),
-                http: r.http,
-                websocket: r.websocket,
-                draining: r.retired,
-            })
-            .collect()
+        let mut out: Vec<ReleaseCounts> = Vec::new();
+        for r in self.slots.iter().flatten() {
+            match out.iter_mut().find(|c| c.release_id == r.id) {
+                Some(c) => {
+                    c.http += r.http;
+                    c.websocket += r.websocket;
+                    if r.replaced.is_none() {
+                        c.draining = r.retired;
+                    }
+                }
+                None => out.push(ReleaseCounts {
+                    release_id: r.id.clone(),
+                    http: r.http,
+                    websocket: r.websocket,
+                    draining: r.retired,
+                }),
+            }
+        }
+        out
     }
 
     /// Takes a live idle connection of `idx` out of the pool for `session`;
@@ -388,5 +474,97 @@ impl Releases {
         for slot in 0..self.idle.len() {
             self.close_idle(slot, registry);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{Receiver, bounded};
+
+    fn setup() -> (
+        mio::Poll,
+        Releases,
+        Sender<ProxyEvent>,
+        Receiver<ProxyEvent>,
+    ) {
+        let (tx, rx) = bounded(16);
+        (mio::Poll::new().unwrap(), Releases::default(), tx, rx)
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn replaced_instance_drains_while_new_requests_go_to_the_new_upstream() {
+        let (poll, mut r, tx, rx) = setup();
+        let reg = poll.registry();
+        let old = r.set_active("v1".into(), addr(1), reg);
+        let inflight = r.begin(old, Kind::Http);
+        let new = r.replace("v1", addr(2), 7, reg, &tx).unwrap();
+        assert_ne!(old, new);
+        assert_eq!(r.active, Some(new));
+        assert_eq!(r.find("v1"), Some(new));
+        assert_eq!(r.get(new).unwrap().addr, addr(2));
+        assert_eq!(r.find_replaced("v1", 7), Some(old));
+        assert!(rx.try_recv().is_err());
+        // Status sees one release with both instances' counts.
+        let fresh = r.begin(new, Kind::Http);
+        let counts = r.counts();
+        assert_eq!(counts.len(), 1);
+        assert_eq!((counts[0].http, counts[0].draining), (2, false));
+        r.end(inflight, reg, &tx);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            ProxyEvent::InstanceDrained {
+                release_id: "v1".into(),
+                ticket: 7
+            }
+        );
+        assert_eq!(r.all_of("v1"), [new]);
+        r.end(fresh, reg, &tx);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn replacing_an_idle_or_unknown_release_reports_drained_at_once() {
+        let (poll, mut r, tx, rx) = setup();
+        let reg = poll.registry();
+        r.set_active("v1".into(), addr(1), reg);
+        assert!(r.replace("v1", addr(2), 1, reg, &tx).is_some());
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            ProxyEvent::InstanceDrained { ticket: 1, .. }
+        ));
+        assert!(r.replace("v9", addr(2), 2, reg, &tx).is_none());
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            ProxyEvent::InstanceDrained { ticket: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_retired_release_stays_retired_when_replaced() {
+        let (poll, mut r, tx, rx) = setup();
+        let reg = poll.registry();
+        let old = r.set_active("v1".into(), addr(1), reg);
+        let c = r.begin(old, Kind::WebSocket);
+        r.retire("v1", reg, &tx);
+        let new = r.replace("v1", addr(2), 3, reg, &tx).unwrap();
+        assert_eq!(r.active, None);
+        // The new slot had nothing in flight: drained at once.
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            ProxyEvent::Drained {
+                release_id: "v1".into()
+            }
+        );
+        assert!(r.get(new).is_none());
+        r.end(c, reg, &tx);
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            ProxyEvent::InstanceDrained { ticket: 3, .. }
+        ));
     }
 }

@@ -199,6 +199,7 @@ mod tests {
             timeout_ms: timeout,
             interval_ms: interval,
             start_delay_ms: delay,
+            watch: Default::default(),
         }
     }
 

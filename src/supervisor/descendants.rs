@@ -26,6 +26,9 @@ const MARKER_KEYS: [&str; 4] = [
     "ROLLBRIDGE_REPLICA_INDEX",
 ];
 
+/// Part of the identity when present (ported processes).
+const PORT_KEY: &str = "ROLLBRIDGE_PORT";
+
 /// The injected identity of one instance, as `KEY=value` entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marker(Vec<Vec<u8>>);
@@ -38,6 +41,11 @@ impl Marker {
         for key in MARKER_KEYS {
             let value = env.iter().rev().find(|(k, _)| k == key)?;
             entries.push(format!("{key}={}", value.1).into_bytes());
+        }
+        // Two instances of one process run side by side while one replaces
+        // the other: their ports tell them apart.
+        if let Some((key, value)) = env.iter().rev().find(|(k, _)| k == PORT_KEY) {
+            entries.push(format!("{key}={value}").into_bytes());
         }
         Some(Marker(entries))
     }
@@ -366,5 +374,27 @@ mod tests {
             pid: me,
             start: info.start + 1
         }));
+    }
+
+    #[test]
+    fn a_replacement_on_another_port_is_not_taken_for_the_replaced_instance() {
+        let env = |port: &str| -> Vec<(String, String)> {
+            MARKER_KEYS
+                .iter()
+                .map(|k| (k.to_string(), "x".to_string()))
+                .chain([(PORT_KEY.to_string(), port.to_string())])
+                .collect()
+        };
+        let environ = |port: &str| -> Vec<u8> {
+            env(port)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\0")
+                .into_bytes()
+        };
+        let old = Marker::from_env(&env("18000")).unwrap();
+        assert!(old.matches(&environ("18000")));
+        assert!(!old.matches(&environ("18001")));
     }
 }

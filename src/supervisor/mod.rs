@@ -52,6 +52,15 @@ pub enum Notice {
         code: Option<i32>,
         signal: Option<String>,
     },
+    /// A process with the handoff on (see
+    /// [`SupervisorHandle::set_handoff`]) went over its memory limit and
+    /// its backoff allows a replacement now: the owner starts one (the
+    /// process itself keeps running), then calls
+    /// [`SupervisorHandle::resume_memory`] if that failed.
+    Replace { key: ProcKey },
+    /// The restart policy of `key` gave up (`restart limit reached`): the
+    /// process stays `failed`.
+    GaveUp { key: ProcKey },
 }
 
 /// Receives notices (must not block: send on a channel).
@@ -109,6 +118,18 @@ pub(crate) enum Msg {
     Adopt {
         key: ProcKey,
         adoption: Box<adopted::Adoption>,
+    },
+    SetHandoff {
+        key: ProcKey,
+        on: bool,
+    },
+    Inherit {
+        from: ProcKey,
+        to: ProcKey,
+        reason: StartReason,
+    },
+    ResumeMemory {
+        key: ProcKey,
     },
     Exit,
 }
@@ -238,6 +259,25 @@ impl SupervisorHandle {
     /// release active/starting, daemon not shutting down, ...).
     pub fn set_crash_gate(&self, key: ProcKey, allowed: bool) {
         self.send(Msg::SetCrashGate { key, allowed });
+    }
+
+    /// Handoff on: a memory breach asks the owner for a replacement
+    /// ([`Notice::Replace`]) instead of restarting the process in place.
+    pub fn set_handoff(&self, key: ProcKey, on: bool) {
+        self.send(Msg::SetHandoff { key, on });
+    }
+
+    /// `to` replaced `from` (zero-downtime replacement): it takes over its
+    /// restart counters and backoff histories, counting this replacement
+    /// as a memory restart (`reason` memory) or a restart (crash).
+    pub fn inherit(&self, from: ProcKey, to: ProcKey, reason: StartReason) {
+        self.send(Msg::Inherit { from, to, reason });
+    }
+
+    /// A replacement asked by [`Notice::Replace`] did not happen: memory
+    /// sampling of `key` starts again (a new breach waits the backoff).
+    pub fn resume_memory(&self, key: ProcKey) {
+        self.send(Msg::ResumeMemory { key });
     }
 
     /// Sends captured output lines to `tap` as well (while it is active).

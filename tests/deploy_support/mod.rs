@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use daemon_support::{BIN, TestDaemon, stderr, stdout, temp_dir};
 
+pub mod load;
+
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/apps/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -34,6 +36,13 @@ pub struct Deployment {
 impl Deployment {
     pub fn start(tag: &str, proxy_extra: &str, processes: &str) -> Deployment {
         Deployment::start_limited(tag, proxy_extra, processes, None)
+    }
+
+    /// Same, with `top` (JSON members, e.g. `"autoRollback":{...}`) added
+    /// at the top level of the config.
+    pub fn start_with(tag: &str, top: &str, proxy_extra: &str, processes: &str) -> Deployment {
+        let with_top = format!("{processes},{top}");
+        Deployment::start(tag, proxy_extra, &with_top)
     }
 
     /// Same, the daemon under RLIMIT_NOFILE `nofile` (soft and hard).

@@ -79,6 +79,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
     let state_path = sections::state_path(&mut issues, root);
     let adopt_orphans = sections::adopt_orphans(&mut issues, root, state_path.is_some());
     let admin = sections::admin(&mut issues, root, &proxy);
+    let auto_rollback = sections::auto_rollback(&mut issues, root);
     cross::check(&mut issues, &processes);
     templates::check(&mut issues, &processes);
 
@@ -94,6 +95,7 @@ pub fn validate(raw: &Raw, config_path: &Path) -> Validation {
             legacy_takeover,
             processes: processes.into_iter().map(|p| p.config).collect(),
             admin,
+            auto_rollback,
         },
         issues: issues.list,
         warnings,

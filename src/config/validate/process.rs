@@ -196,11 +196,13 @@ fn health(issues: &mut Issues, p: &Raw, base: &str, proxy: &ProxyConfig) -> Opti
         ms(interval)
     };
     let start_delay_ms = ms(issues.non_negative(h, "startDelayMs", &path("startDelayMs"), 0.0));
+    let watch = super::sections::health_watch(issues, h, &path(""));
     Some(HealthConfig {
         path: hpath,
         timeout_ms,
         interval_ms,
         start_delay_ms,
+        watch,
     })
 }
 

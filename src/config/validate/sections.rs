@@ -2,8 +2,8 @@
 //! `legacyTakeover`, `releaseRetention`, `statePath`, `adoptOrphans`.
 
 use super::super::model::{
-    AdminConfig, ControlConfig, IdOrName, LegacyMatcher, LegacyTakeover, ProxyConfig,
-    ReleaseRetention,
+    AdminConfig, AutoRollback, ControlConfig, IdOrName, LegacyMatcher, LegacyTakeover, ProxyConfig,
+    ReleaseRetention, WatchConfig,
 };
 use super::super::raw::Raw;
 use super::rules::{Issues, ms};
@@ -526,4 +526,88 @@ pub fn state_path(issues: &mut Issues, root: &Raw) -> Option<String> {
             None
         }
     }
+}
+
+/// Longest `health.watchIntervalMs` / `autoRollback.windowMs`: a day / a week.
+const MAX_WATCH_INTERVAL_MS: f64 = 86_400_000.0;
+const MAX_WATCH_TIMEOUT_MS: f64 = 600_000.0;
+const MAX_WATCH_FAILURES: f64 = 100.0;
+const MAX_ROLLBACK_WINDOW_MS: f64 = 604_800_000.0;
+
+/// `health.watchIntervalMs` (0 = off, else 100 ms to a day),
+/// `watchTimeoutMs` (1 ms to 10 minutes), `watchFailures` (1 to 100);
+/// `base` is the `processes[i].health.` prefix. Bad values fall back to
+/// the default.
+pub fn health_watch(issues: &mut Issues, h: &Raw, base: &str) -> WatchConfig {
+    let d = WatchConfig::default();
+    let path = format!("{base}watchIntervalMs");
+    let n = issues.non_negative(h, "watchIntervalMs", &path, d.interval_ms as f64);
+    let interval_ms = if n != 0.0 && !(100.0..=MAX_WATCH_INTERVAL_MS).contains(&n) {
+        issues.push(
+            format!("{path} must be 0 (off) or between 100 and 86400000"),
+            "Use the time between live checks in milliseconds, e.g. watchIntervalMs: 10000.",
+        );
+        d.interval_ms
+    } else {
+        ms(n)
+    };
+    let path = format!("{base}watchTimeoutMs");
+    let n = issues.positive_number(h, "watchTimeoutMs", &path, d.timeout_ms as f64);
+    let timeout_ms = if n > MAX_WATCH_TIMEOUT_MS {
+        issues.push(
+            format!("{path} must be at most 600000"),
+            "Bound each live check by a few seconds, e.g. watchTimeoutMs: 2000.",
+        );
+        d.timeout_ms
+    } else {
+        ms(n)
+    };
+    let path = format!("{base}watchFailures");
+    let n = issues.positive_integer(h, "watchFailures", &path, d.failures as f64, "3");
+    let failures = if n > MAX_WATCH_FAILURES {
+        issues.push(
+            format!("{path} must be at most 100"),
+            "Use the failed live checks in a row that replace the process, e.g. watchFailures: 3.",
+        );
+        d.failures
+    } else {
+        n as u32
+    };
+    WatchConfig {
+        interval_ms,
+        timeout_ms,
+        failures,
+    }
+}
+
+/// `autoRollback`: absent = off; `windowMs` is required, 1 ms to a week.
+pub fn auto_rollback(issues: &mut Issues, root: &Raw) -> Option<AutoRollback> {
+    let a = root.member("autoRollback")?;
+    if matches!(a, Raw::Null) {
+        return None;
+    }
+    if !matches!(a, Raw::Object(_)) {
+        issues.push(
+            "autoRollback must be an object",
+            "Make autoRollback a mapping, e.g. autoRollback: {windowMs: 300000}.",
+        );
+        return None;
+    }
+    if a.member("windowMs").is_none() {
+        issues.push(
+            "autoRollback.windowMs is required",
+            "Add how long after a deploy a failure rolls back, e.g. autoRollback: {windowMs: 300000}.",
+        );
+        return None;
+    }
+    let path = "autoRollback.windowMs";
+    let n = issues.positive_number(a, "windowMs", path, 300_000.0);
+    if n > MAX_ROLLBACK_WINDOW_MS {
+        issues.push(
+            format!("{path} must be at most 604800000"),
+            "Use a window of minutes, e.g. autoRollback: {windowMs: 300000}.",
+        );
+        return None;
+    }
+    Some(AutoRollback { window_ms: ms(n) })
 }

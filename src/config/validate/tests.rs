@@ -90,7 +90,8 @@ fn minimal_config_gets_every_default() {
             path: "/ping".into(),
             timeout_ms: 30000,
             interval_ms: 250,
-            start_delay_ms: 0
+            start_delay_ms: 0,
+            watch: Default::default()
         })
     );
 }
@@ -405,7 +406,8 @@ fn health_rules() {
             path: "/h".into(),
             timeout_ms: 100,
             interval_ms: 10,
-            start_delay_ms: 5
+            start_delay_ms: 5,
+            watch: Default::default()
         })
     );
     fails(
@@ -1024,5 +1026,84 @@ fn admin_section_needs_a_port_of_its_own() {
     fails(
         &cfg(r#""admin":{"port":70000}"#, ""),
         "admin.port must be a whole port number between 0 and 65535",
+    );
+}
+
+#[test]
+fn live_health_checks_default_and_accept_their_range() {
+    let c = ok(&cfg("", ""));
+    let w = c.processes[0].health.as_ref().unwrap().watch;
+    assert_eq!((w.interval_ms, w.timeout_ms, w.failures), (10000, 2000, 3));
+    let c = ok(&cfg(
+        "",
+        r#""health":{"watchIntervalMs":0,"watchTimeoutMs":500,"watchFailures":5}"#,
+    ));
+    let w = c.processes[0].health.as_ref().unwrap().watch;
+    assert_eq!((w.interval_ms, w.timeout_ms, w.failures), (0, 500, 5));
+}
+
+#[test]
+fn live_health_check_values_out_of_range_are_rejected() {
+    fails(
+        &cfg("", r#""health":{"watchIntervalMs":50}"#),
+        "processes[0].health.watchIntervalMs must be 0 (off) or between 100 and 86400000",
+    );
+    fails(
+        &cfg("", r#""health":{"watchTimeoutMs":0}"#),
+        "processes[0].health.watchTimeoutMs must be a positive number",
+    );
+    fails(
+        &cfg("", r#""health":{"watchTimeoutMs":600001}"#),
+        "processes[0].health.watchTimeoutMs must be at most 600000",
+    );
+    fails(
+        &cfg("", r#""health":{"watchFailures":0}"#),
+        "processes[0].health.watchFailures must be a positive integer",
+    );
+    fails(
+        &cfg("", r#""health":{"watchFailures":101}"#),
+        "processes[0].health.watchFailures must be at most 100",
+    );
+}
+
+#[test]
+fn auto_rollback_is_off_by_default_and_needs_a_window() {
+    assert_eq!(ok(&cfg("", "")).auto_rollback, None);
+    let c = ok(&cfg(r#""autoRollback":{"windowMs":60000}"#, ""));
+    assert_eq!(c.auto_rollback, Some(AutoRollback { window_ms: 60000 }));
+    fails(
+        &cfg(r#""autoRollback":{}"#, ""),
+        "autoRollback.windowMs is required",
+    );
+    fails(
+        &cfg(r#""autoRollback":true"#, ""),
+        "autoRollback must be an object",
+    );
+    fails(
+        &cfg(r#""autoRollback":{"windowMs":0}"#, ""),
+        "autoRollback.windowMs must be a positive number",
+    );
+    fails(
+        &cfg(r#""autoRollback":{"windowMs":604800001}"#, ""),
+        "autoRollback.windowMs must be at most 604800000",
+    );
+}
+
+#[test]
+fn misspelt_live_check_and_rollback_keys_get_a_did_you_mean() {
+    let v = run(&cfg(
+        r#""autoRollback":{"windowMS":1000}"#,
+        r#""health":{"watchFailure":2}"#,
+    ));
+    let fixes: Vec<&str> = v.warnings.iter().map(|w| w.fix.as_str()).collect();
+    assert!(
+        fixes
+            .iter()
+            .any(|f| f.contains("processes[0].health.watchFailures")),
+        "{fixes:?}"
+    );
+    assert!(
+        fixes.iter().any(|f| f.contains("autoRollback.windowMs")),
+        "{fixes:?}"
     );
 }

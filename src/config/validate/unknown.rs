@@ -16,7 +16,9 @@ const TOP: &[&str] = &[
     "adoptOrphans",
     "legacyTakeover",
     "admin",
+    "autoRollback",
 ];
+const AUTO_ROLLBACK: &[&str] = &["windowMs"];
 const ADMIN: &[&str] = &["host", "port"];
 const CONTROL: &[&str] = &["path", "mode", "owner", "group"];
 const PROXY: &[&str] = &[
@@ -65,7 +67,15 @@ const PROCESS: &[&str] = &[
     "deployStrategy",
 ];
 const PORT: &[&str] = &["from", "to"];
-const HEALTH: &[&str] = &["path", "timeoutMs", "intervalMs", "startDelayMs"];
+const HEALTH: &[&str] = &[
+    "path",
+    "timeoutMs",
+    "intervalMs",
+    "startDelayMs",
+    "watchIntervalMs",
+    "watchTimeoutMs",
+    "watchFailures",
+];
 const RESTART: &[&str] = &["maxRestarts", "windowMs", "backoffFactor", "maxDelayMs"];
 const MEMORY: &[&str] = &["limitBytes", "warnBytes", "checkIntervalMs"];
 const LIFECYCLE: &[&str] = &[
@@ -98,6 +108,9 @@ pub fn warnings(root: &Raw) -> Vec<Issue> {
     );
     if let Some(admin) = root.get("admin") {
         check(&mut out, admin, "admin.", ADMIN);
+    }
+    if let Some(a) = root.get("autoRollback") {
+        check(&mut out, a, "autoRollback.", AUTO_ROLLBACK);
     }
     if let Some(legacy) = root.get("legacyTakeover") {
         check(&mut out, legacy, "legacyTakeover.", LEGACY);

@@ -263,6 +263,7 @@ impl Core {
                 )
                 .with("releaseId", id.as_str()),
         ));
+        self.note_switch(previous.as_deref());
         Ok(previous)
     }
 

@@ -71,6 +71,7 @@ impl Core {
         self.next_check = Some(now + CHECK_EVERY);
         self.check_control_socket();
         self.publish_admin(true);
+        self.sync_watch();
         if self.lock.is_none() && self.retiring.is_none() {
             // A takeover (or a lock file that could not be opened at start):
             // take the lock once its previous holder has let it go.

@@ -191,6 +191,7 @@ mod tests {
             timeout_ms: ms,
             interval_ms: 250,
             start_delay_ms: 0,
+            watch: Default::default(),
         };
         assert_eq!(settle_window(Some(&hc(30_000))), SETTLE);
         assert_eq!(settle_window(Some(&hc(200))), Duration::from_millis(200));

@@ -5,10 +5,13 @@
 
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
+
 use super::{Plan, companions};
 use crate::config::Config;
+use crate::control::server::Progress;
 use crate::release::health;
-use crate::supervisor::ProcKey;
+use crate::supervisor::{ProcKey, SupervisorHandle};
 
 /// Output lines quoted in a failed health check's message.
 const LAST_LINES: usize = 20;
@@ -18,9 +21,35 @@ const EXIT_SETTLE: Duration = Duration::from_millis(100);
 /// Repeated identical probe results are reported at most this often.
 const REPEAT_EVERY: Duration = Duration::from_secs(1);
 
+/// What a health check watches and reports to: exits of managed
+/// processes (fail fast), the supervisor (last output lines), progress.
+pub(crate) struct Waiter<'a> {
+    pub exits: &'a Receiver<(ProcKey, Option<i32>, Option<String>)>,
+    pub supervisor: &'a SupervisorHandle,
+    pub progress: Option<&'a Progress>,
+}
+
+impl Waiter<'_> {
+    fn say(&self, text: impl FnOnce() -> String) {
+        if let Some(p) = self.progress {
+            p.say(&text());
+        }
+    }
+}
+
+impl Plan {
+    pub(super) fn waiter(&self) -> Waiter<'_> {
+        Waiter {
+            exits: &self.exits,
+            supervisor: &self.supervisor,
+            progress: self.progress.as_ref(),
+        }
+    }
+}
+
 /// Probes until healthy, the deadline, or the process exits (fail fast).
-pub(super) fn health_check(
-    plan: &Plan,
+pub(crate) fn health_check(
+    plan: &Waiter,
     config: &Config,
     hc: &crate::config::HealthConfig,
     port: u16,
@@ -101,7 +130,7 @@ pub(super) fn health_check(
 /// The failure message: `summary`, what was tried for how long, then the
 /// last output lines of the process.
 fn diagnose(
-    plan: &Plan,
+    plan: &Waiter,
     schedule: &health::Schedule,
     key: ProcKey,
     id: &str,

@@ -6,7 +6,7 @@
 
 pub mod build;
 pub mod companions;
-mod health_wait;
+pub(crate) mod health_wait;
 pub mod retire;
 
 use std::collections::HashSet;
@@ -344,9 +344,15 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
     };
     let mut seen = companions::SeenExits::new();
     if let (Some(hc), Some(key)) = (proxied.health.as_ref(), proxied_key) {
-        if let Err(e) =
-            health_wait::health_check(plan, &config, hc, port, key, &proxied.id, &mut seen)
-        {
+        if let Err(e) = health_wait::health_check(
+            &plan.waiter(),
+            &config,
+            hc,
+            port,
+            key,
+            &proxied.id,
+            &mut seen,
+        ) {
             return Err(fail_release(&started, e));
         }
     }

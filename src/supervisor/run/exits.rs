@@ -128,6 +128,7 @@ impl Loop {
         });
         if let Some(d) = follow_up {
             self.notice_event("restart limit reached", d);
+            (self.sink)(Notice::GaveUp { key });
         }
     }
 }

@@ -53,7 +53,9 @@ impl Loop {
         let Some(p) = self.procs.get_mut(&key) else {
             return;
         };
-        if restart {
+        if restart && p.handoff {
+            self.memory_handoff(key, generation);
+        } else if restart {
             p.memory_restarting = true;
             let tx = self.tx.clone();
             self.stop_proc(
@@ -100,6 +102,7 @@ impl Loop {
                     .with("reason", "memory")
                     .with("windowMs", p.spec.restart.window_ms);
                 self.notice_event("restart limit reached", data);
+                (self.sink)(Notice::GaveUp { key });
             }
             RestartDecision::After(delay) => {
                 let generation = p.generation;

@@ -5,6 +5,7 @@
 mod adopted;
 mod escaped;
 mod exits;
+mod handoff;
 mod memory_checks;
 mod output_pipes;
 mod stopping;
@@ -66,6 +67,11 @@ enum TimerKind {
         key: ProcKey,
         generation: u64,
     },
+    /// A memory replacement (handoff) waiting out its backoff.
+    MemoryReplace {
+        key: ProcKey,
+        generation: u64,
+    },
 }
 
 struct Pipe {
@@ -119,6 +125,8 @@ struct Managed {
     memory_restarting: bool,
     /// Taken over from a crashed daemon (not our child).
     adopted: Option<adopted::AdoptedRun>,
+    /// A memory breach asks the owner for a replacement.
+    handoff: bool,
 }
 
 impl Managed {
@@ -153,6 +161,7 @@ impl Managed {
             warned: false,
             memory_restarting: false,
             adopted: None,
+            handoff: false,
         }
     }
 
@@ -407,6 +416,13 @@ impl Loop {
             Msg::MemoryStopped { key } => self.memory_restart_resume(key),
             Msg::SetTap(tap) => self.tap = Some(tap),
             Msg::Adopt { key, adoption } => self.adopt_proc(key, *adoption),
+            Msg::SetHandoff { key, on } => {
+                if let Some(p) = self.procs.get_mut(&key) {
+                    p.handoff = on;
+                }
+            }
+            Msg::Inherit { from, to, reason } => self.inherit(from, to, reason),
+            Msg::ResumeMemory { key } => self.memory_resume_sampling(key),
             Msg::Exit => self.exit = true,
         }
     }

@@ -11,6 +11,9 @@ impl Loop {
                 TimerKind::MemoryRestart { key, generation } => {
                     self.memory_restart_due(key, generation)
                 }
+                TimerKind::MemoryReplace { key, generation } => {
+                    self.memory_replace_due(key, generation)
+                }
                 TimerKind::HookDeadline {
                     key,
                     pid,
