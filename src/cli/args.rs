@@ -41,4 +41,6 @@ pub struct Args {
     pub retry_after: Option<String>,
     /// `pause --timeout-ms`.
     pub timeout_ms: Option<String>,
+    /// `deploy --canary <percent>`.
+    pub canary: Option<String>,
 }

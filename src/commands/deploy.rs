@@ -6,6 +6,12 @@ use crate::cli::Args;
 use crate::control::pretty::pretty;
 
 pub fn run(args: &Args) -> i32 {
+    if let Some(v) = args.canary.as_deref() {
+        if let Err(e) = canary_percent(v) {
+            eprintln!("{e}");
+            return 1;
+        }
+    }
     if args.ensure_daemon {
         if let Err(e) = super::ensure_daemon::ensure(args) {
             eprintln!("{e}");
@@ -61,6 +67,26 @@ fn absolute(path: &str) -> String {
     joined.to_string_lossy().into_owned()
 }
 
+/// `--canary`: a whole number from 1 to 99.
+fn canary_percent(v: &str) -> Result<u8, String> {
+    match v.parse::<u8>() {
+        Ok(n) if (1..=99).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "--canary takes the share of new clients for the canary, a whole number from 1 to 99; got \"{v}\"."
+        )),
+    }
+}
+
+/// `promote`: the canary becomes the active release.
+pub fn promote(args: &Args) -> i32 {
+    send_progress(args, "promote", None)
+}
+
+/// `abort`: the canary drains and stops.
+pub fn abort(args: &Args) -> i32 {
+    send(args, &request("abort", args, None))
+}
+
 pub fn rollback(args: &Args) -> i32 {
     send_progress(args, "rollback", None)
 }
@@ -81,6 +107,9 @@ fn request(command: &str, args: &Args, release_path: Option<&str>) -> String {
         request.insert("releasePath".into(), path.into());
         if let Some(rev) = &args.revision {
             request.insert("revision".into(), rev.as_str().into());
+        }
+        if let Some(p) = args.canary.as_deref().and_then(|v| canary_percent(v).ok()) {
+            request.insert("canary".into(), p.into());
         }
     }
     serde_json::Value::Object(request).to_string()
@@ -116,6 +145,16 @@ fn send(args: &Args, request: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::absolute;
+
+    #[test]
+    fn canary_percent_is_a_whole_number_from_1_to_99() {
+        assert_eq!(super::canary_percent("1"), Ok(1));
+        assert_eq!(super::canary_percent("99"), Ok(99));
+        for bad in ["0", "100", "-5", "10.5", "ten", ""] {
+            let e = super::canary_percent(bad).unwrap_err();
+            assert!(e.contains("1 to 99") && e.contains(bad), "{e}");
+        }
+    }
 
     #[test]
     fn relative_release_path_is_made_absolute_against_the_cwd() {

@@ -30,6 +30,8 @@ pub struct StatusView {
     pub maintenance: Value,
     /// `null` or `{since, timeoutMs, held}` (set by the core).
     pub paused: Value,
+    /// `null` or `{releaseId, percent, since}` (set by the core).
+    pub canary: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -184,5 +186,6 @@ pub fn build(
         singletons,
         maintenance: Value::Null,
         paused: Value::Null,
+        canary: Value::Null,
     }
 }
