@@ -115,6 +115,8 @@ fn new_clients_split_about_the_percent_and_get_the_cookie() {
     assert!(status["canary"]["since"].is_string(), "{status:#}");
     assert_eq!(d.release("v2")["state"], "canary");
     assert_eq!(d.release("v1")["state"], "active");
+    let keys = daemon_support::top_level_keys(&serde_json::to_string(&status).unwrap());
+    assert_eq!(keys[keys.len() - 3..], ["maintenance", "paused", "canary"]);
     assert!(has_event(&d, "canary started", "v2"));
 
     let port = d.proxy_port();
