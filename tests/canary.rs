@@ -13,20 +13,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn node_web() -> String {
+/// The fixture app on ports `base..base+20` (a range no other test uses).
+fn node_web(base: u16) -> String {
     format!(
-        r#"[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{{"from":0,"to":0}},"health":{{"intervalMs":20,"timeoutMs":10000}}}}]"#,
-        fixture("app.js")
+        r#"[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{},"health":{{"intervalMs":20,"timeoutMs":10000}}}}]"#,
+        fixture("app.js"),
+        range(base, 20)
     )
 }
 
-/// A daemon serving v1, with v2 started as the canary taking `percent` %.
-fn with_canary(tag: &str, percent: u8) -> Option<Deployment> {
+/// A daemon serving v1, with v2 started as the canary taking `percent` %
+/// (app ports from `base`).
+fn with_canary(tag: &str, base: u16, percent: u8) -> Option<Deployment> {
     if !have_node() {
         eprintln!("skipped: node is not installed");
         return None;
     }
-    let d = Deployment::start(tag, r#""drainTimeoutMs":20000"#, &node_web());
+    let d = Deployment::start(tag, r#""drainTimeoutMs":20000"#, &node_web(base));
     d.deploy_ok("v1");
     let out = deploy_canary(&d, "v2", &percent.to_string());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -105,7 +108,7 @@ fn has_event(d: &Deployment, message: &str, release: &str) -> bool {
 
 #[test]
 fn new_clients_split_about_the_percent_and_get_the_cookie() {
-    let Some(d) = with_canary("canary-split", 30) else {
+    let Some(d) = with_canary("canary-split", 25000, 30) else {
         return;
     };
     let status = d.status();
@@ -137,7 +140,7 @@ fn new_clients_split_about_the_percent_and_get_the_cookie() {
 
 #[test]
 fn cookie_keeps_a_client_on_its_release_for_http_and_websocket() {
-    let Some(d) = with_canary("canary-sticky", 50) else {
+    let Some(d) = with_canary("canary-sticky", 25020, 50) else {
         return;
     };
     let port = d.proxy_port();
@@ -200,7 +203,7 @@ fn cookie_keeps_a_client_on_its_release_for_http_and_websocket() {
 
 #[test]
 fn cookie_naming_a_gone_release_is_reassigned() {
-    let Some(d) = with_canary("canary-gone", 50) else {
+    let Some(d) = with_canary("canary-gone", 25040, 50) else {
         return;
     };
     let port = d.proxy_port();
@@ -220,7 +223,7 @@ fn cookie_naming_a_gone_release_is_reassigned() {
 
 #[test]
 fn deploy_and_rollback_are_refused_while_a_canary_runs() {
-    let Some(d) = with_canary("canary-refuse", 10) else {
+    let Some(d) = with_canary("canary-refuse", 25060, 10) else {
         return;
     };
     let out = d.deploy("v3");
@@ -333,7 +336,7 @@ const MIXED: [Option<&str>; 4] = [
 
 #[test]
 fn promote_under_load_fails_no_request() {
-    let Some(d) = with_canary("canary-promote", 50) else {
+    let Some(d) = with_canary("canary-promote", 25080, 50) else {
         return;
     };
     let port = d.proxy_port();
@@ -370,7 +373,7 @@ fn promote_under_load_fails_no_request() {
 
 #[test]
 fn abort_under_load_fails_no_request() {
-    let Some(d) = with_canary("canary-abort", 50) else {
+    let Some(d) = with_canary("canary-abort", 25100, 50) else {
         return;
     };
     let port = d.proxy_port();
@@ -409,7 +412,7 @@ fn canary_is_recorded_in_the_state_file() {
             r#"{{"application":"canary-state","control":{{"path":"{}"}},"statePath":"{}","proxy":{{"port":0}},"processes":{}}}"#,
             dir.join("c.sock").display(),
             state.display(),
-            node_web()
+            node_web(25120)
         ),
     )
     .unwrap();
@@ -434,4 +437,51 @@ fn canary_is_recorded_in_the_state_file() {
         .cloned()
         .unwrap();
     assert_eq!(v2["state"], "canary");
+}
+
+#[test]
+fn companions_of_the_canary_run_and_singletons_swap_on_promote() {
+    if !have_node() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let rec = fixture("recorder.sh");
+    let log = temp_dir("canary-singleton-log").join("records.log");
+    let web = node_web(25140);
+    let procs = format!(
+        r#"[{},{{"id":"side","policy":"companion","command":"{rec} {log} side-{{{{releaseId}}}}"}},{{"id":"cron","policy":"singleton","command":"{rec} {log} cron-{{{{releaseId}}}}"}}]"#,
+        &web[1..web.len() - 1],
+        log = log.display()
+    );
+    let d = Deployment::start("canary-singleton", "", &procs);
+    d.deploy_ok("v1");
+    let out = deploy_canary(&d, "v2", "50");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let singleton = |s: &serde_json::Value| {
+        s["singletons"][0]["process"]["command"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let s = d.status();
+    assert!(singleton(&s).ends_with("cron-v1"), "{s:#}");
+    assert_eq!(process(&d.release("v2"), "side")["state"], "running");
+
+    let out = d.daemon.cli(&["promote"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(singleton(&d.status()).ends_with("cron-v2"));
+    // From the processes' own records (a start is written just after spawn).
+    let cron = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .filter(|l| l.contains("cron"))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cron().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(cron(), ["start cron-v1", "stop cron-v1", "start cron-v2"]);
 }
