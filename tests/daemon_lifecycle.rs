@@ -30,7 +30,9 @@ fn start_status_logs_shutdown() {
             "services",
             "singletons",
             "maintenance",
-            "paused"
+            "paused",
+            "canary",
+            "lastAutoRollback"
         ]
     );
     assert!(text.starts_with("{\n  \"status\": \"success\",\n  \"activeReleaseId\": null,\n"));

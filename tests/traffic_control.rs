@@ -135,7 +135,10 @@ fn maintenance_blocks_http_and_websocket_without_reaching_the_app() {
     assert_eq!(s["maintenance"]["retryAfter"], 120);
     assert!(s["maintenance"]["since"].is_string());
     let keys = daemon_support::top_level_keys(&serde_json::to_string(&s).unwrap());
-    assert_eq!(keys[keys.len() - 2..], ["maintenance", "paused"]);
+    assert_eq!(
+        keys[keys.len() - 4..],
+        ["maintenance", "paused", "canary", "lastAutoRollback"]
+    );
     assert_eq!(
         seen(&requests),
         ["v1 GET /before"],

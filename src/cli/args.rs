@@ -73,6 +73,8 @@ pub struct Args {
     pub retry_after: Option<u64>,
     /// `pause --timeout-ms`: at least 1.
     pub timeout_ms: Option<u64>,
+    /// `deploy --canary <percent>`: 1 to 99.
+    pub canary: Option<u8>,
 }
 
 impl Default for Args {
@@ -104,6 +106,7 @@ impl Default for Args {
             message: None,
             retry_after: None,
             timeout_ms: None,
+            canary: None,
         }
     }
 }
@@ -141,6 +144,7 @@ impl Args {
             .map(|v| whole(v, "--timeout-ms", 1))
             .transpose()?;
         args.port = low.port.as_deref().map(port).transpose()?;
+        args.canary = low.canary.as_deref().map(canary_percent).transpose()?;
         Ok(Args {
             config: low.config,
             release_path: low.release_path,
@@ -217,6 +221,16 @@ fn whole(v: &str, flag: &str, min: u64) -> Result<u64, String> {
         Ok(n) if n >= min => Ok(n),
         _ => Err(format!(
             "{flag} must be a whole number of at least {min}, got \"{v}\"."
+        )),
+    }
+}
+
+/// `--canary`: a whole number from 1 to 99.
+fn canary_percent(v: &str) -> Result<u8, String> {
+    match v.parse::<u8>() {
+        Ok(n) if (1..=99).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "--canary takes the share of new clients for the canary, a whole number from 1 to 99; got \"{v}\"."
         )),
     }
 }
@@ -349,6 +363,18 @@ mod tests {
         let a =
             Args::from_low(Cmd::Completion, low(|l| l.positional = Some("fish".into()))).unwrap();
         assert_eq!(a.shell, Some("fish"));
+    }
+
+    #[test]
+    fn canary_percent_is_a_whole_number_from_1_to_99() {
+        assert_eq!(canary_percent("1"), Ok(1));
+        assert_eq!(canary_percent("99"), Ok(99));
+        for bad in ["0", "100", "-5", "10.5", "ten", ""] {
+            let e = canary_percent(bad).unwrap_err();
+            assert!(e.contains("1 to 99") && e.contains(bad), "{e}");
+        }
+        let a = Args::from_low(Cmd::Deploy, low(|l| l.canary = Some("10".into()))).unwrap();
+        assert_eq!(a.canary, Some(10));
     }
 
     #[test]

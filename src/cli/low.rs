@@ -30,6 +30,7 @@ pub struct LowArgs {
     pub message: Option<String>,
     pub retry_after: Option<String>,
     pub timeout_ms: Option<String>,
+    pub canary: Option<String>,
     /// The positional argument, e.g. `<shell>` or `<on|off>`.
     pub positional: Option<String>,
 }
@@ -64,6 +65,7 @@ impl LowArgs {
             Opt::Message => self.message = value,
             Opt::RetryAfter => self.retry_after = value,
             Opt::TimeoutMs => self.timeout_ms = value,
+            Opt::Canary => self.canary = value,
         }
     }
 }

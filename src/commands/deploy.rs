@@ -61,6 +61,16 @@ fn absolute(path: &str) -> String {
     joined.to_string_lossy().into_owned()
 }
 
+/// `promote`: the canary becomes the active release.
+pub fn promote(args: &Args) -> i32 {
+    send_progress(args, "promote", None)
+}
+
+/// `abort`: the canary drains and stops.
+pub fn abort(args: &Args) -> i32 {
+    send(args, &request("abort", args, None))
+}
+
 pub fn rollback(args: &Args) -> i32 {
     send_progress(args, "rollback", None)
 }
@@ -81,6 +91,9 @@ fn request(command: &str, args: &Args, release_path: Option<&str>) -> String {
         request.insert("releasePath".into(), path.into());
         if let Some(rev) = &args.revision {
             request.insert("revision".into(), rev.as_str().into());
+        }
+        if let Some(p) = args.canary {
+            request.insert("canary".into(), p.into());
         }
     }
     serde_json::Value::Object(request).to_string()

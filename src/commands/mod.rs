@@ -70,6 +70,8 @@ pub fn run(cmd: Cmd, args: &Args) -> i32 {
         Cmd::Maintenance => traffic::maintenance(args),
         Cmd::Pause => traffic::pause(args),
         Cmd::Resume => traffic::resume(args),
+        Cmd::Promote => deploy::promote(args),
+        Cmd::Abort => deploy::abort(args),
         Cmd::Validate => validate::run(args),
         Cmd::Doctor => doctor::run(args),
         Cmd::Logs => logs::run(args),

@@ -14,6 +14,9 @@ pub enum Request {
         revision: Option<String>,
         /// `"progress":true`: stream `{"progress":…}` lines before the reply.
         progress: bool,
+        /// `deploy --canary P`: start the release as the canary taking
+        /// P % of new clients instead of switching to it.
+        canary: Option<u8>,
     },
     Rollback {
         release_id: Option<String>,
@@ -58,6 +61,12 @@ pub enum Request {
         timeout_ms: Option<u64>,
     },
     Resume,
+    /// The canary becomes the active release.
+    Promote {
+        progress: bool,
+    },
+    /// The canary drains and stops.
+    Abort,
 }
 
 impl Request {
@@ -76,6 +85,8 @@ impl Request {
             Request::Maintenance { .. } => "maintenance",
             Request::Pause { .. } => "pause",
             Request::Resume => "resume",
+            Request::Promote { .. } => "promote",
+            Request::Abort => "abort",
         }
     }
 
@@ -137,11 +148,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
                     serde_json::to_string(&release_path).unwrap_or_default()
                 ));
             }
+            let canary = whole(obj.get("canary"), "canary", 1, 99)?.map(|p| p as u8);
             Ok(Request::Deploy {
                 release_path,
                 release_id,
                 revision,
                 progress: flag("progress"),
+                canary,
             })
         }
         "rollback" => Ok(Request::Rollback {
@@ -203,6 +216,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             timeout_ms: whole(obj.get("timeoutMs"), "timeoutMs", 1, MAX_PAUSE_TIMEOUT_MS)?,
         }),
         "resume" => Ok(Request::Resume),
+        "promote" => Ok(Request::Promote {
+            progress: flag("progress"),
+        }),
+        "abort" => Ok(Request::Abort),
         other => Err(format!("Unknown command: {other}")),
     }
 }
@@ -378,6 +395,34 @@ mod tests {
             r#"releasePath must be an absolute path, got "./a\"b""#
         );
         assert!(parse_request(br#"{"command":"deploy","releasePath":"/srv/r1"}"#).is_ok());
+    }
+
+    #[test]
+    fn deploy_canary_is_a_whole_percent_from_1_to_99() {
+        let ok = parse_request(br#"{"command":"deploy","releasePath":"/r","canary":10}"#);
+        assert!(matches!(
+            ok,
+            Ok(Request::Deploy {
+                canary: Some(10),
+                ..
+            })
+        ));
+        for bad in ["0", "100", "10.5", "\"10\""] {
+            let line = format!(r#"{{"command":"deploy","releasePath":"/r","canary":{bad}}}"#);
+            assert_eq!(
+                err(&line),
+                "canary must be a whole number from 1 to 99",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_request(br#"{"command":"promote"}"#).unwrap(),
+            Request::Promote { progress: false }
+        );
+        assert_eq!(
+            parse_request(br#"{"command":"abort"}"#).unwrap(),
+            Request::Abort
+        );
     }
 
     #[test]

@@ -228,6 +228,7 @@ fn activate(boot: &Boot, config: &Config, incoming: IncomingSink) -> Result<Boot
             release_id: Some(t.release_id.clone()),
             revision: Some(t.revision.clone()),
             progress: false,
+            canary: None,
         },
         reply,
     });

@@ -32,6 +32,7 @@ use crate::timefmt::iso_now;
 mod admin;
 mod adoption;
 mod boot;
+mod canary;
 mod releases;
 mod replacing;
 mod upkeep;
@@ -124,6 +125,8 @@ pub struct Core {
     admin: admin::AdminFeed,
     /// Replacements, live checks, automatic rollback.
     replacing: replacing::Replacing,
+    /// The release started with `deploy --canary`, until promote/abort.
+    canary: Option<canary::CanaryOn>,
 }
 
 impl Core {
@@ -167,6 +170,7 @@ impl Core {
             traffic: traffic::Traffic::default(),
             admin: admin::AdminFeed::default(),
             replacing: replacing::Replacing::default(),
+            canary: None,
         }
     }
 
@@ -476,7 +480,9 @@ impl Core {
             request @ (Request::Restart { .. }
             | Request::Deploy { .. }
             | Request::Rollback { .. }
-            | Request::Stop { .. })
+            | Request::Stop { .. }
+            | Request::Promote { .. }
+            | Request::Abort)
                 if self.op_busy =>
             {
                 self.op_queue.push_back((request, reply));
@@ -487,11 +493,13 @@ impl Core {
                 release_id,
                 revision,
                 progress,
+                canary,
             } => {
                 let request = deploy::Request {
                     release_path,
                     release_id,
                     revision,
+                    canary,
                 };
                 let progress = progress.then(|| reply.progress());
                 match self.start_deploy(request, false, reply, progress) {
@@ -512,6 +520,7 @@ impl Core {
                         release_path: r.path.clone(),
                         release_id: Some(r.id.clone()),
                         revision: Some(r.revision.clone()),
+                        canary: None,
                     }
                 });
                 match target {
@@ -528,12 +537,24 @@ impl Core {
             Request::Stop { release_id } => {
                 match ops::stop_target(&self.state, release_id.as_deref()).map(|r| r.id.clone()) {
                     Ok(id) => {
+                        self.forget_canary(&id);
                         self.start_stop(id, reply);
                         return;
                     }
                     Err(e) => Err(e),
                 }
             }
+            Request::Promote { .. } if self.canary.is_none() => {
+                Err(canary::NO_CANARY_PROMOTE.into())
+            }
+            Request::Promote { progress } => {
+                let progress = progress.then(|| reply.progress());
+                let request = self.canary_request();
+                let plan = self.op_plan(request, false, progress);
+                deploy::promote::spawn(plan, reply);
+                return;
+            }
+            Request::Abort => self.abort_canary(),
             Request::Restart { process_id, policy } => {
                 match ops::restart_targets(
                     &self.config,
@@ -623,6 +644,7 @@ impl Core {
         };
         (view.maintenance, view.paused) = self.traffic_status();
         view.last_auto_rollback = self.last_auto_rollback();
+        view.canary = self.canary_status();
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
     }
 

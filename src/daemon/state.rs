@@ -8,6 +8,8 @@ use crate::supervisor::ProcKey;
 pub enum ReleaseState {
     Starting,
     Active,
+    /// Started and healthy, taking a share of new clients (`deploy --canary`).
+    Canary,
     Draining,
     Stopped,
     Failed,

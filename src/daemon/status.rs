@@ -30,6 +30,8 @@ pub struct StatusView {
     pub maintenance: Value,
     /// `null` or `{since, timeoutMs, held}` (set by the core).
     pub paused: Value,
+    /// `null` or `{releaseId, percent, since}` (set by the core).
+    pub canary: Value,
     /// `null` or `{at, fromReleaseId, toReleaseId, reason}` (set by the core).
     pub last_auto_rollback: Value,
 }
@@ -186,6 +188,7 @@ pub fn build(
         singletons,
         maintenance: Value::Null,
         paused: Value::Null,
+        canary: Value::Null,
         last_auto_rollback: Value::Null,
     }
 }

@@ -110,6 +110,7 @@ pub(crate) fn run(
                 max_connections,
                 traffic: Default::default(),
                 metrics: Default::default(),
+                rng: super::sticky::Rng::seeded(),
             },
         };
         l.run();
@@ -462,6 +463,10 @@ impl Loop {
                         std::cmp::Reverse((now, idx, serial))
                     })
                     .collect();
+            }
+            Command::SetCanary { id, addr, percent } => {
+                let slot = self.sh.releases.set_canary(id.clone(), addr, percent, reg);
+                self.sh.metrics.bind(slot, &id);
             }
             Command::ClearActive => self.sh.releases.active = None,
             Command::Retire { id } => self.sh.releases.retire(&id, reg, &self.sh.events),

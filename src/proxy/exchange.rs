@@ -64,6 +64,9 @@ pub struct Exchange {
     pub(super) started: Instant,
     /// The final response status sent to the client (0 until its head).
     pub(super) status: u16,
+    /// A new canary assignment: the response head gets the cookie naming
+    /// the release that served it.
+    pub(super) set_cookie: bool,
 }
 
 impl Exchange {
@@ -120,7 +123,15 @@ impl Session {
         if let Some(wait) = sh.traffic.paused {
             return self.hold(info, wait, sh, reg);
         }
-        let Some(release) = sh.releases.active else {
+        let routed = match sh.releases.canary {
+            None => sh.releases.active.map(|a| (a, false)),
+            Some(_) => {
+                let roll = sh.rng.next_u64();
+                let cookie = super::sticky::cookie_in_head(&sh.scratch);
+                sh.releases.assign(cookie, roll)
+            }
+        };
+        let Some((release, set_cookie)) = routed else {
             // Without a body to skip the connection can stay open.
             let keep = !ws && info.keep_alive && info.body == BodyKind::None;
             let look = if ws { Look::Bare } else { Look::Standard };
@@ -145,6 +156,7 @@ impl Session {
             clocks: Clocks::new(sh.now),
             started: sh.now,
             status: 0,
+            set_cookie,
             info,
         });
         let mut held = sh.bufs.get();
@@ -268,7 +280,9 @@ impl Session {
         if self.up.is_some() {
             return Verdict::Keep;
         }
-        if let Some(active) = sh.releases.active.filter(|&a| a != ex.release()) {
+        // A canary's request stays with the canary.
+        let stays = sh.releases.routable(ex.release());
+        if let Some(active) = sh.releases.active.filter(|_| !stays) {
             sh.releases
                 .recount(&mut ex.counted, active, reg, &sh.events);
             ex.backoff = RETRY_FIRST;
@@ -401,6 +415,12 @@ impl Session {
                 Ok(RespParse::Complete(info)) => {
                     if let Some(buf) = up.conn.input.as_mut() {
                         buf.consume(info.head_len);
+                    }
+                    if ex.set_cookie && !info.interim && !sh.scratch.is_empty() {
+                        ex.set_cookie = false;
+                        if let Some(r) = sh.releases.get(ex.release()) {
+                            super::sticky::add_set_cookie(&mut sh.scratch, &r.cookie);
+                        }
                     }
                     if !sh.scratch.is_empty() {
                         self.client.queue(&mut sh.bufs, &sh.scratch);

@@ -66,6 +66,11 @@ pub(crate) enum Command {
         id: String,
         addr: SocketAddr,
     },
+    SetCanary {
+        id: String,
+        addr: SocketAddr,
+        percent: u8,
+    },
     ClearActive,
     Retire {
         id: String,
@@ -302,6 +307,23 @@ impl ProxyHandle {
     pub fn set_active_port(&self, id: impl Into<String>, port: u16) -> io::Result<()> {
         let addr = resolve(&self.upstream_host, port)?;
         self.set_active(id, addr)
+    }
+
+    /// Makes release `id` at `addr` the canary: a client without a valid
+    /// assignment goes there with probability `percent` % and gets the
+    /// `rollbridge_release` cookie that keeps it on its release. Promote
+    /// with [`ProxyHandle::set_active`], abort with [`ProxyHandle::retire`].
+    pub fn set_canary(
+        &self,
+        id: impl Into<String>,
+        addr: SocketAddr,
+        percent: u8,
+    ) -> io::Result<()> {
+        self.send(Command::SetCanary {
+            id: id.into(),
+            addr,
+            percent,
+        })
     }
 
     /// No active release: new requests get 503.

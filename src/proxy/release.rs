@@ -25,6 +25,8 @@ pub enum Kind {
 #[derive(Debug)]
 pub struct Release {
     pub id: String,
+    /// `id` as the assignment cookie spells it.
+    pub cookie: Box<str>,
     pub addr: SocketAddr,
     pub http: u64,
     pub websocket: u64,
@@ -79,11 +81,20 @@ impl Counted {
     }
 }
 
+/// The canary release and the share of new clients it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryRoute {
+    pub release: usize,
+    pub percent: u8,
+}
+
 /// Pool tokens are tagged by the event loop; this is only the slab.
 #[derive(Debug, Default)]
 pub struct Releases {
     slots: Vec<Option<Release>>,
     pub active: Option<usize>,
+    /// The canary (routed to by assignment only), while one runs.
+    pub canary: Option<CanaryRoute>,
     pub idle: Vec<Option<IdleUp>>,
     idle_free: Vec<usize>,
     owners: Vec<Option<Owner>>,
@@ -205,6 +216,7 @@ impl Releases {
         };
         let retired = self.get(old).is_some_and(|r| r.retired);
         let new = self.insert(Release {
+            cookie: super::sticky::encode(id).into(),
             id: id.to_string(),
             addr,
             http: 0,
@@ -220,6 +232,9 @@ impl Releases {
         if self.active == Some(old) {
             self.active = Some(new);
         }
+        if let Some(c) = self.canary.as_mut().filter(|c| c.release == old) {
+            c.release = new;
+        }
         self.close_idle_of(old, registry);
         self.check_drained(old, registry, events);
         // A release already retired reports `Drained` for its new slot.
@@ -227,9 +242,37 @@ impl Releases {
         Some(new)
     }
 
-    /// Makes `id` the release new requests go to.
+    /// Makes `id` the release new requests go to (a canary promoted this
+    /// way stops being the canary).
     pub fn set_active(&mut self, id: String, addr: SocketAddr, registry: &Registry) -> usize {
-        let idx = match self.find(&id) {
+        let idx = self.upsert(id, addr, registry);
+        self.active = Some(idx);
+        if self.canary.is_some_and(|c| c.release == idx) {
+            self.canary = None;
+        }
+        idx
+    }
+
+    /// Makes `id` the canary: new clients go there with probability
+    /// `percent` %, and clients assigned to it stay.
+    pub fn set_canary(
+        &mut self,
+        id: String,
+        addr: SocketAddr,
+        percent: u8,
+        registry: &Registry,
+    ) -> usize {
+        let idx = self.upsert(id, addr, registry);
+        self.canary = Some(CanaryRoute {
+            release: idx,
+            percent,
+        });
+        idx
+    }
+
+    /// The slot of release `id` at `addr`, made live (not retired).
+    fn upsert(&mut self, id: String, addr: SocketAddr, registry: &Registry) -> usize {
+        match self.find(&id) {
             Some(idx) => {
                 let changed = self.get(idx).is_some_and(|r| r.addr != addr);
                 if changed {
@@ -242,6 +285,7 @@ impl Releases {
                 idx
             }
             None => self.insert(Release {
+                cookie: super::sticky::encode(&id).into(),
                 id,
                 addr,
                 http: 0,
@@ -250,9 +294,31 @@ impl Releases {
                 replaced: None,
                 idle: Vec::new(),
             }),
+        }
+    }
+
+    /// New requests may go to `idx` (the active release or the canary).
+    pub fn routable(&self, idx: usize) -> bool {
+        self.active == Some(idx) || self.canary.is_some_and(|c| c.release == idx)
+    }
+
+    /// The release for a request while a canary runs (see
+    /// [`super::sticky::assign`]), and whether its response sets the
+    /// cookie. `None` when there is no active release.
+    pub fn assign(&self, cookie: Option<&[u8]>, roll: u64) -> Option<(usize, bool)> {
+        let active = self.active?;
+        let Some(c) = self.canary else {
+            return Some((active, false));
         };
-        self.active = Some(idx);
-        idx
+        let (Some(a), Some(k)) = (self.get(active), self.get(c.release)) else {
+            return Some((active, false));
+        };
+        let (choice, set) = super::sticky::assign(cookie, &a.cookie, &k.cookie, c.percent, roll);
+        let idx = match choice {
+            super::sticky::Choice::Active => active,
+            super::sticky::Choice::Canary => c.release,
+        };
+        Some((idx, set))
     }
 
     /// Stops routing to `id`; reports `Drained` now if nothing is in flight.
@@ -265,6 +331,9 @@ impl Releases {
         };
         if self.active == Some(idx) {
             self.active = None;
+        }
+        if self.canary.is_some_and(|c| c.release == idx) {
+            self.canary = None;
         }
         if let Some(r) = self.slots[idx].as_mut() {
             r.retired = true;

@@ -61,6 +61,8 @@ pub struct Shared {
     pub traffic: Traffic,
     /// Requests answered, by release and status, and their latency.
     pub metrics: Metrics,
+    /// Rolls for canary assignment (used only while a canary runs).
+    pub rng: super::sticky::Rng,
 }
 
 impl Shared {

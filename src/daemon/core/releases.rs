@@ -17,6 +17,9 @@ impl Core {
         reply: ReplyTo,
         progress: Option<Progress>,
     ) -> Result<(), (String, ReplyTo)> {
+        if let Err(e) = self.canary_refusal(rollback, request.canary.is_some()) {
+            return Err((e, reply));
+        }
         if let Some(id) = request.release_id.as_deref() {
             if !rollback && self.state.active_release_id.as_deref() == Some(id) {
                 return Err((
@@ -41,6 +44,19 @@ impl Core {
                     keys: r.processes.iter().map(|p| p.key).collect(),
                 })
         });
+        let mut plan = self.op_plan(request, rollback, progress);
+        plan.pre_stop = pre_stop;
+        deploy::spawn(plan, reply);
+        Ok(())
+    }
+
+    /// What an op thread needs (the op slot is taken).
+    pub(super) fn op_plan(
+        &mut self,
+        request: deploy::Request,
+        rollback: bool,
+        progress: Option<Progress>,
+    ) -> deploy::Plan {
         let held_ports: HashSet<u16> = self
             .state
             .releases
@@ -48,7 +64,10 @@ impl Core {
             .filter(|r| {
                 matches!(
                     r.state,
-                    ReleaseState::Active | ReleaseState::Draining | ReleaseState::Starting
+                    ReleaseState::Active
+                        | ReleaseState::Canary
+                        | ReleaseState::Draining
+                        | ReleaseState::Starting
                 )
             })
             .flat_map(|r| r.ports.iter().map(|(_, p)| *p))
@@ -70,10 +89,10 @@ impl Core {
         let (exit_tx, exit_rx) = crossbeam_channel::unbounded();
         self.op_exits = Some(exit_tx);
         self.op_busy = true;
-        let plan = deploy::Plan {
+        deploy::Plan {
             request,
             rollback,
-            pre_stop,
+            pre_stop: None,
             config_path: self.config_path.clone(),
             adopted: self.config.clone(),
             services,
@@ -84,9 +103,7 @@ impl Core {
             exits: exit_rx,
             progress,
             proxy: self.proxy.handle().clone(),
-        };
-        deploy::spawn(plan, reply);
-        Ok(())
+        }
     }
 
     /// `stop`: the active pointer is cleared at once (the proxy answers
@@ -155,6 +172,22 @@ impl Core {
                     self.starting = None;
                 }
                 let _ = reply.send(result);
+            }
+            DeployMsg::Canary {
+                release,
+                config,
+                upstream,
+                percent,
+                reply,
+            } => {
+                let result = self.start_canary(*release, config, upstream, percent);
+                if result.is_ok() {
+                    self.starting = None;
+                }
+                let _ = reply.send(result);
+            }
+            DeployMsg::Promote { reply } => {
+                let _ = reply.send(self.promote_switch());
             }
             DeployMsg::SingletonReplaced { id, key } => {
                 match self.state.singletons.iter_mut().find(|s| s.id == id) {
@@ -225,7 +258,7 @@ impl Core {
 
     /// Traffic switch: adopt the config, insert the release (replacing a
     /// retained one with the same id in place), route new requests to it.
-    fn activate(
+    pub(super) fn activate(
         &mut self,
         mut release: Release,
         config: Config,
@@ -269,8 +302,12 @@ impl Core {
 
     /// Starts the background drain of a release that lost the traffic.
     pub(super) fn retire(&mut self, release_id: String) {
+        self.retire_with(release_id, self.config.clone());
+    }
+
+    /// Same, its processes stopped under `config`'s definitions.
+    pub(super) fn retire_with(&mut self, release_id: String, config: Config) {
         let drain_timeout = Duration::from_millis(self.config.proxy.drain_timeout_ms);
-        let config = self.config.clone();
         let Some(release) = self.state.releases.iter_mut().find(|r| r.id == release_id) else {
             return;
         };

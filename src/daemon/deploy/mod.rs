@@ -7,6 +7,7 @@
 pub mod build;
 pub mod companions;
 pub(crate) mod health_wait;
+pub mod promote;
 pub mod retire;
 
 use std::collections::HashSet;
@@ -43,6 +44,21 @@ pub enum DeployMsg {
         config: Box<Config>,
         upstream: SocketAddr,
         reply: Sender<Result<Option<String>, String>>,
+    },
+    /// Start `release` as the canary taking `percent` % of new clients;
+    /// `config` is adopted only on promote. The reply is the active
+    /// release id, or the reason it could not start.
+    Canary {
+        release: Box<Release>,
+        config: Box<Config>,
+        upstream: SocketAddr,
+        percent: u8,
+        reply: Sender<Result<String, String>>,
+    },
+    /// Make the canary the active release. The reply: the switch done
+    /// (previous active id, the canary's release and config), or why not.
+    Promote {
+        reply: Sender<Result<promote::Switched, String>>,
     },
     SingletonReplaced {
         id: String,
@@ -94,6 +110,8 @@ pub struct Request {
     pub release_path: String,
     pub release_id: Option<String>,
     pub revision: Option<String>,
+    /// `--canary P`: start as the canary instead of switching.
+    pub canary: Option<u8>,
 }
 
 /// A retained release that must stop before the deploy (a rollback target
@@ -138,16 +156,7 @@ impl Plan {
 /// Runs the deploy on its own thread (the op slot's), then replies.
 pub fn spawn(plan: Plan, reply: ReplyTo) {
     let core = plan.core.clone();
-    crate::daemon::ops::spawn_op("deploy", core, reply, move || {
-        run(&plan).map(|(active, previous, state_error)| {
-            let mut out =
-                serde_json::json!({"activeReleaseId": active, "previousReleaseId": previous});
-            if let Some(e) = state_error {
-                out["stateError"] = e.into();
-            }
-            out.to_string()
-        })
-    });
+    crate::daemon::ops::spawn_op("deploy", core, reply, move || run(&plan).map(Outcome::json));
 }
 
 fn record(core: &Sender<CoreMsg>, message: &str, data: Data) {
@@ -202,7 +211,28 @@ fn write_ahead(
     }
 }
 
-type Outcome = (String, Option<String>, Option<String>);
+/// What a deploy (or promote) answers.
+pub struct Outcome {
+    pub active: String,
+    pub previous: Option<String>,
+    /// `deploy --canary`: the canary started.
+    pub canary: Option<String>,
+    pub state_error: Option<String>,
+}
+
+impl Outcome {
+    fn json(self) -> String {
+        let mut out =
+            serde_json::json!({"activeReleaseId": self.active, "previousReleaseId": self.previous});
+        if let Some(c) = self.canary {
+            out["canaryReleaseId"] = c.into();
+        }
+        if let Some(e) = self.state_error {
+            out["stateError"] = e.into();
+        }
+        out.to_string()
+    }
+}
 
 fn run(plan: &Plan) -> Result<Outcome, String> {
     let core = &plan.core;
@@ -379,8 +409,15 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
         id: release_id.clone(),
         path: req.release_path.clone(),
         revision: revision.clone(),
-        state: ReleaseState::Active,
-        activated_at: Some(crate::timefmt::iso(crate::timefmt::now_ms())),
+        state: if req.canary.is_some() {
+            ReleaseState::Canary
+        } else {
+            ReleaseState::Active
+        },
+        activated_at: req
+            .canary
+            .is_none()
+            .then(|| crate::timefmt::iso(crate::timefmt::now_ms())),
         drain_started_at: None,
         stopped_at: None,
         ports: ports.clone(),
@@ -388,6 +425,37 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
         http: 0,
         websocket: 0,
     };
+    if let Some(percent) = req.canary {
+        let (tx, rx) = bounded(1);
+        send(
+            core,
+            DeployMsg::Canary {
+                release: Box::new(release),
+                config: Box::new(config),
+                upstream,
+                percent,
+                reply: tx,
+            },
+        );
+        let active = match rx.recv() {
+            Ok(Ok(active)) => active,
+            Ok(Err(e)) => return Err(fail_release(&started, e)),
+            Err(_) => return Err(fail_release(&started, "Rollbridge is shutting down".into())),
+        };
+        plan.say(|| {
+            format!("canary {release_id} takes {percent}% of new clients ({active} stays active)")
+        });
+        if let Err(e) = persist_wait(core, |ack| DeployMsg::Persist { ack: Some(ack) }) {
+            state_error = Some(e);
+        }
+        plan.say(|| "done".into());
+        return Ok(Outcome {
+            active,
+            previous: None,
+            canary: Some(release_id),
+            state_error,
+        });
+    }
     let (tx, rx) = bounded(1);
     send(
         core,
@@ -403,6 +471,34 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
         Ok(Err(e)) => return Err(fail_release(&started, e)),
         Err(_) => return Err(fail_release(&started, "Rollbridge is shutting down".into())),
     };
+    let services: Vec<(String, ProcKey, Option<u16>)> = plan
+        .services
+        .iter()
+        .cloned()
+        .chain(
+            started
+                .services
+                .iter()
+                .map(|(id, k)| (id.clone(), *k, None)),
+        )
+        .collect();
+    let mut outcome = after_switch(plan, &config, &ids, &services, previous)?;
+    outcome.state_error = outcome.state_error.or(state_error);
+    Ok(outcome)
+}
+
+/// After traffic moved to `ids.id`: service definitions follow it,
+/// singletons swap, the previous release drains, the state is written.
+fn after_switch(
+    plan: &Plan,
+    config: &Config,
+    ids: &ReleaseIds,
+    services: &[(String, ProcKey, Option<u16>)],
+    previous: Option<String>,
+) -> Result<Outcome, String> {
+    let core = &plan.core;
+    let release_id = ids.id.to_owned();
+    let mut state_error = None;
     plan.say(|| match &previous {
         Some(p) => format!("traffic switched to {release_id} (from {p})"),
         None => format!("traffic switched to {release_id}"),
@@ -412,16 +508,11 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
     }
 
     // Service definitions follow the newest release (running ones untouched).
-    for (id, key, _) in plan.services.iter().cloned().chain(
-        started
-            .services
-            .iter()
-            .map(|(id, k)| (id.clone(), *k, None)),
-    ) {
-        if let Some(cfg) = config.process(&id) {
-            if let Ok(mut specs) = build::instance_specs(&config, cfg, &ids) {
+    for (id, key, _) in services {
+        if let Some(cfg) = config.process(id) {
+            if let Ok(mut specs) = build::instance_specs(config, cfg, ids) {
                 if let Some(spec) = specs.pop() {
-                    plan.supervisor.update(key, spec);
+                    plan.supervisor.update(*key, spec);
                 }
             }
         }
@@ -439,7 +530,7 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
             let _ = plan.supervisor.stop_wait(old.key);
             plan.supervisor.remove(old.key);
         }
-        match start_instances(plan, &config, cfg, &ids) {
+        match start_instances(plan, config, cfg, ids) {
             Ok(list) => {
                 for n in list {
                     send(
@@ -477,7 +568,12 @@ fn run(plan: &Plan) -> Result<Outcome, String> {
     }
     match singleton_error {
         Some(e) => Err(e),
-        None => Ok((release_id, previous, state_error)),
+        None => Ok(Outcome {
+            active: release_id,
+            previous,
+            canary: None,
+            state_error,
+        }),
     }
 }
 
