@@ -12,6 +12,7 @@
 //! them is written, so answers are always in order. The `Exchange` phase
 //! lives in `exchange.rs`.
 
+use super::access_log::{Entry, Sink};
 use super::buf::BufPool;
 use super::codec::{Forwarding, HeadParse, parse_request};
 use super::conn::Conn;
@@ -21,6 +22,7 @@ use super::handle::ProxyEvent;
 use super::metrics::Metrics;
 use super::options::ProxyOptions;
 use super::release::Releases;
+use super::request_id::RequestIds;
 use super::timers::Timer;
 use super::traffic::{Held, Traffic};
 use super::transition::{Reply, Transition};
@@ -61,6 +63,10 @@ pub struct Shared {
     pub traffic: Traffic,
     /// Requests answered, by release and status, and their latency.
     pub metrics: Metrics,
+    /// The access log (`None`: off).
+    pub access: Option<Sink>,
+    /// Source of the request ids the proxy generates.
+    pub ids: RequestIds,
 }
 
 impl Shared {
@@ -170,6 +176,8 @@ pub struct Session {
     pub deadline: Option<Instant>,
     /// What `deadline` stands for.
     pub timer: Timer,
+    /// The request being logged (only while the access log is on).
+    pub entry: Option<Box<Entry>>,
 }
 
 /// `now + d` that cannot overflow whatever the configured durations are.
@@ -201,6 +209,7 @@ impl Session {
             // The head is timed from the accept, not from its first byte.
             deadline: Some(later(sh.now, sh.opts.header_timeout)),
             timer: Timer::Header,
+            entry: None,
         }
     }
 
@@ -296,11 +305,13 @@ impl Session {
                 }
             }
         }
+        let request_id = sh.ids.next_id();
         let fwd = Forwarding {
             peer: self.peer,
             trusted: self.trusted,
             default_host: &sh.default_host,
             underscores_in_headers: sh.opts.underscores_in_headers,
+            request_id: &request_id,
         };
         sh.scratch.clear();
         let data = self.client.input.as_ref().map_or(&[][..], |b| b.data());
@@ -318,9 +329,11 @@ impl Session {
                 Transition::Continue(if read > 0 { Step::Progress } else { Step::Idle })
             }
             Err(e) => {
+                self.begin_unparsed_entry(sh, &request_id);
                 Transition::Respond(Reply::closing(ProxyError::client(e.kind(), String::new())))
             }
             Ok(HeadParse::Complete(info)) => {
+                self.entry = super::access_log::begin(sh, self.client.sent, data, &info, &request_id);
                 if let Some(buf) = self.client.input.as_mut() {
                     buf.consume(info.head_len);
                 }
