@@ -68,8 +68,15 @@ mod tests {
         let mut seen = HashSet::new();
         for _ in 0..100_000 {
             let id = ids.next_id();
-            assert!(id.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-            assert!(seen.insert(id), "duplicate {}", String::from_utf8_lossy(&id));
+            assert!(
+                id.iter()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+            assert!(
+                seen.insert(id),
+                "duplicate {}",
+                String::from_utf8_lossy(&id)
+            );
         }
     }
 

@@ -333,7 +333,8 @@ impl Session {
                 Transition::Respond(Reply::closing(ProxyError::client(e.kind(), String::new())))
             }
             Ok(HeadParse::Complete(info)) => {
-                self.entry = super::access_log::begin(sh, self.client.sent, data, &info, &request_id);
+                self.entry =
+                    super::access_log::begin(sh, self.client.sent, data, &info, &request_id);
                 if let Some(buf) = self.client.input.as_mut() {
                     buf.consume(info.head_len);
                 }

@@ -53,7 +53,12 @@ pub fn access_log(issues: &mut Issues, proxy: &Raw) -> Option<String> {
     const FIX: &str = "Set proxy.accessLog to an absolute file path, e.g. accessLog: \"/var/log/rollbridge/access.log\", or remove it.";
     match proxy.get("accessLog") {
         None | Some(Raw::Null) => None,
-        Some(Raw::String(s)) if s.starts_with('/') && s.len() <= MAX_ACCESS_LOG_PATH && !s.ends_with('/') && !s.contains('\0') => {
+        Some(Raw::String(s))
+            if s.starts_with('/')
+                && s.len() <= MAX_ACCESS_LOG_PATH
+                && !s.ends_with('/')
+                && !s.contains('\0') =>
+        {
             Some(s.clone())
         }
         Some(Raw::String(_)) => {

@@ -1008,3 +1008,26 @@ fn admin_section_needs_a_port_of_its_own() {
         "admin.port must be a whole port number between 0 and 65535",
     );
 }
+
+#[test]
+fn access_log_must_be_an_absolute_path() {
+    let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
+    assert_eq!(ok(&cfg("", "")).proxy.access_log, None);
+    assert_eq!(ok(&with(r#""accessLog":null"#)).proxy.access_log, None);
+    assert_eq!(
+        ok(&with(r#""accessLog":"/var/log/app/access.log""#))
+            .proxy
+            .access_log
+            .as_deref(),
+        Some("/var/log/app/access.log")
+    );
+    let relative = "proxy.accessLog must be an absolute file path (at most 4096 bytes)";
+    fails(&with(r#""accessLog":"logs/access.log""#), relative);
+    fails(&with(r#""accessLog":"""#), relative);
+    fails(&with(r#""accessLog":"/var/log/""#), relative);
+    fails(
+        &with(r#""accessLog":true"#),
+        "proxy.accessLog must be a string",
+    );
+    assert!(run(&with(r#""accessLog":"/x.log""#)).warnings.is_empty());
+}

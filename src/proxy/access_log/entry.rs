@@ -84,7 +84,6 @@ pub fn begin(
 }
 
 impl Session {
-
     /// A head that could not be parsed is answered: its entry has no
     /// method or path.
     pub(in crate::proxy) fn begin_unparsed_entry(&mut self, sh: &Shared, generated: &[u8]) {

@@ -239,7 +239,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         w.records.send(record("two")).unwrap();
         let fresh = wait_for(&path, "\"two\"");
-        assert!(fresh.contains("\"two\"") && !fresh.contains("\"one\""), "{fresh}");
+        assert!(
+            fresh.contains("\"two\"") && !fresh.contains("\"one\""),
+            "{fresh}"
+        );
         drop(w.records);
         w.thread.join().unwrap();
         let _ = std::fs::remove_dir_all(&d);

@@ -480,7 +480,10 @@ fn trusted_peer_keeps_its_request_id() {
 fn untrusted_peer_request_id_is_replaced() {
     let raw = b"GET / HTTP/1.1\r\nHost: a\r\nx-request-id: spoofed\r\n\r\n";
     let (info, out) = parse_with(raw, false).unwrap();
-    assert!(out.contains("\r\nX-Request-ID: 00000000000000aa\r\n"), "{out}");
+    assert!(
+        out.contains("\r\nX-Request-ID: 00000000000000aa\r\n"),
+        "{out}"
+    );
     assert!(!out.contains("spoofed"), "{out}");
     assert_eq!(info.spans.request_id, None);
 }
@@ -498,7 +501,10 @@ fn invalid_request_id_from_trusted_peer_is_replaced() {
         long.into_bytes(),
     ] {
         let (info, out) = parse_with(&raw, true).unwrap();
-        assert!(out.contains("\r\nX-Request-ID: 00000000000000aa\r\n"), "{out}");
+        assert!(
+            out.contains("\r\nX-Request-ID: 00000000000000aa\r\n"),
+            "{out}"
+        );
         assert_eq!(out.matches("X-Request-ID").count(), 1, "{out}");
         assert_eq!(info.spans.request_id, None);
     }
