@@ -52,6 +52,9 @@ wait_line() { # file pattern
   echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, all threads) of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A engine_pid
 
 "$bin/bench_backend" 0 >"$work/backend.out" 2>&1 &
 pids+=($!)
@@ -62,6 +65,7 @@ mkfifo "$work/hold"
 "$bin/proxy_bench" 0 "$bport" <"$work/hold" >"$work/proxy.out" 2>"$work/proxy.err" &
 ppid=$!
 pids+=($ppid)
+engine_pid[rollbridge]=$ppid
 exec 7>"$work/hold"
 wait_line "$work/proxy.out" listening
 pport=$(awk '/listening/ {print $2}' "$work/proxy.out")
@@ -76,6 +80,7 @@ start_variant() { # name args... (sets variant_port)
   mkfifo "$work/hold-$name"
   "$bin/proxy_bench" 0 "$bport" "$@" <"$work/hold-$name" >"$work/$name.out" 2>"$work/$name.err" &
   pids+=($!)
+  engine_pid[$name]=$!
   exec {fd}>"$work/hold-$name"
   wait_line "$work/$name.out" listening
   variant_port=$(awk '/listening/ {print $2}' "$work/$name.out")
@@ -134,7 +139,14 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     for t in $shape_targets; do
       name=${t%%:*} port=${t##*:}
+      epid=${engine_pid[$name]:-}
+      [ -n "$epid" ] && c0=$(cpu_ticks "$epid")
       out=$(wrk -t1 "${args[@]}" -d"${DURATION}s" --latency "http://127.0.0.1:$port$path" 2>&1)
+      if [ -n "$epid" ]; then
+        c1=$(cpu_ticks "$epid")
+        reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+        echo -e "$round\t$shape\t$name\t$(python3 -c "print(f'{($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / max($reqs, 1):.2f}')")" >>"$work/cpu.tsv"
+      fi
       python3 - "$round" "$shape" "$name" <<PY >>"$results"
 import re, sys
 out = """$out"""
@@ -159,19 +171,24 @@ log_lines=$(wc -l <"$work/access.log")
 echo "# access log: $log_lines lines, $(du -h "$work/access.log" | cut -f1)" >&2
 
 if [ "$COST_ONLY" = 1 ]; then
-  python3 - "$results" <<'PY'
-import sys, statistics, collections
+  python3 - "$results" "$work/cpu.tsv" <<'PY'
+import sys, statistics
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+cpu = {(r[0], r[2]): float(r[3]) for r in (l.rstrip("\n").split("\t") for l in open(sys.argv[2]))}
 by_round = {(r[0], r[2]): float(r[3]) for r in rows}
 rounds = sorted(set(r[0] for r in rows))
-print("| variant | req/s (median) | ratio to plain rollbridge | cost |")
-print("|---|---:|---:|---:|")
+print("| variant | req/s (median) | throughput ratio | CPU µs/request (median) | CPU ratio |")
+print("|---|---:|---:|---:|---:|")
 for n in ["rollbridge", "rb-admin", "rb-log"]:
     rps = statistics.median(by_round[(r, n)] for r in rounds)
     ratio = statistics.median(by_round[(r, n)] / by_round[(r, "rollbridge")] for r in rounds)
-    print(f"| {n} | {rps:.0f} | {ratio:.3f} | {(1 - ratio) * 100:+.1f} % |")
+    us = statistics.median(cpu[(r, n)] for r in rounds)
+    cratio = statistics.median(cpu[(r, n)] / cpu[(r, "rollbridge")] for r in rounds)
+    print(f"| {n} | {rps:.0f} | {ratio:.3f} | {us:.2f} | {cratio:.3f} |")
 print()
 print("ka-100B; ratios are medians of per-round ratios (variants run back to back).")
+print("CPU is the engine process's user+system time (every thread, the access")
+print("log writer included) per request: less sensitive to a busy machine than req/s.")
 PY
   exit 0
 fi

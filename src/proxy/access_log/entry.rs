@@ -118,9 +118,7 @@ impl Session {
                 .saturating_sub(entry.heads)
         });
         // By the metrics' slot map: the release may have drained already.
-        let release_id = release
-            .and_then(|r| sh.metrics.release_id(r))
-            .map(str::to_owned);
+        let release_id = release.and_then(|r| Some(sink.name(r, sh.metrics.release_id(r)?)));
         sink.offer(Record {
             time: SystemTime::now(),
             remote: self.peer,

@@ -19,6 +19,7 @@ pub use writer::Control;
 use crossbeam_channel::{Sender, TrySendError};
 use serde::Serialize;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Records that may wait for the writer before new ones are dropped.
@@ -37,7 +38,7 @@ pub struct Record {
     pub bytes: u64,
     pub duration: Duration,
     /// `None` for the proxy's own answers.
-    pub release_id: Option<String>,
+    pub release_id: Option<Arc<str>>,
     pub upgrade: bool,
 }
 
@@ -47,11 +48,32 @@ pub struct Sink {
     tx: Sender<Record>,
     /// Records dropped because the writer was behind.
     pub dropped: u64,
+    /// Release ids by slot, shared by every record (no copy per request).
+    names: Vec<Option<Arc<str>>>,
 }
 
 impl Sink {
     pub fn new(tx: Sender<Record>) -> Sink {
-        Sink { tx, dropped: 0 }
+        Sink {
+            tx,
+            dropped: 0,
+            names: Vec::new(),
+        }
+    }
+
+    /// The shared id of the release in `slot`, now named `id`.
+    pub fn name(&mut self, slot: usize, id: &str) -> Arc<str> {
+        if self.names.len() <= slot {
+            self.names.resize(slot + 1, None);
+        }
+        match &self.names[slot] {
+            Some(n) if &**n == id => n.clone(),
+            _ => {
+                let n: Arc<str> = Arc::from(id);
+                self.names[slot] = Some(n.clone());
+                n
+            }
+        }
     }
 
     /// Offers a record; never blocks.
@@ -66,7 +88,7 @@ impl Sink {
 /// The line as written, keys in this order.
 #[derive(Serialize)]
 struct Line<'a> {
-    time: String,
+    time: &'a str,
     remote: IpAddr,
     method: Option<&'a str>,
     path: Option<&'a str>,
@@ -81,11 +103,37 @@ struct Line<'a> {
     upgrade: bool,
 }
 
+/// The writer's timestamp text, recomputed in full once per second.
+#[derive(Debug, Default)]
+pub struct Stamp {
+    second: Option<u64>,
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of the last record.
+    text: String,
+}
+
+impl Stamp {
+    fn iso(&mut self, ms: u64) -> &str {
+        let second = ms / 1000;
+        if self.second != Some(second) || self.text.len() != 24 {
+            self.second = Some(second);
+            self.text = crate::timefmt::iso(ms);
+        } else {
+            self.text.truncate(20);
+            let milli = ms % 1000;
+            for d in [milli / 100, milli / 10 % 10, milli % 10] {
+                self.text.push(char::from(b'0' + d as u8));
+            }
+            self.text.push('Z');
+        }
+        &self.text
+    }
+}
+
 /// Appends `record` as one JSON line (newline included) to `out`.
-pub fn format_line(record: &Record, out: &mut Vec<u8>) {
+pub fn format_line(record: &Record, stamp: &mut Stamp, out: &mut Vec<u8>) {
     let micros = u64::try_from(record.duration.as_micros()).unwrap_or(u64::MAX);
     let line = Line {
-        time: crate::timefmt::iso(crate::timefmt::ms_since_epoch(record.time)),
+        time: stamp.iso(crate::timefmt::ms_since_epoch(record.time)),
         remote: record.remote.to_canonical(),
         method: record.entry.method(),
         path: record.entry.path(),
@@ -115,7 +163,7 @@ mod tests {
             status: 200,
             bytes: 12,
             duration: Duration::from_micros(1500),
-            release_id: Some("v1".into()),
+            release_id: Some(Arc::from("v1")),
             upgrade: false,
         }
     }
@@ -124,7 +172,7 @@ mod tests {
     fn line_has_every_key_in_order() {
         let e = Entry::new(Instant::now(), 0, Some(("GET", "/a?b=\"1\"")), "abc");
         let mut out = Vec::new();
-        format_line(&record(e), &mut out);
+        format_line(&record(e), &mut Stamp::default(), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"time\":\"2023-11-14T22:13:20.123Z\",\"remote\":\"10.0.0.7\",\"method\":\"GET\",\
@@ -138,9 +186,22 @@ mod tests {
         let mut r = record(Entry::new(Instant::now(), 0, None, "id"));
         r.release_id = None;
         let mut out = Vec::new();
-        format_line(&r, &mut out);
+        format_line(&r, &mut Stamp::default(), &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(v["method"].is_null() && v["path"].is_null() && v["releaseId"].is_null());
+    }
+
+    #[test]
+    fn stamp_matches_the_full_format_within_and_across_seconds() {
+        let mut stamp = Stamp::default();
+        for ms in [
+            1_700_000_000_123,
+            1_700_000_000_999,
+            1_700_000_001_005,
+            1_700_000_001_040,
+        ] {
+            assert_eq!(stamp.iso(ms), crate::timefmt::iso(ms));
+        }
     }
 
     #[test]

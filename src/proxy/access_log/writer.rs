@@ -10,10 +10,10 @@
 //! Write and open errors never stop the writer; they are reported as proxy
 //! errors (once per episode) and lines are lost, never the proxy's time.
 
-use super::{Record, format_line};
+use super::{Record, Stamp, format_line};
 use crate::proxy::error::{ErrorKind, Side};
 use crate::proxy::handle::ProxyEvent;
-use crossbeam_channel::{Receiver, Sender, bounded, never, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, never, select};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 pub const TICK: Duration = Duration::from_secs(1);
 /// Bytes gathered before a write (more records wait in the channel).
 const BATCH: usize = 64 * 1024;
+/// Pause between batches while requests keep coming: lines reach the file
+/// this much later, the channel holds what arrives meanwhile (16 Ki
+/// records: 800,000 requests/s).
+pub const GATHER: Duration = Duration::from_millis(20);
 
 /// Requests to the writer besides records.
 #[derive(Debug)]
@@ -58,6 +62,7 @@ pub fn start(path: PathBuf, capacity: usize, events: Sender<ProxyEvent>) -> io::
         missing_ticks: 0,
         failing: false,
         events,
+        stamp: Stamp::default(),
     };
     let thread = std::thread::Builder::new()
         .name("access-log".into())
@@ -85,9 +90,14 @@ struct State {
     /// An error was reported and nothing has succeeded since.
     failing: bool,
     events: Sender<ProxyEvent>,
+    stamp: Stamp,
 }
 
 impl State {
+    /// Idle, the writer blocks on the channel (one wake-up when traffic
+    /// starts). Busy, it sleeps [`GATHER`] between batches instead, so the
+    /// proxy's `try_send` finds no sleeping reader to wake (no system call
+    /// per request) and a batch is one `write`.
     fn run(&mut self, records: Receiver<Record>, control: Receiver<Control>) {
         let mut control = control;
         let mut out = Vec::with_capacity(BATCH);
@@ -97,15 +107,10 @@ impl State {
             select! {
                 recv(records) -> r => match r {
                     Ok(record) => {
-                        format_line(&record, &mut out);
-                        while out.len() < BATCH {
-                            match records.try_recv() {
-                                Ok(r) => format_line(&r, &mut out),
-                                Err(_) => break,
-                            }
+                        format_line(&record, &mut self.stamp, &mut out);
+                        if !self.busy(&records, &control, &mut out, &mut next_check) {
+                            return;
                         }
-                        self.write(&out);
-                        out.clear();
                     }
                     // The proxy stopped: everything it sent is written.
                     Err(_) => return,
@@ -120,6 +125,51 @@ impl State {
                 self.check_path();
                 next_check = Instant::now() + TICK;
             }
+        }
+    }
+
+    /// Writes batches until a gathering pause brought nothing new; false
+    /// once the proxy is gone (after writing what it sent).
+    fn busy(
+        &mut self,
+        records: &Receiver<Record>,
+        control: &Receiver<Control>,
+        out: &mut Vec<u8>,
+        next_check: &mut Instant,
+    ) -> bool {
+        loop {
+            let mut gone = false;
+            loop {
+                match records.try_recv() {
+                    Ok(r) => format_line(&r, &mut self.stamp, out),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
+                    }
+                }
+                if out.len() >= BATCH {
+                    self.write(out);
+                    out.clear();
+                }
+            }
+            if !out.is_empty() {
+                self.write(out);
+                out.clear();
+            } else {
+                return !gone;
+            }
+            if gone {
+                return false;
+            }
+            if control.try_recv().is_ok() {
+                self.reopen();
+            }
+            if Instant::now() >= *next_check {
+                self.check_path();
+                *next_check = Instant::now() + TICK;
+            }
+            std::thread::sleep(GATHER);
         }
     }
 
