@@ -5,12 +5,19 @@
 # one run, with each target's ratio to direct. Then RSS of the proxy idle,
 # after load, and with $TUNNELS idle WebSocket tunnels.
 #
+# The cost of the optional features is measured in the ka-100B shape: the
+# same engine with an admin listener (rb-admin; request counting itself is
+# always on) and with the access log written to a file (rb-log), each as a
+# ratio to the plain engine measured back to back.
+#
 # Needs wrk (apt-get install -y wrk nginx). Loopback only.
 # Env: ROUNDS (3) DURATION seconds per run (5) CONNS (50) TUNNELS (10000)
+#      COST_ONLY=1: only the ka-100B cost runs (no other shapes, no tunnels)
 # Usage: bench/proxy.sh            (prints a report on stdout)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
+COST_ONLY=${COST_ONLY:-0}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-50}
 TUNNELS=${TUNNELS:-10000}
@@ -45,6 +52,9 @@ wait_line() { # file pattern
   echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, all threads) of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A engine_pid
 
 "$bin/bench_backend" 0 >"$work/backend.out" 2>&1 &
 pids+=($!)
@@ -55,11 +65,30 @@ mkfifo "$work/hold"
 "$bin/proxy_bench" 0 "$bport" <"$work/hold" >"$work/proxy.out" 2>"$work/proxy.err" &
 ppid=$!
 pids+=($ppid)
+engine_pid[rollbridge]=$ppid
 exec 7>"$work/hold"
 wait_line "$work/proxy.out" listening
 pport=$(awk '/listening/ {print $2}' "$work/proxy.out")
 sleep 0.2
 rss_idle=$(rss_kib "$ppid")
+
+# The same engine with an admin listener, and with the access log on.
+# (Their stdin is a fifo held open here: closing it stops them.)
+start_variant() { # name args... (sets variant_port)
+  local name=$1 fd
+  shift
+  mkfifo "$work/hold-$name"
+  "$bin/proxy_bench" 0 "$bport" "$@" <"$work/hold-$name" >"$work/$name.out" 2>"$work/$name.err" &
+  pids+=($!)
+  engine_pid[$name]=$!
+  exec {fd}>"$work/hold-$name"
+  wait_line "$work/$name.out" listening
+  variant_port=$(awk '/listening/ {print $2}' "$work/$name.out")
+}
+start_variant rb-admin --admin
+cost_targets="rb-admin:$variant_port"
+start_variant rb-log --access-log "$work/access.log"
+cost_targets="$cost_targets rb-log:$variant_port"
 
 targets="direct:$bport rollbridge:$pport"
 if command -v nginx >/dev/null; then
@@ -90,6 +119,7 @@ EOF
 fi
 
 shapes="ka-100B ka-64KiB close-100B close-64KiB 1conn-100B"
+[ "$COST_ONLY" = 1 ] && shapes="ka-100B"
 echo "# rollbridge proxy benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r)" >&2
 echo "# rounds=$ROUNDS duration=${DURATION}s conns=$CONNS; targets: $targets" >&2
 results="$work/results.tsv"
@@ -102,9 +132,21 @@ for round in $(seq 1 "$ROUNDS"); do
       close-64KiB) args=(-c"$CONNS" -H "Connection: close") path=/big ;;
       1conn-100B) args=(-c1) path=/small ;;
     esac
-    for t in $targets; do
+    shape_targets=$targets
+    if [ "$shape" = ka-100B ]; then
+      shape_targets="$targets $cost_targets"
+      [ "$COST_ONLY" = 1 ] && shape_targets="rollbridge:$pport $cost_targets"
+    fi
+    for t in $shape_targets; do
       name=${t%%:*} port=${t##*:}
+      epid=${engine_pid[$name]:-}
+      [ -n "$epid" ] && c0=$(cpu_ticks "$epid")
       out=$(wrk -t1 "${args[@]}" -d"${DURATION}s" --latency "http://127.0.0.1:$port$path" 2>&1)
+      if [ -n "$epid" ]; then
+        c1=$(cpu_ticks "$epid")
+        reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+        echo -e "$round\t$shape\t$name\t$(python3 -c "print(f'{($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / max($reqs, 1):.2f}')")" >>"$work/cpu.tsv"
+      fi
       python3 - "$round" "$shape" "$name" <<PY >>"$results"
 import re, sys
 out = """$out"""
@@ -125,6 +167,31 @@ PY
   done
 done
 rss_loaded=$(rss_kib "$ppid")
+log_lines=$(wc -l <"$work/access.log")
+echo "# access log: $log_lines lines, $(du -h "$work/access.log" | cut -f1)" >&2
+
+if [ "$COST_ONLY" = 1 ]; then
+  python3 - "$results" "$work/cpu.tsv" <<'PY'
+import sys, statistics
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+cpu = {(r[0], r[2]): float(r[3]) for r in (l.rstrip("\n").split("\t") for l in open(sys.argv[2]))}
+by_round = {(r[0], r[2]): float(r[3]) for r in rows}
+rounds = sorted(set(r[0] for r in rows))
+print("| variant | req/s (median) | throughput ratio | CPU µs/request (median) | CPU ratio |")
+print("|---|---:|---:|---:|---:|")
+for n in ["rollbridge", "rb-admin", "rb-log"]:
+    rps = statistics.median(by_round[(r, n)] for r in rounds)
+    ratio = statistics.median(by_round[(r, n)] / by_round[(r, "rollbridge")] for r in rounds)
+    us = statistics.median(cpu[(r, n)] for r in rounds)
+    cratio = statistics.median(cpu[(r, n)] / cpu[(r, "rollbridge")] for r in rounds)
+    print(f"| {n} | {rps:.0f} | {ratio:.3f} | {us:.2f} | {cratio:.3f} |")
+print()
+print("ka-100B; ratios are medians of per-round ratios (variants run back to back).")
+print("CPU is the engine process's user+system time (every thread, the access")
+print("log writer included) per request: less sensitive to a busy machine than req/s.")
+PY
+  exit 0
+fi
 
 # Idle WebSocket tunnels through the proxy.
 mkfifo "$work/hold2"
@@ -166,6 +233,8 @@ for s in shapes:
     base_p50 = statistics.median(x[1] for x in data[(s, "direct")])
     for n in names:
         v = data[(s, n)]
+        if not v:
+            continue
         rps = statistics.median(x[0] for x in v)
         p50 = statistics.median(x[1] for x in v)
         p99 = statistics.median(x[2] for x in v)
@@ -177,6 +246,10 @@ for s in shapes:
         print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {errs} | {ratio(s, n, 'direct'):.2f}{extra} | {vs_nginx} |")
 print()
 print("Ratios are medians of per-round ratios (targets run back to back in each round).")
+print()
+print("Cost of the optional features (ka-100B, ratio to the plain engine): "
+      + ", ".join(f"{n} {ratio('ka-100B', n, 'rollbridge'):.3f}"
+                  for n in ("rb-admin", "rb-log") if ("ka-100B", n) in data))
 ri, rl, rw, t = int(rss_idle), int(rss_loaded), int(rss_ws), int(tunnels)
 print()
 print(f"rollbridge proxy RSS: idle {ri / 1024:.1f} MiB, after load {rl / 1024:.1f} MiB, "

@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         trusted: flags & 1 == 1,
         default_host: "[::1]:8182",
         underscores_in_headers: flags & 0x80 != 0,
+        request_id: b"0123456789abcdef",
     };
     let max = 64 + (flags as usize >> 1) * 64;
     let mut out = Vec::new();

@@ -103,6 +103,8 @@ pub struct ProxyConfig {
     /// Lame duck: how long the proxy keeps serving after shutdown began
     /// (with `/ready` answering 503) before it stops accepting.
     pub shutdown_delay_ms: u64,
+    /// Absolute path of the access log (`None`: off).
+    pub access_log: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

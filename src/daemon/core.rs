@@ -43,7 +43,7 @@ mod traffic;
 pub enum CoreMsg {
     Control(Incoming),
     Supervisor(Notice),
-    /// SIGTERM / SIGINT / SIGHUP.
+    /// SIGTERM / SIGINT (shutdown) / SIGHUP (reopen the access log).
     Signal(i32),
     /// Shutdown step: control listener closed, socket unlinked (or error).
     ControlClosed(Option<String>),
@@ -390,6 +390,7 @@ impl Core {
                     let _ = tx.send(CoreMsg::AllStopped(failed));
                 }));
             }
+            CoreMsg::Signal(libc::SIGHUP) => self.reopen_logs(),
             CoreMsg::Signal(_) => self.begin_shutdown(None, true),
             CoreMsg::ControlClosed(error) => {
                 self.hand_over();
@@ -646,6 +647,19 @@ impl Core {
         view.last_auto_rollback = self.last_auto_rollback();
         view.canary = self.canary_status();
         serde_json::to_string(&view).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// SIGHUP: the access log is opened again (logrotate); never a
+    /// shutdown.
+    fn reopen_logs(&mut self) {
+        let reopened = self.proxy.handle().reopen_access_log();
+        let data = Data::new().with("accessLog", self.config.proxy.access_log.clone());
+        let message = if reopened {
+            "access log reopen requested"
+        } else {
+            "SIGHUP ignored: no proxy.accessLog configured"
+        };
+        self.record(Event::new(message, data));
     }
 
     /// Idempotent: later callers share the run and get the same reply.

@@ -252,8 +252,9 @@ pub fn raise_nofile_limit() {
     }
 }
 
-/// SIGTERM, SIGINT and SIGHUP all mean "clean shutdown"; repeated signals
-/// join the running shutdown instead of killing the daemon mid-way.
+/// SIGTERM and SIGINT mean "clean shutdown" (repeated signals join the
+/// running shutdown instead of killing the daemon mid-way); SIGHUP means
+/// "reopen the access log" and never stops the daemon.
 fn start_signal_thread(tx: crossbeam_channel::Sender<CoreMsg>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;

@@ -45,6 +45,7 @@ pub fn options(cfg: &ProxyConfig, admin: Option<&AdminConfig>) -> ProxyOptions {
         max_connections: cfg.max_connections,
         max_held_requests: cfg.max_held_requests,
         admin: admin.map(|a| (a.host.clone(), a.port)),
+        access_log: cfg.access_log.as_ref().map(std::path::PathBuf::from),
     }
 }
 

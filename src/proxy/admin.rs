@@ -384,6 +384,12 @@ fn render_metrics(sh: &Shared, snap: &AdminSnapshot, out: &mut String) {
     sh.metrics.render(out);
     metrics::render_open(&sh.releases.counts(), out);
     metrics::render_daemon(snap, out);
+    out.push_str(
+        "# HELP rollbridge_access_log_dropped_total Access log lines dropped because the writer was behind.\n\
+         # TYPE rollbridge_access_log_dropped_total counter\n",
+    );
+    let dropped = sh.access.as_ref().map_or(0, |a| a.dropped);
+    let _ = writeln!(out, "rollbridge_access_log_dropped_total {dropped}");
 }
 
 #[cfg(test)]

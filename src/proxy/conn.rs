@@ -27,6 +27,8 @@ pub struct Conn {
     pub input: Option<Buf>,
     /// Bytes waiting to be written to this socket.
     pub output: Option<Buf>,
+    /// Bytes written to this socket so far (the access log's byte count).
+    pub sent: u64,
 }
 
 impl Conn {
@@ -40,6 +42,7 @@ impl Conn {
             write_shut: false,
             input: None,
             output: None,
+            sent: 0,
         }
     }
 
@@ -104,6 +107,7 @@ impl Conn {
     /// Writes `output` until it is empty or `WouldBlock`.
     pub fn flush(&mut self, bufs: &mut BufPool) -> io::Result<usize> {
         let n = write_buf(&mut self.sock, &mut self.writable, &mut self.output, bufs)?;
+        self.sent += n as u64;
         Ok(n)
     }
 
@@ -143,6 +147,7 @@ impl Conn {
             }
         }
         bufs.release_if_empty(&mut self.output);
+        self.sent += (head_n + extra_n) as u64;
         Ok((head_n, extra_n))
     }
 

@@ -8,6 +8,7 @@
 //! write, upstream response and read, pool expiry) are checked by a sweep
 //! every [`SWEEP`]; connect-retry wake-ups are exact, from a small heap.
 
+use super::access_log::Sink;
 use super::admin::{ADMIN_LISTENER, ADMIN_TAG, Admin};
 use super::budget::{self, Admit, Gauge};
 use super::buf::BufPool;
@@ -36,10 +37,12 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// the system (slab shrunk, free lists trimmed, `malloc_trim`).
 const TRIM_AFTER_CLOSED: usize = 1024;
 
-/// The loop's listening sockets: the proxy's and the optional admin one.
+/// The loop's listening sockets (the proxy's and the optional admin one),
+/// and the access log's sink when there is one.
 pub(crate) struct Sockets {
     pub listener: TcpListener,
     pub admin: Option<TcpListener>,
+    pub access: Option<Sink>,
 }
 
 /// Thread entry: runs the loop under a last-resort panic guard.
@@ -57,6 +60,7 @@ pub(crate) fn run(
         let Sockets {
             mut listener,
             admin,
+            access,
         } = sockets;
         let admin = match admin.map(|l| Admin::new(l, poll.registry())).transpose() {
             Ok(a) => a,
@@ -111,6 +115,8 @@ pub(crate) fn run(
                 traffic: Default::default(),
                 metrics: Default::default(),
                 rng: super::sticky::Rng::seeded(),
+                access,
+                ids: Default::default(),
             },
         };
         l.run();

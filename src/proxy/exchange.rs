@@ -425,6 +425,9 @@ impl Session {
                     if !sh.scratch.is_empty() {
                         self.client.queue(&mut sh.bufs, &sh.scratch);
                         ex.resp_started = true;
+                        if let Some(e) = self.entry.as_mut() {
+                            e.heads += sh.scratch.len() as u64;
+                        }
                     }
                     progress = true;
                     if !info.interim {

@@ -4,6 +4,7 @@
 //! channel and wakes the loop with a `mio::Waker`. Nothing here blocks the
 //! loop, and the loop never blocks on the daemon.
 
+use super::access_log::{self, Control, Sink};
 use super::admin::AdminSnapshot;
 use super::budget::{self, Budget, ConnectionLoad, Gauge};
 use super::error::{ErrorKind, Side};
@@ -119,6 +120,9 @@ pub struct ProxyHandle {
     budget: Budget,
     gauge: Arc<Gauge>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// The access log writer's control and thread (`None`: no access log).
+    access_control: Option<Sender<Control>>,
+    access_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -147,6 +151,7 @@ pub struct Pending {
     rx: Receiver<Command>,
     etx: Sender<ProxyEvent>,
     opts: ProxyOptions,
+    access: Option<Sink>,
 }
 
 /// A handle whose loop is not running yet (the listener comes later: bound
@@ -159,6 +164,18 @@ pub fn prepare(opts: ProxyOptions) -> io::Result<(ProxyHandle, Pending, Receiver
     let (tx, rx) = unbounded();
     let (etx, erx) = bounded(EVENT_QUEUE);
     let budget = budget::derive(budget::nofile_limit(), opts.max_connections);
+    let writer = match &opts.access_log {
+        Some(path) => Some(access_log::writer::start(
+            path.clone(),
+            access_log::QUEUE,
+            etx.clone(),
+        )?),
+        None => None,
+    };
+    let (access, access_control, access_thread) = match writer {
+        Some(w) => (Some(Sink::new(w.records)), Some(w.control), Some(w.thread)),
+        None => (None, None, None),
+    };
     let handle = ProxyHandle {
         tx,
         waker,
@@ -171,6 +188,8 @@ pub fn prepare(opts: ProxyOptions) -> io::Result<(ProxyHandle, Pending, Receiver
         budget,
         gauge: Arc::new(Gauge::new(budget.max_connections)),
         thread: Arc::new(Mutex::new(None)),
+        access_control,
+        access_thread: Arc::new(Mutex::new(access_thread)),
     };
     Ok((
         handle,
@@ -179,6 +198,7 @@ pub fn prepare(opts: ProxyOptions) -> io::Result<(ProxyHandle, Pending, Receiver
             rx,
             etx,
             opts,
+            access,
         },
         erx,
     ))
@@ -246,12 +266,17 @@ impl ProxyHandle {
             rx,
             etx,
             opts,
+            access,
         } = pending;
         let gauge = self.gauge.clone();
         let thread = std::thread::Builder::new()
             .name("rollbridge-proxy".into())
             .spawn(move || {
-                let sockets = event_loop::Sockets { listener, admin };
+                let sockets = event_loop::Sockets {
+                    listener,
+                    admin,
+                    access,
+                };
                 event_loop::run(poll, sockets, rx, etx, opts, local_addr, gauge)
             })?;
         let _ = self.local_addr.set(local_addr);
@@ -417,6 +442,19 @@ impl ProxyHandle {
         self.send(Command::LameDuck)
     }
 
+    /// Asks the access log writer to open its file again (after a
+    /// rotation). False when there is no access log.
+    pub fn reopen_access_log(&self) -> bool {
+        match &self.access_control {
+            Some(c) => {
+                // A full queue already holds a reopen.
+                let _ = c.try_send(Control::Reopen);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Graceful stop bounded by `drain_timeout`: see [`ProxyHandle::shutdown_within`].
     pub fn shutdown(&self) -> io::Result<()> {
         self.shutdown_within(self.drain_timeout)
@@ -439,6 +477,12 @@ impl ProxyHandle {
         }
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = thread {
+            let _ = t.join();
+        }
+        // The loop dropped its sink: the writer writes what is queued and
+        // ends, so every logged request is on disk when this returns.
+        let writer = self.access_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = writer {
             let _ = t.join();
         }
         Ok(())

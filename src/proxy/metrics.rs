@@ -149,6 +149,13 @@ impl Metrics {
         self.stats.iter().map(|s| (s.release.as_str(), s.count))
     }
 
+    /// The release slot `slot` stands for (still known after the release
+    /// itself drained and left the proxy's table).
+    pub fn release_id(&self, slot: usize) -> Option<&str> {
+        let idx = self.by_slot.get(slot).copied().flatten()?;
+        self.stats.get(idx).map(|s| s.release.as_str())
+    }
+
     /// The request families in the text format.
     pub fn render(&self, out: &mut String) {
         out.push_str(

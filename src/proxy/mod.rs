@@ -13,6 +13,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod access_log;
 mod admin;
 pub mod budget;
 pub mod buf;
@@ -28,6 +29,7 @@ mod metrics;
 pub mod options;
 mod pause;
 mod release;
+mod request_id;
 mod session;
 mod sticky;
 mod timers;

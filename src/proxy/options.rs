@@ -61,6 +61,9 @@ pub struct ProxyOptions {
     pub max_held_requests: usize,
     /// The admin listener's `host` and `port` (`None`: no admin listener).
     pub admin: Option<(String, u16)>,
+    /// `proxy.accessLog`: one JSON line per finished request is appended
+    /// to this file (`None`: no access log).
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 impl Default for ProxyOptions {
@@ -87,6 +90,7 @@ impl Default for ProxyOptions {
             max_connections: 0,
             max_held_requests: 10_000,
             admin: None,
+            access_log: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! them is written, so answers are always in order. The `Exchange` phase
 //! lives in `exchange.rs`.
 
+use super::access_log::{Entry, Sink};
 use super::buf::BufPool;
 use super::codec::{Forwarding, HeadParse, parse_request};
 use super::conn::Conn;
@@ -21,6 +22,7 @@ use super::handle::ProxyEvent;
 use super::metrics::Metrics;
 use super::options::ProxyOptions;
 use super::release::Releases;
+use super::request_id::RequestIds;
 use super::timers::Timer;
 use super::traffic::{Held, Traffic};
 use super::transition::{Reply, Transition};
@@ -63,6 +65,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Rolls for canary assignment (used only while a canary runs).
     pub rng: super::sticky::Rng,
+    /// The access log (`None`: off).
+    pub access: Option<Sink>,
+    /// Source of the request ids the proxy generates.
+    pub ids: RequestIds,
 }
 
 impl Shared {
@@ -172,6 +178,8 @@ pub struct Session {
     pub deadline: Option<Instant>,
     /// What `deadline` stands for.
     pub timer: Timer,
+    /// The request being logged (only while the access log is on).
+    pub entry: Option<Box<Entry>>,
 }
 
 /// `now + d` that cannot overflow whatever the configured durations are.
@@ -203,6 +211,7 @@ impl Session {
             // The head is timed from the accept, not from its first byte.
             deadline: Some(later(sh.now, sh.opts.header_timeout)),
             timer: Timer::Header,
+            entry: None,
         }
     }
 
@@ -298,11 +307,13 @@ impl Session {
                 }
             }
         }
+        let request_id = sh.ids.next_id();
         let fwd = Forwarding {
             peer: self.peer,
             trusted: self.trusted,
             default_host: &sh.default_host,
             underscores_in_headers: sh.opts.underscores_in_headers,
+            request_id: &request_id,
         };
         sh.scratch.clear();
         let data = self.client.input.as_ref().map_or(&[][..], |b| b.data());
@@ -320,9 +331,12 @@ impl Session {
                 Transition::Continue(if read > 0 { Step::Progress } else { Step::Idle })
             }
             Err(e) => {
+                self.begin_unparsed_entry(sh, &request_id);
                 Transition::Respond(Reply::closing(ProxyError::client(e.kind(), String::new())))
             }
             Ok(HeadParse::Complete(info)) => {
+                self.entry =
+                    super::access_log::begin(sh, self.client.sent, data, &info, &request_id);
                 if let Some(buf) = self.client.input.as_mut() {
                     buf.consume(info.head_len);
                 }

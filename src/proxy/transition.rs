@@ -114,6 +114,7 @@ impl Session {
                 sh.bufs.release(&mut held);
                 sh.metrics
                     .record(Some(counted.release()), 101, started, sh.now);
+                // The tunnel is logged when it closes.
                 self.phase = Phase::Tunnel(Tunnel::new(counted));
                 // A tunnel keeps its own rules: no exchange timer.
                 self.deadline = None;
@@ -123,7 +124,7 @@ impl Session {
                 let Some(ex) = self.leave(sh, reg, reusable) else {
                     return Step::Close;
                 };
-                ex.count(sh);
+                self.count(&ex, sh);
                 // Stopping does not force a close here: a response that
                 // went out with keep-alive lets a request already buffered
                 // behind it be served (answered with `Connection: close`);
@@ -139,7 +140,7 @@ impl Session {
                     Some(ex) if ex.resp_started => {
                         // The client already has part of a response: end
                         // it unfinished (counted with the status it got).
-                        ex.count(sh);
+                        self.count(&ex, sh);
                         self.arm(Timer::Grace, Some(sh.now + FLUSH_GRACE));
                         return Step::Progress;
                     }
@@ -189,7 +190,10 @@ impl Session {
                 };
                 (Some(counted), Some(left))
             }
-            Phase::Tunnel(t) => (Some(t.counted), None),
+            Phase::Tunnel(t) => {
+                self.log_access(sh, Some(t.release()), 101, None, true);
+                (Some(t.counted), None)
+            }
             Phase::Held(h) => {
                 // Nothing was counted; the client is read again.
                 sh.traffic.hold.forget(h.seq);
@@ -252,6 +256,11 @@ impl Session {
             let since = origin.map_or(sh.now, |o| o.1);
             sh.metrics
                 .record(origin.map(|o| o.0), status, since, sh.now);
+            let body = bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |end| bytes.len() - end - 4);
+            self.log_access(sh, None, status, Some(body as u64), false);
         }
         self.client.queue(&mut sh.bufs, &bytes);
         self.enter_after_response(sh, !keep, true);
@@ -273,12 +282,14 @@ struct Left {
     close_client: bool,
 }
 
-impl Left {
-    /// Counts the request with the status the client got from upstream.
-    fn count(&self, sh: &mut Shared) {
-        if self.status != 0 {
+impl Session {
+    /// Counts (and logs) the request with the status the client got from
+    /// upstream.
+    fn count(&mut self, left: &Left, sh: &mut Shared) {
+        if left.status != 0 {
             sh.metrics
-                .record(Some(self.release), self.status, self.started, sh.now);
+                .record(Some(left.release), left.status, left.started, sh.now);
+            self.log_access(sh, Some(left.release), left.status, None, false);
         }
     }
 }

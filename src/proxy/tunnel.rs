@@ -255,6 +255,7 @@ fn relay(
                     frames.feed(&data[..n]);
                     buf.consume(n);
                     total += n;
+                    dst.sent += n as u64;
                     if n < room {
                         // The send buffer is full: wait for the next edge.
                         dst.writable = false;

@@ -2,6 +2,7 @@
 //! control socket path must fit a Unix socket address, and HTTP health
 //! paths must start with `/`.
 
+use super::super::raw::Raw;
 use super::rules::Issues;
 use crate::control::advice::MAX_SOCKET_PATH;
 
@@ -41,4 +42,35 @@ pub fn health_path(issues: &mut Issues, field: &str, value: &str) {
             value
         ),
     );
+}
+
+/// Longest `proxy.accessLog` accepted (Linux `PATH_MAX`).
+const MAX_ACCESS_LOG_PATH: usize = 4096;
+
+/// `proxy.accessLog`: absent or `null` (off), else an absolute file path
+/// (the daemon may run from any directory).
+pub fn access_log(issues: &mut Issues, proxy: &Raw) -> Option<String> {
+    const FIX: &str = "Set proxy.accessLog to an absolute file path, e.g. accessLog: \"/var/log/rollbridge/access.log\", or remove it.";
+    match proxy.get("accessLog") {
+        None | Some(Raw::Null) => None,
+        Some(Raw::String(s))
+            if s.starts_with('/')
+                && s.len() <= MAX_ACCESS_LOG_PATH
+                && !s.ends_with('/')
+                && !s.contains('\0') =>
+        {
+            Some(s.clone())
+        }
+        Some(Raw::String(_)) => {
+            issues.push(
+                "proxy.accessLog must be an absolute file path (at most 4096 bytes)",
+                FIX,
+            );
+            None
+        }
+        Some(_) => {
+            issues.push("proxy.accessLog must be a string", FIX);
+            None
+        }
+    }
 }

@@ -131,6 +131,7 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         1000.0,
     ));
     let shutdown_delay_ms = shutdown_delay_ms(issues, p);
+    let access_log = super::paths::access_log(issues, p);
     ProxyConfig {
         host,
         port,
@@ -153,6 +154,7 @@ pub fn proxy(issues: &mut Issues, raw: Option<&Raw>) -> ProxyConfig {
         max_held_requests,
         websocket_close_spread_ms,
         shutdown_delay_ms,
+        access_log,
     }
 }
 

@@ -1107,3 +1107,26 @@ fn misspelt_live_check_and_rollback_keys_get_a_did_you_mean() {
         "{fixes:?}"
     );
 }
+
+#[test]
+fn access_log_must_be_an_absolute_path() {
+    let with = |p: &str| cfg("", "").replace(r#""proxy":{}"#, &format!(r#""proxy":{{{p}}}"#));
+    assert_eq!(ok(&cfg("", "")).proxy.access_log, None);
+    assert_eq!(ok(&with(r#""accessLog":null"#)).proxy.access_log, None);
+    assert_eq!(
+        ok(&with(r#""accessLog":"/var/log/app/access.log""#))
+            .proxy
+            .access_log
+            .as_deref(),
+        Some("/var/log/app/access.log")
+    );
+    let relative = "proxy.accessLog must be an absolute file path (at most 4096 bytes)";
+    fails(&with(r#""accessLog":"logs/access.log""#), relative);
+    fails(&with(r#""accessLog":"""#), relative);
+    fails(&with(r#""accessLog":"/var/log/""#), relative);
+    fails(
+        &with(r#""accessLog":true"#),
+        "proxy.accessLog must be a string",
+    );
+    assert!(run(&with(r#""accessLog":"/x.log""#)).warnings.is_empty());
+}

@@ -43,6 +43,7 @@ const PROXY: &[&str] = &[
     "maxHeldRequests",
     "websocketCloseSpreadMs",
     "shutdownDelayMs",
+    "accessLog",
 ];
 const RETENTION: &[&str] = &["keep", "maxAgeMs"];
 const LEGACY: &[&str] = &["screens", "processes", "forceStopTimeoutMs"];

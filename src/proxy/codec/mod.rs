@@ -9,7 +9,7 @@ pub mod response;
 
 pub use body::{BodyDecoder, BodyKind};
 pub use chunked::{ChunkError, ChunkMode, ChunkedDecoder, Step};
-pub use request::{Forwarding, HeadError, HeadParse, RequestInfo, Upgrade, parse_request};
+pub use request::{Forwarding, HeadError, HeadParse, RequestInfo, Spans, Upgrade, parse_request};
 pub use response::{RespError, RespParse, ResponseCtx, ResponseInfo, parse_response};
 
 /// RFC 9110 `tchar`.

@@ -15,9 +15,10 @@ use super::chunked;
 use super::{contains_ci, contains_token, eq_ci, has_bare_cr_or_lf, parse_content_length};
 use crate::proxy::error::ErrorKind;
 use coding::Codings;
-use fields::{is_rebuilt, underscore_dropped};
+use fields::{is_rebuilt, underscore_dropped, valid_request_id};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::ops::Range;
 use target::{is_host_byte, normalize_target};
 
 /// Most header fields in one head, the client's or the one we send upstream
@@ -58,6 +59,9 @@ pub struct Forwarding<'a> {
     /// Keep header fields whose names contain `_` (those that would read as
     /// a field the proxy controls are dropped all the same).
     pub underscores_in_headers: bool,
+    /// The `X-Request-ID` sent upstream unless a trusted peer sent a valid
+    /// one (which is kept instead).
+    pub request_id: &'a [u8],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +86,20 @@ pub struct RequestInfo {
     /// `Accept` names `text/html` (a browser): the proxy's own pages are
     /// sent as HTML.
     pub accepts_html: bool,
+    /// Where the request line's parts sit in the parsed bytes.
+    pub spans: Spans,
+}
+
+/// Byte ranges in the buffer given to [`parse_request`] (for the access
+/// log, which copies them only when it is on).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Spans {
+    pub method: Range<usize>,
+    /// The request target as received (query included).
+    pub target: Range<usize>,
+    /// The `X-Request-ID` kept from a trusted peer; `None`: the generated
+    /// one (`Forwarding::request_id`) went upstream.
+    pub request_id: Option<Range<usize>>,
 }
 
 /// Result of feeding the head bytes seen so far.
@@ -130,6 +148,8 @@ pub fn parse_request(
     }
     let method = req.method.ok_or(HeadError::Bad("no method"))?;
     let target = req.path.ok_or(HeadError::Bad("no request target"))?;
+    let method_span = span(buf, method.as_bytes());
+    let target_span = span(buf, target.as_bytes());
     let http10 = match req.version {
         Some(0) => true,
         Some(1) => false,
@@ -154,6 +174,7 @@ pub fn parse_request(
     let mut xf_proto: Option<&[u8]> = None;
     let mut xf_host: Option<&[u8]> = None;
     let mut xf_port: Option<&[u8]> = None;
+    let mut request_id: Option<&[u8]> = None;
 
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
@@ -189,6 +210,8 @@ pub fn parse_request(
             xf_host.get_or_insert(value);
         } else if eq_ci(name, b"x-forwarded-port") {
             xf_port.get_or_insert(value);
+        } else if eq_ci(name, b"x-request-id") {
+            request_id.get_or_insert(value);
         }
     }
 
@@ -321,6 +344,13 @@ pub fn parse_request(
         Some(v) => out.extend_from_slice(&v),
         None => out.extend_from_slice(host.and_then(host_port).unwrap_or(b"80")),
     }
+    // The request id: a trusted peer's valid one is kept, else ours.
+    let rid_named = connection_values
+        .iter()
+        .any(|c| contains_token(c, b"x-request-id"));
+    let kept_id = request_id.filter(|v| fwd.trusted && !rid_named && valid_request_id(v));
+    out.extend_from_slice(b"\r\nX-Request-ID: ");
+    out.extend_from_slice(kept_id.unwrap_or(fwd.request_id));
     out.extend_from_slice(b"\r\n\r\n");
     // The fields we add count against the limit too: the head we send
     // must be one we would accept ourselves.
@@ -341,7 +371,20 @@ pub fn parse_request(
         body,
         upgrade,
         accepts_html,
+        spans: Spans {
+            method: method_span,
+            target: target_span,
+            request_id: kept_id.map(|v| span(buf, v)),
+        },
     }))
+}
+
+/// Where `part` (a subslice of `buf`) sits in `buf`.
+fn span(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize)
+        .saturating_sub(buf.as_ptr() as usize)
+        .min(buf.len());
+    start..(start + part.len()).min(buf.len())
 }
 
 /// Header fields in a serialized head (every line but the request line and

@@ -12,7 +12,7 @@ use super::super::eq_ci;
 
 /// Fields that describe this hop only, plus the framing and forwarding
 /// fields the proxy rebuilds itself (dropped when the client sends them).
-const REBUILT: [&[u8]; 12] = [
+const REBUILT: [&[u8]; 13] = [
     b"connection",
     b"keep-alive",
     b"proxy-connection",
@@ -25,12 +25,22 @@ const REBUILT: [&[u8]; 12] = [
     b"x-forwarded-proto",
     b"x-forwarded-host",
     b"x-forwarded-port",
+    b"x-request-id",
 ];
 
 /// Names an underscore spelling may never stand in for: the rebuilt ones,
 /// `Host`, and the forwarding fields apps read for the client's identity.
 const CONTROLLED: [&[u8]; 3] = [b"host", b"forwarded", b"x-real-ip"];
 const CONTROLLED_PREFIX: &[u8] = b"x-forwarded-";
+
+/// Longest `X-Request-ID` kept from a trusted peer.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// An `X-Request-ID` worth keeping: 1 to [`MAX_REQUEST_ID`] visible ASCII
+/// characters (no space, no control byte).
+pub fn valid_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.iter().all(|b| (0x21..=0x7e).contains(b))
+}
 
 /// True if the client's field `name` is not sent upstream as it is (the
 /// proxy drops it, or writes its own version).

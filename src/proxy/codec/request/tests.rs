@@ -8,6 +8,7 @@ fn fwd(trusted: bool) -> Forwarding<'static> {
         trusted,
         default_host: "127.0.0.1:8182",
         underscores_in_headers: false,
+        request_id: b"00000000000000aa",
     }
 }
 
@@ -35,7 +36,8 @@ fn simple_get_is_reserialized() {
     assert_eq!(
         out,
         "GET /a?b=1 HTTP/1.1\r\nHost: x:8080\r\nAccept: */*\r\nX-Forwarded-For: 127.0.0.1\r\n\
-         X-Forwarded-Proto: http\r\nX-Forwarded-Host: x:8080\r\nX-Forwarded-Port: 8080\r\n\r\n"
+         X-Forwarded-Proto: http\r\nX-Forwarded-Host: x:8080\r\nX-Forwarded-Port: 8080\r\n\
+         X-Request-ID: 00000000000000aa\r\n\r\n"
     );
 }
 
@@ -229,7 +231,8 @@ fn absolute_form_authority_replaces_host() {
         out,
         "GET /x?q=1 HTTP/1.1\r\nHost: evil.example\r\nAccept: */*\r\n\
          X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\
-         X-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 80\r\n\r\n"
+         X-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 80\r\n\
+         X-Request-ID: 00000000000000aa\r\n\r\n"
     );
     let (_, out) = parse(b"GET http://h:8080 HTTP/1.0\r\n\r\n").unwrap();
     assert!(out.contains("\r\nHost: h:8080\r\n"));
@@ -412,12 +415,12 @@ fn forwarding_headers_count_against_field_limit() {
         raw.extend_from_slice(b"\r\n");
         raw
     };
-    // Host + n + the four X-Forwarded-* fields.
-    let (_, out) = parse(&head(MAX_HEADERS - 5)).unwrap();
+    // Host + n + the four X-Forwarded-* fields + X-Request-ID.
+    let (_, out) = parse(&head(MAX_HEADERS - 6)).unwrap();
     let mut again = Vec::new();
     assert!(parse_request(out.as_bytes(), usize::MAX, &fwd(true), &mut again).is_ok());
     let mut out = Vec::new();
-    let r = parse_request(&head(MAX_HEADERS - 4), 65536, &fwd(true), &mut out);
+    let r = parse_request(&head(MAX_HEADERS - 5), 65536, &fwd(true), &mut out);
     assert_eq!(r, Err(HeadError::TooLarge));
     assert!(out.is_empty());
 }
@@ -433,6 +436,7 @@ fn fuzz_crash_b41f1d92_rebuilt_head_parses_again() {
         trusted: flags & 1 == 1,
         default_host: "[::1]:8182",
         underscores_in_headers: false,
+        request_id: b"0000000000000001",
     };
     let max = 64 + (flags as usize >> 1) * 64;
     let mut out = Vec::new();
@@ -458,4 +462,58 @@ fn browser_accept_asks_for_html() {
             .0
             .accepts_html
     );
+}
+
+#[test]
+fn trusted_peer_keeps_its_request_id() {
+    let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: a\r\nX-Request-ID: front-42\r\n\r\n";
+    let (info, out) = parse_with(raw, true).unwrap();
+    assert!(out.contains("\r\nX-Request-ID: front-42\r\n"), "{out}");
+    assert_eq!(out.matches("X-Request-ID").count(), 1);
+    let kept = info.spans.request_id.clone().unwrap();
+    assert_eq!(&raw[kept], b"front-42");
+    assert_eq!(&raw[info.spans.method.clone()], b"GET");
+    assert_eq!(&raw[info.spans.target.clone()], b"/a?b=1");
+}
+
+#[test]
+fn untrusted_peer_request_id_is_replaced() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nx-request-id: spoofed\r\n\r\n";
+    let (info, out) = parse_with(raw, false).unwrap();
+    assert!(
+        out.contains("\r\nX-Request-ID: 00000000000000aa\r\n"),
+        "{out}"
+    );
+    assert!(!out.contains("spoofed"), "{out}");
+    assert_eq!(info.spans.request_id, None);
+}
+
+#[test]
+fn invalid_request_id_from_trusted_peer_is_replaced() {
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Request-ID: {}\r\n\r\n",
+        "x".repeat(129)
+    );
+    for raw in [
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-ID: two words\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-ID: caf\xc3\xa9\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-ID:\r\n\r\n".to_vec(),
+        long.into_bytes(),
+    ] {
+        let (info, out) = parse_with(&raw, true).unwrap();
+        assert!(
+            out.contains("\r\nX-Request-ID: 00000000000000aa\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("X-Request-ID").count(), 1, "{out}");
+        assert_eq!(info.spans.request_id, None);
+    }
+}
+
+#[test]
+fn request_id_named_hop_by_hop_is_not_kept() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x-request-id\r\nX-Request-ID: hop\r\n\r\n";
+    let (info, out) = parse_with(raw, true).unwrap();
+    assert!(!out.contains("hop"), "{out}");
+    assert_eq!(info.spans.request_id, None);
 }
