@@ -10,6 +10,7 @@ pub mod activation;
 pub mod bootstrap;
 pub mod core;
 pub mod deploy;
+pub mod handover;
 pub mod liveness;
 pub mod notify;
 pub mod ops;

@@ -61,6 +61,8 @@ pub struct Shared {
     pub traffic: Traffic,
     /// Requests answered, by release and status, and their latency.
     pub metrics: Metrics,
+    /// A daemon upgrade is preparing: no new request head is read.
+    pub frozen: bool,
 }
 
 impl Shared {
@@ -259,7 +261,7 @@ impl Session {
             Ok(n) => n,
             Err(_) => return Transition::Close,
         };
-        if self.client.pending_out() > 0 {
+        if self.client.pending_out() > 0 || sh.frozen {
             return Transition::Continue(Step::Idle);
         }
         let mut read = match self.client.fill(&mut sh.bufs) {

@@ -4,6 +4,7 @@
 
 mod escaped;
 mod exits;
+mod handover;
 mod memory_checks;
 mod output_pipes;
 mod stopping;
@@ -34,6 +35,8 @@ use crate::config::signal_name;
 use crate::events::{Data, Event};
 use crate::log;
 use crate::timefmt::iso_now;
+
+pub(crate) use handover::Frozen;
 
 pub(crate) const WAKER: Token = Token(0);
 const SIGCHLD: Token = Token(1);
@@ -396,6 +399,8 @@ impl Loop {
             }
             Msg::MemoryStopped { key } => self.memory_restart_resume(key),
             Msg::SetTap(tap) => self.tap = Some(tap),
+            Msg::Freeze { reply, thaw } => self.freeze(reply, thaw),
+            Msg::Import { procs } => self.import(procs),
             Msg::Exit => self.exit = true,
         }
     }
@@ -492,7 +497,7 @@ impl Loop {
         Ok(pid as u32)
     }
 
-    fn add_pipe(&mut self, key: ProcKey, stream: Stream, fd: OwnedFd) {
+    fn add_pipe(&mut self, key: ProcKey, stream: Stream, fd: OwnedFd) -> Option<Token> {
         let token = Token(self.next_token);
         self.next_token += 1;
         let raw = fd.as_raw_fd();
@@ -502,7 +507,7 @@ impl Loop {
                 .register(&mut SourceFd(&raw), token, Interest::READABLE)
         {
             eprintln!("rollbridge: cannot watch output pipe: {e}");
-            return;
+            return None;
         }
         self.pipes.insert(
             token,
@@ -515,6 +520,7 @@ impl Loop {
         );
         // Data may already be waiting (edge-triggered poll).
         self.ready.push(token);
+        Some(token)
     }
 }
 
