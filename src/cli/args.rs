@@ -39,6 +39,8 @@ pub struct Args {
     /// `maintenance on --message/--retry-after`.
     pub message: Option<String>,
     pub retry_after: Option<String>,
-    /// `pause --timeout-ms`.
+    /// `pause --timeout-ms`, `upgrade --timeout-ms`.
     pub timeout_ms: Option<String>,
+    /// `upgrade --binary`.
+    pub binary: Option<String>,
 }

@@ -344,6 +344,39 @@ pub static COMMANDS: &[CommandSpec] = &[
         hidden: false,
     },
     CommandSpec {
+        name: "upgrade",
+        positional: None,
+        summary: "Replace the daemon's program in place, without a gap",
+        about: "Replace the running daemon's program with the binary at --binary (default: the path the daemon was started from, as that file is now), keeping its pid. The proxy listener stays open, connections and WebSocket tunnels are carried over, managed processes keep running and stay supervised, and status, events, maintenance and pause survive. The new binary is tried first; if it is missing, not executable, crashes or refuses the handover, the command fails and the old program serves on.",
+        options: &[
+            CONFIG,
+            opt!(
+                "binary",
+                Some("<path>"),
+                "the new binary (default: the file the daemon was started from)",
+                binary
+            ),
+            opt!(
+                "timeout-ms",
+                Some("<n>"),
+                "longest the new binary may take to answer (default: 10000)",
+                timeout_ms
+            ),
+            PROGRESS,
+        ],
+        run: commands::upgrade::run,
+        hidden: false,
+    },
+    CommandSpec {
+        name: "__handover-probe",
+        positional: Some("<version>"),
+        summary: "Answer an upgrade's probe",
+        about: "Internal: prints this binary's version and the handover formats it reads.",
+        options: &[CONFIG],
+        run: commands::upgrade::probe,
+        hidden: true,
+    },
+    CommandSpec {
         name: "validate",
         positional: None,
         summary: "Check the config file without a daemon",
@@ -497,6 +530,8 @@ mod tests {
                 "maintenance",
                 "pause",
                 "resume",
+                "upgrade",
+                "__handover-probe",
                 "validate",
                 "doctor",
                 "logs",

@@ -20,5 +20,6 @@ pub mod shutdown;
 pub mod status;
 pub mod status_view;
 pub mod traffic;
+pub mod upgrade;
 pub mod validate;
 pub mod waiting;

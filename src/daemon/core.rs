@@ -32,8 +32,10 @@ use crate::timefmt::iso_now;
 mod admin;
 mod boot;
 mod releases;
+mod upgrade;
 mod upkeep;
 
+pub use upgrade::DEFAULT_UPGRADE_TIMEOUT_MS;
 pub use upkeep::Starting;
 mod traffic;
 
@@ -60,6 +62,8 @@ pub enum CoreMsg {
     ProxyClosed,
     /// From the bootstrap/takeover activation thread.
     Boot(super::bootstrap::BootMsg),
+    /// `upgrade`: the new binary was probed.
+    Upgrade(Box<upgrade::Probed>),
 }
 
 /// Exit notices forwarded to a running deploy (health-check fail-fast).
@@ -86,6 +90,10 @@ pub struct Core {
     runtime: Option<RuntimeIdentity>,
     /// A mutating operation (restart; deploy/stop/rollback next) runs.
     op_busy: bool,
+    /// Which one (named when an upgrade is refused).
+    op_name: &'static str,
+    /// The file the daemon was started from (the default for `upgrade`).
+    started_from: String,
     op_queue: VecDeque<(Request, ReplyTo)>,
     /// The file the daemon was started with, reloaded before each deploy.
     config_path: Option<String>,
@@ -141,6 +149,8 @@ impl Core {
             next_persist: None,
             runtime: None,
             op_busy: false,
+            op_name: "",
+            started_from: String::new(),
             op_queue: VecDeque::new(),
             config_path: None,
             op_exits: None,
@@ -393,6 +403,7 @@ impl Core {
                 return Some(self.forced_exit.unwrap_or(code));
             }
             CoreMsg::Boot(msg) => self.boot_msg(msg),
+            CoreMsg::Upgrade(probed) => self.upgrade_probed(*probed),
             CoreMsg::Record(event) => self.record(event),
             CoreMsg::OpDone => {
                 self.op_busy = false;
@@ -448,6 +459,14 @@ impl Core {
             } => self.maintenance(enabled, message, retry_after),
             Request::Pause { timeout_ms } => self.pause(timeout_ms),
             Request::Resume => self.resume(),
+            Request::Upgrade {
+                binary,
+                timeout_ms,
+                progress,
+            } => {
+                self.upgrade(binary, timeout_ms, progress, reply);
+                return;
+            }
             Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
                 Err("Rollbridge is shutting down".into())
             }
@@ -522,6 +541,7 @@ impl Core {
                 ) {
                     Ok(targets) => {
                         self.op_busy = true;
+                        self.op_name = "restart";
                         ops::spawn_restart(
                             targets,
                             self.supervisor.clone(),

@@ -59,15 +59,27 @@ pub struct ReleaseCounts {
 }
 
 pub(crate) enum Command {
-    SetActive { id: String, addr: SocketAddr },
+    SetActive {
+        id: String,
+        addr: SocketAddr,
+    },
     ClearActive,
-    Retire { id: String },
-    ForceClose { id: String },
+    Retire {
+        id: String,
+    },
+    ForceClose {
+        id: String,
+    },
     Counts(Sender<Vec<ReleaseCounts>>),
     SetMaintenance(Option<Maintenance>),
-    Pause { hold_for: Duration },
+    Pause {
+        hold_for: Duration,
+    },
     Resume,
-    Shutdown { within: Duration, reply: Sender<()> },
+    Shutdown {
+        within: Duration,
+        reply: Sender<()>,
+    },
     Admin(Box<AdminSnapshot>),
     LameDuck,
     Freeze {
@@ -88,6 +100,8 @@ pub struct ProxyFreezeParts {
     pub admin: Option<OwnedFd>,
     pub conns: Vec<super::handover::ConnDoc>,
     pub fds: Vec<OwnedFd>,
+    /// The release requests go to, and its upstream address.
+    pub active: Option<(String, String)>,
     /// Connections still busy when the wait ended (not carried over).
     pub left_behind: usize,
 }

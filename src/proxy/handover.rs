@@ -61,8 +61,14 @@ impl SocketDoc {
         let dup = inheritable(conn.sock.as_raw_fd())?;
         let doc = SocketDoc {
             fd: dup.as_raw_fd(),
-            input: conn.input.as_ref().map_or(Vec::new(), |b| b.data().to_vec()),
-            output: conn.output.as_ref().map_or(Vec::new(), |b| b.data().to_vec()),
+            input: conn
+                .input
+                .as_ref()
+                .map_or(Vec::new(), |b| b.data().to_vec()),
+            output: conn
+                .output
+                .as_ref()
+                .map_or(Vec::new(), |b| b.data().to_vec()),
         };
         fds.push(dup);
         Ok(doc)
@@ -114,8 +120,7 @@ impl Session {
                 peer,
             })),
             Phase::Tunnel(t) => {
-                let (Some((to_client, to_app)), Some(up)) = (t.trackers(), self.up.as_ref())
-                else {
+                let (Some((to_client, to_app)), Some(up)) = (t.trackers(), self.up.as_ref()) else {
                     return Ok(None);
                 };
                 let Some(release) = sh.releases.get(t.release()) else {
@@ -144,9 +149,7 @@ impl Session {
         reg: &Registry,
     ) -> Option<Session> {
         let (client, peer) = match doc {
-            ConnDoc::Idle { client, peer } | ConnDoc::Tunnel { client, peer, .. } => {
-                (client, peer)
-            }
+            ConnDoc::Idle { client, peer } | ConnDoc::Tunnel { client, peer, .. } => (client, peer),
         };
         let peer: IpAddr = peer
             .parse()
@@ -194,18 +197,18 @@ impl Session {
                 to_app,
                 ..
             } => {
-                let trackers = FrameTracker::from_parts(*to_client)
-                    .zip(FrameTracker::from_parts(*to_app));
-                let (release, (to_client, to_app)) =
-                    match (sh.releases.find(release_id), trackers) {
-                        (Some(r), Some(t)) => (r, t),
-                        _ => {
-                            // Its release is unknown here: nothing to splice to.
-                            drop(upstream.open(&mut sh.bufs));
-                            s.teardown_imported(sh, reg);
-                            return None;
-                        }
-                    };
+                let trackers =
+                    FrameTracker::from_parts(*to_client).zip(FrameTracker::from_parts(*to_app));
+                let (release, (to_client, to_app)) = match (sh.releases.find(release_id), trackers)
+                {
+                    (Some(r), Some(t)) => (r, t),
+                    _ => {
+                        // Its release is unknown here: nothing to splice to.
+                        drop(upstream.open(&mut sh.bufs));
+                        s.teardown_imported(sh, reg);
+                        return None;
+                    }
+                };
                 let mut up = upstream.open(&mut sh.bufs);
                 let uid = sh.releases.alloc_uid(Owner::Session(idx));
                 if reg
@@ -279,7 +282,10 @@ pub(crate) mod tests {
     #[test]
     fn connection_docs_are_tagged_by_kind() {
         let text = serde_json::to_string(&sample_tunnel()).unwrap();
-        assert!(text.starts_with(r#"{"kind":"tunnel","client":{"fd":21"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"kind":"tunnel","client":{"fd":21"#),
+            "{text}"
+        );
         assert!(text.contains(r#""releaseId":"v1""#), "{text}");
         let back: ConnDoc = serde_json::from_str(&text).unwrap();
         assert_eq!(back, sample_tunnel());

@@ -39,7 +39,8 @@ pub use admin::{AdminSnapshot, ProcessSample};
 pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
 pub use handle::{
-    Pending, ProxyEvent, ProxyFreeze, ProxyFreezeParts, ProxyHandle, ReleaseCounts, bind, prepare, resolve, start,
+    Pending, ProxyEvent, ProxyFreeze, ProxyFreezeParts, ProxyHandle, ReleaseCounts, bind, prepare,
+    resolve, start,
 };
 pub use options::{IpNet, ProxyOptions};
 pub use traffic::Maintenance;

@@ -130,13 +130,13 @@ impl SpecDoc {
                 drain_timeout_ms: self.hook_drain_timeout_ms,
             },
             output_lines: self.output_lines,
-            memory: self
-                .memory
-                .map(|(limit_bytes, warn_bytes, check_interval_ms)| MemoryConfig {
+            memory: self.memory.map(
+                |(limit_bytes, warn_bytes, check_interval_ms)| MemoryConfig {
                     limit_bytes,
                     warn_bytes,
                     check_interval_ms,
-                }),
+                },
+            ),
         })
     }
 }

@@ -30,6 +30,8 @@ pub struct Handover {
     pub notify_socket: Option<String>,
     pub listeners: Listeners,
     pub core: CoreDoc,
+    /// The release the proxy routes to and its upstream address.
+    pub proxy_active: Option<(String, String)>,
     /// The supervisor's next process key.
     pub next_key: u64,
     pub processes: Vec<ProcDoc>,
@@ -95,6 +97,26 @@ pub struct PausedDoc {
     pub timeout_ms: u64,
 }
 
+impl CoreDoc {
+    /// Maintenance and pause on the proxy, as they were.
+    pub fn apply_traffic(&self, proxy: &crate::proxy::ProxyHandle) {
+        if let Some(o) = self.maintenance.as_object() {
+            let page = crate::proxy::Maintenance {
+                message: o
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                retry_after: o.get("retryAfter").and_then(Value::as_u64),
+            };
+            let _ = proxy.set_maintenance(Some(page));
+        }
+        if let Some(p) = &self.paused {
+            let _ = proxy.pause(std::time::Duration::from_millis(p.timeout_ms));
+        }
+    }
+}
+
 impl Handover {
     pub fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
@@ -125,6 +147,7 @@ impl Handover {
             notify_socket: None,
             listeners,
             core,
+            proxy_active: None,
             next_key: 1,
             processes: Vec::new(),
             connections: Vec::new(),
@@ -188,10 +211,12 @@ mod tests {
         let mut doc = Handover::empty(core(), listeners());
         doc.reply_fd = Some(9);
         doc.started_from = "/usr/local/bin/rollbridge".into();
-        doc.processes.push(crate::supervisor::handover::tests::sample());
+        doc.processes
+            .push(crate::supervisor::handover::tests::sample());
         doc.connections
             .push(crate::proxy::handover::tests::sample_tunnel());
-        doc.connections.push(crate::proxy::handover::tests::sample_idle());
+        doc.connections
+            .push(crate::proxy::handover::tests::sample_idle());
         let text = doc.encode();
         assert!(text.starts_with(r#"{"handoverVersion":1,"#), "{text}");
         let back = Handover::decode(&text).unwrap();
@@ -205,8 +230,8 @@ mod tests {
 
     #[test]
     fn newer_handover_version_is_refused() {
-        let mut v: Value = serde_json::from_str(&Handover::empty(core(), listeners()).encode())
-            .unwrap();
+        let mut v: Value =
+            serde_json::from_str(&Handover::empty(core(), listeners()).encode()).unwrap();
         v["handoverVersion"] = (HANDOVER_VERSION + 1).into();
         // Whatever else a newer format holds, the version is what is named.
         v["somethingNew"] = true.into();

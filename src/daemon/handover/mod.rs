@@ -50,3 +50,15 @@ pub fn take() -> Option<Result<Handover, String>> {
     };
     Some(fds::read_document(fd).and_then(|text| Handover::decode(&text)))
 }
+
+static PID_FILE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The pid file `ensure-daemon` named for this daemon (passed on by an
+/// upgrade, removed by the program that finally shuts down).
+pub fn remember_pid_file(file: Option<String>) {
+    let _ = PID_FILE.set(file);
+}
+
+pub fn pid_file() -> Option<String> {
+    PID_FILE.get().cloned().flatten()
+}

@@ -13,6 +13,9 @@ use serde_json::Value;
 
 use super::{HANDOVER_VERSION, OLDEST_READ, accepts};
 
+/// Marks the line where the probe's shell reports its exit status.
+const EXIT_MARK: &str = "rollbridge-probe-exit:";
+
 /// The hidden command the probe runs.
 pub const PROBE_COMMAND: &str = "__handover-probe";
 
@@ -31,8 +34,14 @@ pub fn probe(binary: &str, timeout: Duration) -> Result<String, String> {
     if !executable || meta.permissions().mode() & 0o111 == 0 {
         return Err(format!("the new binary {binary} is not executable"));
     }
-    let mut child = Command::new(binary)
-        .arg(PROBE_COMMAND)
+    // Through a shell that reports the probe's exit status: the
+    // supervisor's reaper may collect the shell's own status first.
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "\"$0\" {PROBE_COMMAND} \"$1\"; echo \"{EXIT_MARK}$?\" >&2"
+        ))
+        .arg(binary)
         .arg(HANDOVER_VERSION.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -62,32 +71,36 @@ pub fn probe(binary: &str, timeout: Duration) -> Result<String, String> {
             timeout.as_millis()
         ));
     };
-    // The supervisor's reaper may have collected the status already; the
-    // answer on stdout is what counts.
-    let status = child.wait().ok();
+    let _ = child.wait();
+    let code: Option<i32> = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(EXIT_MARK))
+        .and_then(|c| c.parse().ok());
+    let stderr: String = stderr
+        .lines()
+        .filter(|l| !l.trim().starts_with(EXIT_MARK))
+        .collect::<Vec<_>>()
+        .join("\n");
     let answer: Option<Value> = stdout
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l.trim()).ok());
-    let failed = status.is_some_and(|s| !s.success());
-    match answer {
-        Some(v) if !failed => {
+    match (answer, code) {
+        (Some(v), Some(0)) => {
             let version = v["version"].as_str().unwrap_or("unknown").to_owned();
             Ok(version)
         }
-        _ => {
-            let mut cause = match status {
-                Some(s) if s.code() == Some(2) && !stderr.trim().is_empty() => {
+        (_, code) => {
+            let mut cause = match code {
+                Some(2) if !stderr.trim().is_empty() => {
                     return Err(format!(
                         "the new binary {binary} refuses the handover format: {}",
                         last_line(&stderr)
                     ));
                 }
-                Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                    (Some(code), _) => format!("exited with code {code}"),
-                    (_, Some(sig)) => format!("was killed by signal {sig}"),
-                    _ => "exited".to_owned(),
-                },
+                Some(c) if c > 128 => format!("was killed by signal {}", c - 128),
+                Some(c) => format!("exited with code {c}"),
                 None => "exited".to_owned(),
             };
             cause = format!(

@@ -3,9 +3,9 @@
 //! new program, import the connections handed over.
 
 use super::*;
+use crate::inherit::inheritable;
 use crate::proxy::handle::ProxyFreezeParts;
 use crate::proxy::handover::ConnDoc;
-use crate::inherit::inheritable;
 use crate::proxy::session::later;
 use std::os::fd::AsRawFd;
 
@@ -89,7 +89,14 @@ impl Loop {
                 None => left += 1,
             }
         }
+        let active = self
+            .sh
+            .releases
+            .active
+            .and_then(|i| self.sh.releases.get(i))
+            .map(|r| (r.id.clone(), r.addr.to_string()));
         Ok(ProxyFreezeParts {
+            active,
             listener,
             admin,
             conns,
@@ -132,7 +139,13 @@ impl Loop {
                 self.sessions.len() - 1
             });
             self.next_serial += 1;
-            match Session::import(&doc, idx, self.next_serial, &mut self.sh, self.poll.registry()) {
+            match Session::import(
+                &doc,
+                idx,
+                self.next_serial,
+                &mut self.sh,
+                self.poll.registry(),
+            ) {
                 Some(s) => {
                     self.sessions[idx] = Some(s);
                     self.sh.sessions_open += 1;
@@ -146,4 +159,3 @@ impl Loop {
         n
     }
 }
-

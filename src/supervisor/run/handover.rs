@@ -14,11 +14,7 @@ impl Loop {
     /// Reads what the pipes hold, exports every process, then blocks until
     /// `thaw` fires (the exec failed) or the program is replaced. Nothing
     /// is reaped meanwhile: exits wait as zombies for whoever runs next.
-    pub(super) fn freeze(
-        &mut self,
-        reply: Sender<Result<Frozen, String>>,
-        thaw: Receiver<()>,
-    ) {
+    pub(super) fn freeze(&mut self, reply: Sender<Result<Frozen, String>>, thaw: Receiver<()>) {
         if let Some(busy) = self.busy() {
             let _ = reply.send(Err(busy));
             return;
@@ -66,8 +62,11 @@ impl Loop {
         for key in keys {
             let p = &self.procs[key];
             let mut pipes = Vec::new();
-            let mut tokens: Vec<(&Token, &Pipe)> =
-                self.pipes.iter().filter(|(_, pipe)| pipe.key == *key).collect();
+            let mut tokens: Vec<(&Token, &Pipe)> = self
+                .pipes
+                .iter()
+                .filter(|(_, pipe)| pipe.key == *key)
+                .collect();
             tokens.sort_unstable_by_key(|(t, _)| t.0);
             for (_, pipe) in tokens {
                 let dup = crate::inherit::inheritable(pipe.file.as_raw_fd())
