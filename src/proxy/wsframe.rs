@@ -66,7 +66,7 @@ impl FrameTracker {
 
     /// The tracker's state as `[stage, count, opcode, masked, len]` (a
     /// daemon upgrade carries it to the next program).
-    pub fn to_parts(&self) -> [u64; 5] {
+    pub fn to_parts(self) -> [u64; 5] {
         let (stage, n) = match self.stage {
             Stage::Start => (0, 0),
             Stage::Len => (1, 0),
