@@ -12,7 +12,7 @@ pub const EVENT_CAPACITY: usize = 1000;
 
 /// Event data: an object whose keys keep insertion order (process events
 /// put `processId` and `releaseId` first, as the original merges them).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Data(Map<String, Value>);
 
@@ -32,7 +32,7 @@ impl Data {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub at: String,
     pub data: Data,

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod durable;
 pub mod events;
 pub mod guard;
+pub mod inherit;
 pub mod log;
 pub mod proxy;
 pub mod release;

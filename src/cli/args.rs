@@ -71,10 +71,15 @@ pub struct Args {
     /// `maintenance on --message/--retry-after`.
     pub message: Option<String>,
     pub retry_after: Option<u64>,
-    /// `pause --timeout-ms`: at least 1.
+    /// `pause`/`upgrade --timeout-ms`: at least 1.
     pub timeout_ms: Option<u64>,
     /// `deploy --canary <percent>`: 1 to 99.
     pub canary: Option<u8>,
+    /// `upgrade --binary`.
+    pub binary: Option<String>,
+    /// `__handover-probe <version>`: passed through as given; answering an
+    /// unreadable version is part of the probe's protocol (exit 2).
+    pub handover_version: Option<String>,
 }
 
 impl Default for Args {
@@ -107,6 +112,8 @@ impl Default for Args {
             retry_after: None,
             timeout_ms: None,
             canary: None,
+            binary: None,
+            handover_version: None,
         }
     }
 }
@@ -131,6 +138,7 @@ impl Args {
                 }
             }
             Cmd::Completion => args.shell = Some(shell(low.positional.as_deref())?),
+            Cmd::HandoverProbe => args.handover_version = low.positional.clone(),
             _ => {}
         }
         args.retry_after = low
@@ -164,6 +172,7 @@ impl Args {
             node: low.node,
             host: low.host,
             message: low.message,
+            binary: low.binary,
             ..args
         })
     }

@@ -31,6 +31,7 @@ pub struct LowArgs {
     pub retry_after: Option<String>,
     pub timeout_ms: Option<String>,
     pub canary: Option<String>,
+    pub binary: Option<String>,
     /// The positional argument, e.g. `<shell>` or `<on|off>`.
     pub positional: Option<String>,
 }
@@ -66,6 +67,7 @@ impl LowArgs {
             Opt::RetryAfter => self.retry_after = value,
             Opt::TimeoutMs => self.timeout_ms = value,
             Opt::Canary => self.canary = value,
+            Opt::Binary => self.binary = value,
         }
     }
 }

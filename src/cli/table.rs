@@ -19,6 +19,8 @@ pub enum Cmd {
     Resume,
     Promote,
     Abort,
+    Upgrade,
+    HandoverProbe,
     Validate,
     Doctor,
     Logs,
@@ -61,6 +63,7 @@ pub enum Opt {
     RetryAfter,
     TimeoutMs,
     Canary,
+    Binary,
 }
 
 /// A long option. `value` names its argument (`<path>`), `None` for a flag.
@@ -463,6 +466,43 @@ pub static COMMANDS: &[CommandSpec] = &[
         hidden: false,
     },
     CommandSpec {
+        cmd: Cmd::Upgrade,
+        name: "upgrade",
+        positional: None,
+        positional_values: &[],
+        summary: "Replace the daemon's program in place, without a gap",
+        about: "Replace the running daemon's program with the binary at --binary (default: the path the daemon was started from, as that file is now), keeping its pid. The proxy listener stays open, connections and WebSocket tunnels are carried over, managed processes keep running and stay supervised, and status, events, maintenance and pause survive. The new binary is tried first; if it is missing, not executable, crashes or refuses the handover, the command fails and the old program serves on.",
+        output: "`{\"status\": \"success\", \"message\": \"upgraded\", \"previousVersion\": \"…\", \"version\": \"…\", \"pid\": N}` on stdout (the pid is unchanged); progress on stderr on a terminal or with --progress. Exit 1 naming the cause when the new binary is missing, not executable, fails its probe or does not come up in time (the old program keeps serving), or while a deploy, rollback, stop or restart runs.",
+        options: &[
+            CONFIG,
+            opt!(
+                "binary",
+                Some("<path>"),
+                "the new binary (default: the file the daemon was started from)",
+                Binary
+            ),
+            opt!(
+                "timeout-ms",
+                Some("<n>"),
+                "longest the new binary may take to answer (default: 10000)",
+                TimeoutMs
+            ),
+            PROGRESS,
+        ],
+        hidden: false,
+    },
+    CommandSpec {
+        cmd: Cmd::HandoverProbe,
+        name: "__handover-probe",
+        positional: Some("<version>"),
+        positional_values: &[],
+        summary: "Answer an upgrade's probe",
+        about: "Internal: prints this binary's version and the handover formats it reads.",
+        output: "`{\"version\", \"handoverVersions\"}` on stdout, exit 0 when this binary reads that handover format; exit 2 with the reason when not.",
+        options: &[CONFIG],
+        hidden: true,
+    },
+    CommandSpec {
         cmd: Cmd::Validate,
         name: "validate",
         positional: None,
@@ -642,6 +682,8 @@ mod tests {
                 "resume",
                 "promote",
                 "abort",
+                "upgrade",
+                "__handover-probe",
                 "validate",
                 "doctor",
                 "logs",

@@ -8,6 +8,15 @@ use crate::daemon::bootstrap;
 pub const PID_FILE_ENV: &str = "ROLLBRIDGE_DAEMON_PID_FILE";
 
 pub fn run(args: &Args) -> i32 {
+    // Started by `upgrade`: the previous program's world comes along.
+    let handover = match crate::daemon::handover::take() {
+        Some(Ok(doc)) => Some(doc),
+        Some(Err(e)) => {
+            eprintln!("rollbridge: cannot take over from the previous program: {e}");
+            return 1;
+        }
+        None => None,
+    };
     // Bootstrap options are checked before anything is loaded or bound.
     let tuple = match bootstrap::validate(bootstrap::Options {
         config: args.config.as_deref(),
@@ -24,9 +33,17 @@ pub fn run(args: &Args) -> i32 {
     };
     // Before anything can start a child (a JS config runs node): systemd's
     // variables and passed descriptors are ours alone.
-    crate::daemon::notify::capture();
-    let inherited = crate::daemon::activation::take();
-    let pid_file = take_pid_file_env();
+    let (inherited, pid_file) = match &handover {
+        Some(doc) => {
+            crate::daemon::notify::restore(doc.notify_socket.clone());
+            (None, doc.pid_file.clone())
+        }
+        None => {
+            crate::daemon::notify::capture();
+            (crate::daemon::activation::take(), take_pid_file_env())
+        }
+    };
+    crate::daemon::handover::remember_pid_file(pid_file.clone());
     let loaded = match crate::config::load(args.config.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -43,6 +60,7 @@ pub fn run(args: &Args) -> i32 {
     let start = crate::daemon::Start {
         config_path: Some(loaded.path),
         inherited,
+        handover,
         boot: tuple.map(|tuple| bootstrap::Boot {
             tuple,
             takeover: args.takeover_owner,

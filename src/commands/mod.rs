@@ -26,6 +26,7 @@ pub mod shutdown;
 pub mod status;
 pub mod status_view;
 pub mod traffic;
+pub mod upgrade;
 pub mod validate;
 pub mod waiting;
 
@@ -72,6 +73,8 @@ pub fn run(cmd: Cmd, args: &Args) -> i32 {
         Cmd::Resume => traffic::resume(args),
         Cmd::Promote => deploy::promote(args),
         Cmd::Abort => deploy::abort(args),
+        Cmd::Upgrade => upgrade::run(args),
+        Cmd::HandoverProbe => upgrade::probe(args),
         Cmd::Validate => validate::run(args),
         Cmd::Doctor => doctor::run(args),
         Cmd::Logs => logs::run(args),

@@ -67,6 +67,13 @@ pub enum Request {
     },
     /// The canary drains and stops.
     Abort,
+    /// Replace the daemon's program in place with `binary` (default: the
+    /// file it was started from).
+    Upgrade {
+        binary: Option<String>,
+        timeout_ms: Option<u64>,
+        progress: bool,
+    },
 }
 
 impl Request {
@@ -87,6 +94,7 @@ impl Request {
             Request::Resume => "resume",
             Request::Promote { .. } => "promote",
             Request::Abort => "abort",
+            Request::Upgrade { .. } => "upgrade",
         }
     }
 
@@ -220,6 +228,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             progress: flag("progress"),
         }),
         "abort" => Ok(Request::Abort),
+        "upgrade" => {
+            let binary = optional("binary")?;
+            if let Some(b) = binary.as_deref().filter(|b| !b.starts_with('/')) {
+                return Err(format!(
+                    "binary must be an absolute path, got {}",
+                    serde_json::to_string(b).unwrap_or_default()
+                ));
+            }
+            Ok(Request::Upgrade {
+                binary,
+                timeout_ms: whole(obj.get("timeoutMs"), "timeoutMs", 1, MAX_PAUSE_TIMEOUT_MS)?,
+                progress: flag("progress"),
+            })
+        }
         other => Err(format!("Unknown command: {other}")),
     }
 }
@@ -538,6 +560,20 @@ mod tests {
             err(r#"{"command":"maintenance","enabled":true,"message":7}"#),
             "Expected string value"
         );
+    }
+
+    #[test]
+    fn upgrade_binary_must_be_absolute() {
+        assert_eq!(
+            parse_request(br#"{"command":"upgrade","binary":"/usr/bin/rb","timeoutMs":500}"#),
+            Ok(Request::Upgrade {
+                binary: Some("/usr/bin/rb".into()),
+                timeout_ms: Some(500),
+                progress: false,
+            })
+        );
+        assert!(err(r#"{"command":"upgrade","binary":"rb"}"#).contains("absolute"));
+        assert!(err(r#"{"command":"upgrade","timeoutMs":0}"#).contains("timeoutMs"));
     }
 
     #[test]

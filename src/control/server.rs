@@ -205,6 +205,21 @@ pub(crate) enum ServerMsg {
     Exit,
     /// Serve this listener instead (the socket path was re-created).
     Rebind(UnixListener),
+    /// Daemon upgrade: stop accepting (clients wait in the backlog) and
+    /// pass on the listener and the connection that asked.
+    Freeze {
+        conn: u64,
+        reply: Sender<Result<ControlFreeze, String>>,
+    },
+    /// The upgrade failed: accept again.
+    Thaw,
+}
+
+/// Inheritable duplicates of the control listener and of the connection
+/// that asked for the upgrade.
+pub struct ControlFreeze {
+    pub listener: OwnedFd,
+    pub conn: Option<OwnedFd>,
 }
 
 pub struct ControlServer {
@@ -276,6 +291,26 @@ impl ControlServer {
     /// socket whose path vanished); open connections are kept.
     pub fn rebind(&self, listener: UnixListener) {
         if self.tx.send(ServerMsg::Rebind(listener)).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Daemon upgrade: stops accepting and returns inheritable duplicates
+    /// of the listener and of connection `conn` (whose reply the next
+    /// program sends), after flushing what is queued for it.
+    pub fn freeze(&self, conn: u64) -> Result<ControlFreeze, String> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        if self.tx.send(ServerMsg::Freeze { conn, reply }).is_ok() {
+            let _ = self.waker.wake();
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err("the control thread has stopped".into()))
+    }
+
+    /// The upgrade failed: accepting again.
+    pub fn thaw(&self) {
+        if self.tx.send(ServerMsg::Thaw).is_ok() {
             let _ = self.waker.wake();
         }
     }
@@ -447,6 +482,18 @@ impl Server {
                         self.final_flush();
                         return;
                     }
+                    ServerMsg::Freeze { conn, reply } => {
+                        let _ = reply.send(self.freeze(conn));
+                    }
+                    ServerMsg::Thaw => {
+                        if let Some(l) = self.listener.as_mut() {
+                            let _ = self
+                                .poll
+                                .registry()
+                                .register(l, LISTENER, Interest::READABLE);
+                        }
+                        self.accept();
+                    }
                     ServerMsg::Rebind(mut fresh) => {
                         if let Some(mut old) = self.listener.take() {
                             let _ = self.poll.registry().deregister(&mut old);
@@ -477,6 +524,25 @@ impl Server {
                 self.accept();
             }
         }
+    }
+
+    fn freeze(&mut self, conn: u64) -> Result<ControlFreeze, String> {
+        let Some(l) = self.listener.as_mut() else {
+            return Err("the control socket is closed".into());
+        };
+        let _ = self.poll.registry().deregister(l);
+        let failed = |e: std::io::Error| format!("cannot pass on the control socket: {e}");
+        let listener = crate::inherit::inheritable(l.as_raw_fd()).map_err(failed)?;
+        let conn = match self.conns.get_mut(&conn) {
+            Some(c) => {
+                // Progress lines go out before the program changes.
+                let _ = c.stream.write_all(&c.wbuf);
+                c.wbuf.clear();
+                Some(crate::inherit::inheritable(c.stream.as_raw_fd()).map_err(failed)?)
+            }
+            None => None,
+        };
+        Ok(ControlFreeze { listener, conn })
     }
 
     fn accept(&mut self) {

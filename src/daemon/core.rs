@@ -35,8 +35,10 @@ mod boot;
 mod canary;
 mod releases;
 mod replacing;
+mod upgrade;
 mod upkeep;
 
+pub use upgrade::DEFAULT_UPGRADE_TIMEOUT_MS;
 pub use upkeep::Starting;
 mod traffic;
 
@@ -67,6 +69,8 @@ pub enum CoreMsg {
     Replace(super::replace::ReplaceMsg),
     /// From the live health checks.
     Failing(super::replace::prober::Failing),
+    /// `upgrade`: the new binary was probed.
+    Upgrade(Box<upgrade::Probed>),
 }
 
 /// Exit notices forwarded to a running deploy (health-check fail-fast).
@@ -93,6 +97,10 @@ pub struct Core {
     runtime: Option<RuntimeIdentity>,
     /// A mutating operation (restart; deploy/stop/rollback next) runs.
     op_busy: bool,
+    /// Which one (named when an upgrade is refused).
+    op_name: &'static str,
+    /// The file the daemon was started from (the default for `upgrade`).
+    started_from: String,
     op_queue: VecDeque<(Request, ReplyTo)>,
     /// The file the daemon was started with, reloaded before each deploy.
     config_path: Option<String>,
@@ -152,6 +160,8 @@ impl Core {
             next_persist: None,
             runtime: None,
             op_busy: false,
+            op_name: "",
+            started_from: String::new(),
             op_queue: VecDeque::new(),
             config_path: None,
             op_exits: None,
@@ -416,6 +426,7 @@ impl Core {
                 return Some(self.forced_exit.unwrap_or(code));
             }
             CoreMsg::Boot(msg) => self.boot_msg(msg),
+            CoreMsg::Upgrade(probed) => self.upgrade_probed(*probed),
             CoreMsg::Record(event) => self.record(event),
             CoreMsg::OpDone => {
                 self.op_busy = false;
@@ -474,6 +485,14 @@ impl Core {
             } => self.maintenance(enabled, message, retry_after),
             Request::Pause { timeout_ms } => self.pause(timeout_ms),
             Request::Resume => self.resume(),
+            Request::Upgrade {
+                binary,
+                timeout_ms,
+                progress,
+            } => {
+                self.upgrade(binary, timeout_ms, progress, reply);
+                return;
+            }
             Request::Deploy { .. } | Request::Rollback { .. } if self.shutdown.is_some() => {
                 Err("Rollbridge is shutting down".into())
             }
@@ -569,6 +588,7 @@ impl Core {
                     }
                     Ok(targets) => {
                         self.op_busy = true;
+                        self.op_name = "restart";
                         ops::spawn_restart(
                             targets,
                             self.supervisor.clone(),

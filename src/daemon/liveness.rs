@@ -50,6 +50,21 @@ impl DaemonLock {
         }
     }
 
+    /// The descriptor holding the lock (a daemon upgrade passes it on: the
+    /// lock belongs to the open file, so it stays held across `execve`).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// The lock a previous program of this daemon held, passed on by an
+    /// upgrade.
+    pub fn adopt(fd: std::os::fd::OwnedFd, state_path: &str) -> DaemonLock {
+        DaemonLock {
+            file: File::from(fd),
+            path: statefile::lock_path(state_path),
+        }
+    }
+
     /// The lock file was removed or replaced (tmp cleaner, removed
     /// folder): lock a fresh file at the path so others still see it.
     /// Returns true when it had to do so.

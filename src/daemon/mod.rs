@@ -11,6 +11,7 @@ pub mod adopt;
 pub mod bootstrap;
 pub mod core;
 pub mod deploy;
+pub mod handover;
 pub mod liveness;
 pub mod notify;
 pub mod ops;
@@ -22,6 +23,7 @@ pub mod procinfo;
 pub mod proxy_port;
 pub mod recover;
 pub mod replace;
+mod resume;
 mod startup;
 pub mod state;
 pub mod statefile;
@@ -49,6 +51,8 @@ pub struct Start {
     pub inherited: Option<activation::Inherited>,
     /// Foreground bootstrap or takeover of a release.
     pub boot: Option<bootstrap::Boot>,
+    /// Started by `upgrade`: the previous program's world.
+    pub handover: Option<handover::Handover>,
 }
 
 /// Runs a foreground daemon until shutdown. Startup errors come back as
@@ -59,6 +63,9 @@ pub struct Start {
 /// nothing bound and no orphan report; deploy, retire the current owner
 /// (its listener comes along), then proxy and control socket.
 pub fn run(config: Config, start: Start) -> Result<i32, String> {
+    if let Some(doc) = start.handover {
+        return resume::run(config, doc, start.config_path);
+    }
     let mut events = EventRing::default();
     let mut record = |e: Event| {
         log::event(&e);
@@ -204,6 +211,7 @@ pub fn run(config: Config, start: Start) -> Result<i32, String> {
         orphans,
     );
     core.set_config_path(start.config_path);
+    core.set_started_from(started_from());
     core.set_runtime(runtime);
     core.set_lock(lock);
     if let Some(plan) = adoption {
@@ -235,6 +243,37 @@ pub fn run(config: Config, start: Start) -> Result<i32, String> {
     Ok(code)
 }
 
+/// The file this program was started from, as a path that names the
+/// installed binary (not `/proc/self/exe`, which follows the old file once
+/// it is replaced): argv[0] made absolute, looked up in `PATH` when bare.
+fn started_from() -> String {
+    let exe = || {
+        std::env::current_exe()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let Some(arg0) = std::env::args_os().next() else {
+        return exe();
+    };
+    let arg0 = std::path::PathBuf::from(arg0);
+    if arg0.is_absolute() {
+        return arg0.to_string_lossy().into_owned();
+    }
+    if arg0.components().count() > 1 {
+        return std::env::current_dir()
+            .map(|d| d.join(&arg0).to_string_lossy().into_owned())
+            .unwrap_or_else(|_| exe());
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(&arg0))
+                .find(|p| p.is_file())
+        })
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(exe)
+}
+
 /// A WebSocket tunnel costs two descriptors: raise the soft limit to the
 /// hard one so ~10,000 idle tunnels fit. Children inherit it.
 /// The bench tools use it too.
@@ -255,7 +294,7 @@ pub fn raise_nofile_limit() {
 /// SIGTERM and SIGINT mean "clean shutdown" (repeated signals join the
 /// running shutdown instead of killing the daemon mid-way); SIGHUP means
 /// "reopen the access log" and never stops the daemon.
-fn start_signal_thread(tx: crossbeam_channel::Sender<CoreMsg>) -> std::io::Result<()> {
+pub(super) fn start_signal_thread(tx: crossbeam_channel::Sender<CoreMsg>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()

@@ -20,6 +20,16 @@ pub fn capture() {
     let _ = TARGET.set(target);
 }
 
+/// The captured target, for a daemon upgrade to pass on.
+pub fn captured() -> Option<String> {
+    TARGET.get().cloned().flatten()
+}
+
+/// After an upgrade: the target the first program captured.
+pub fn restore(target: Option<String>) {
+    let _ = TARGET.set(target);
+}
+
 fn target() -> Option<String> {
     match TARGET.get() {
         Some(t) => t.clone(),

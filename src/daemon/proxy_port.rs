@@ -82,6 +82,25 @@ impl ProxyPort {
         Ok(self.port)
     }
 
+    /// [`attach`](Self::attach) with the admin listener passed on by a
+    /// daemon upgrade instead of bound.
+    pub fn attach_with(
+        &mut self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+    ) -> Result<u16, String> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| "the proxy already has a listener".to_owned())?;
+        let addr = self
+            .handle
+            .attach_with(pending, listener, admin)
+            .map_err(|e| format!("cannot start the proxy: {e}"))?;
+        self.port = addr.port();
+        Ok(self.port)
+    }
+
     /// Binds `proxy.host:proxy.port` and starts the proxy thread.
     pub fn bind(
         cfg: &ProxyConfig,

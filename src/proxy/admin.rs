@@ -79,6 +79,11 @@ fn conn_token(idx: usize) -> Token {
 }
 
 impl Admin {
+    /// The listening socket's descriptor (a daemon upgrade passes it on).
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.listener)
+    }
+
     pub fn new(mut listener: TcpListener, reg: &Registry) -> io::Result<Admin> {
         reg.register(&mut listener, ADMIN_LISTENER, Interest::READABLE)?;
         Ok(Admin {

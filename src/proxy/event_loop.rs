@@ -29,6 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod freeze;
+
 /// How often deadlines are checked.
 const SWEEP: Duration = Duration::from_millis(100);
 /// Pause after the process ran out of descriptors before accepting again.
@@ -117,7 +119,9 @@ pub(crate) fn run(
                 rng: super::sticky::Rng::seeded(),
                 access,
                 ids: Default::default(),
+                frozen: false,
             },
+            freezing: None,
         };
         l.run();
     }));
@@ -161,6 +165,8 @@ struct Loop {
     farewells: Farewells,
     admin: Option<Admin>,
     sh: Shared,
+    /// A daemon upgrade is preparing the handover.
+    freezing: Option<freeze::FreezeRun>,
 }
 
 impl Loop {
@@ -224,6 +230,7 @@ impl Loop {
                 self.sweep();
             }
             self.check_budget();
+            self.check_freeze();
             if self.shutdown_done() {
                 return;
             }
@@ -408,7 +415,7 @@ impl Loop {
             .held
             .store(self.sh.traffic.hold.len(), Ordering::Relaxed);
         let max = self.sh.max_connections;
-        if !self.listening && self.listener.is_some() {
+        if !self.listening && self.listener.is_some() && self.freezing.is_none() {
             if budget::admit(self.sh.sessions_open, idle, max) == Admit::Full {
                 return;
             }
@@ -506,6 +513,15 @@ impl Loop {
                 if let Some(a) = self.admin.as_mut() {
                     a.snapshot = *snapshot;
                 }
+            }
+            Command::Freeze {
+                within,
+                reply,
+                thaw,
+            } => self.begin_freeze(within, reply, thaw),
+            Command::Import { conns, reply } => {
+                let n = self.import(conns);
+                let _ = reply.send(n);
             }
             Command::LameDuck => {
                 if let Some(a) = self.admin.as_mut() {

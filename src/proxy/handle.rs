@@ -100,6 +100,42 @@ pub(crate) enum Command {
     },
     Admin(Box<AdminSnapshot>),
     LameDuck,
+    Freeze {
+        within: Duration,
+        reply: Sender<Result<ProxyFreezeParts, String>>,
+        thaw: Receiver<()>,
+    },
+    Import {
+        conns: Vec<super::handover::ConnDoc>,
+        reply: Sender<usize>,
+    },
+}
+
+/// What a frozen loop hands over: inheritable duplicates of its listeners
+/// and of every socket its connection docs name.
+pub struct ProxyFreezeParts {
+    pub listener: OwnedFd,
+    pub admin: Option<OwnedFd>,
+    pub conns: Vec<super::handover::ConnDoc>,
+    pub fds: Vec<OwnedFd>,
+    /// The release requests go to, and its upstream address.
+    pub active: Option<(String, String)>,
+    /// Connections still busy when the wait ended (not carried over).
+    pub left_behind: usize,
+}
+
+/// A frozen proxy: its export, and the way to let it run again.
+pub struct ProxyFreeze {
+    pub parts: ProxyFreezeParts,
+    thaw: Sender<()>,
+}
+
+impl ProxyFreeze {
+    /// The exec failed: listening again, serving as before (the
+    /// duplicates in `parts` close as it drops).
+    pub fn thaw(self) {
+        let _ = self.thaw.send(());
+    }
 }
 
 /// A cloneable, sendable handle to the running proxy.
@@ -248,14 +284,29 @@ impl ProxyHandle {
         pending: Pending,
         listener: std::net::TcpListener,
     ) -> io::Result<SocketAddr> {
+        self.attach_with(pending, listener, None)
+    }
+
+    /// [`attach`](Self::attach) with the admin listener given (a daemon
+    /// upgrade passes it on) instead of bound.
+    pub fn attach_with(
+        &self,
+        pending: Pending,
+        listener: std::net::TcpListener,
+        admin: Option<std::net::TcpListener>,
+    ) -> io::Result<SocketAddr> {
         listener.set_nonblocking(true)?;
         let spare = OwnedFd::from(listener.try_clone()?);
         let listener = mio::net::TcpListener::from_std(listener);
         widen_backlog(&listener);
         let local_addr = listener.local_addr()?;
-        let admin = match &pending.opts.admin {
-            Some((host, port)) => Some(mio::net::TcpListener::from_std(bind(host, *port)?)),
-            None => None,
+        let admin = match (admin, &pending.opts.admin) {
+            (Some(given), _) => {
+                given.set_nonblocking(true)?;
+                Some(mio::net::TcpListener::from_std(given))
+            }
+            (None, Some((host, port))) => Some(mio::net::TcpListener::from_std(bind(host, *port)?)),
+            (None, None) => None,
         };
         let admin_addr = match &admin {
             Some(l) => Some(l.local_addr()?),
@@ -290,6 +341,33 @@ impl ProxyHandle {
             *slot = Some(thread);
         }
         Ok(local_addr)
+    }
+
+    /// Daemon upgrade: stops accepting (clients wait in the backlog) and
+    /// reading new requests, lets requests in flight finish for up to
+    /// `within`, then exports what stays open and stands still until
+    /// [`ProxyFreeze::thaw`] or the program is replaced.
+    pub fn freeze(&self, within: Duration) -> io::Result<ProxyFreeze> {
+        let (reply, answer) = bounded(1);
+        let (thaw, thawed) = bounded(1);
+        self.send(Command::Freeze {
+            within,
+            reply,
+            thaw: thawed,
+        })?;
+        let parts = answer
+            .recv()
+            .map_err(|_| gone())?
+            .map_err(io::Error::other)?;
+        Ok(ProxyFreeze { parts, thaw })
+    }
+
+    /// Daemon upgrade: carries on the connections a previous program
+    /// handed over; returns how many it could.
+    pub fn import(&self, conns: Vec<super::handover::ConnDoc>) -> io::Result<usize> {
+        let (reply, answer) = bounded(1);
+        self.send(Command::Import { conns, reply })?;
+        answer.recv().map_err(|_| gone())
     }
 
     /// Where the admin listener listens (`None` without one, or before

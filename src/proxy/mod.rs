@@ -24,6 +24,7 @@ mod event_loop;
 mod exchange;
 mod farewell;
 mod handle;
+pub mod handover;
 mod history;
 mod metrics;
 pub mod options;
@@ -41,6 +42,9 @@ mod wsframe;
 pub use admin::{AdminSnapshot, ProcessSample};
 pub use budget::{Budget, ConnectionLoad};
 pub use error::{ErrorKind, ProxyError, Side};
-pub use handle::{Pending, ProxyEvent, ProxyHandle, ReleaseCounts, bind, prepare, resolve, start};
+pub use handle::{
+    Pending, ProxyEvent, ProxyFreeze, ProxyFreezeParts, ProxyHandle, ReleaseCounts, bind, prepare,
+    resolve, start,
+};
 pub use options::{IpNet, ProxyOptions};
 pub use traffic::Maintenance;

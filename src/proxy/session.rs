@@ -69,6 +69,8 @@ pub struct Shared {
     pub access: Option<Sink>,
     /// Source of the request ids the proxy generates.
     pub ids: RequestIds,
+    /// A daemon upgrade is preparing: no new request head is read.
+    pub frozen: bool,
 }
 
 impl Shared {
@@ -270,7 +272,7 @@ impl Session {
             Ok(n) => n,
             Err(_) => return Transition::Close,
         };
-        if self.client.pending_out() > 0 {
+        if self.client.pending_out() > 0 || sh.frozen {
             return Transition::Continue(Step::Idle);
         }
         let mut read = match self.client.fill(&mut sh.bufs) {

@@ -67,6 +67,27 @@ impl Tunnel {
     pub fn release(&self) -> usize {
         self.counted.release()
     }
+
+    /// The frame trackers (app → client, client → app) of a tunnel in full
+    /// flow; `None` once it is closing or retiring (a daemon upgrade waits
+    /// for those to end).
+    pub fn trackers(&self) -> Option<(FrameTracker, FrameTracker)> {
+        if self.going.is_some() || self.closing_since.is_some() {
+            return None;
+        }
+        Some((self.to_client, self.to_app))
+    }
+
+    /// A tunnel carried on from a previous program, mid-stream.
+    pub fn resumed(counted: Counted, to_client: FrameTracker, to_app: FrameTracker) -> Tunnel {
+        Tunnel {
+            counted,
+            closing_since: None,
+            to_client,
+            to_app,
+            going: None,
+        }
+    }
 }
 
 impl Session {

@@ -64,6 +64,45 @@ impl FrameTracker {
         }
     }
 
+    /// The tracker's state as `[stage, count, opcode, masked, len]` (a
+    /// daemon upgrade carries it to the next program).
+    pub fn to_parts(self) -> [u64; 5] {
+        let (stage, n) = match self.stage {
+            Stage::Start => (0, 0),
+            Stage::Len => (1, 0),
+            Stage::Ext(n) => (2, n),
+            Stage::Mask(n) => (3, n),
+            Stage::Payload => (4, 0),
+        };
+        [
+            stage,
+            u64::from(n),
+            u64::from(self.opcode),
+            u64::from(self.masked),
+            self.len,
+        ]
+    }
+
+    /// The tracker [`to_parts`](Self::to_parts) described (`None` for
+    /// anything it cannot have written).
+    pub fn from_parts(p: [u64; 5]) -> Option<FrameTracker> {
+        let n = u8::try_from(p[1]).ok()?;
+        let stage = match p[0] {
+            0 => Stage::Start,
+            1 => Stage::Len,
+            2 if (1..=8).contains(&n) => Stage::Ext(n),
+            3 if (1..=4).contains(&n) => Stage::Mask(n),
+            4 => Stage::Payload,
+            _ => return None,
+        };
+        Some(FrameTracker {
+            stage,
+            opcode: u8::try_from(p[2]).ok()?,
+            masked: p[3] != 0,
+            len: p[4],
+        })
+    }
+
     /// Follows `bytes` as they pass; returns true if a Close frame ended
     /// within them.
     pub fn feed(&mut self, mut bytes: &[u8]) -> bool {
@@ -176,6 +215,20 @@ pub fn mask_key(seed: u64) -> [u8; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracker_state_survives_its_parts() {
+        let mut t = FrameTracker::default();
+        // A masked text frame of 300 bytes, cut inside its payload.
+        let mut frame = vec![0x81, 0x80 | 126, 0x01, 0x2c, 1, 2, 3, 4];
+        frame.extend(std::iter::repeat_n(b'x', 100));
+        t.feed(&frame);
+        let mut back = FrameTracker::from_parts(t.to_parts()).unwrap();
+        assert_eq!(back.until_boundary(), 200);
+        back.feed(&[b'y'; 200]);
+        assert!(back.at_boundary());
+        assert!(FrameTracker::from_parts([2, 9, 0, 0, 0]).is_none());
+    }
 
     fn frame(opcode: u8, masked: bool, len: usize) -> Vec<u8> {
         let mut f = vec![0x80 | opcode];

@@ -9,6 +9,7 @@
 
 pub mod adopted;
 pub mod descendants;
+pub mod handover;
 pub mod memory;
 pub mod output;
 pub mod pipes;
@@ -131,7 +132,32 @@ pub(crate) enum Msg {
     ResumeMemory {
         key: ProcKey,
     },
+    /// Daemon upgrade: export every process, then stand still until
+    /// `thaw` fires (the exec failed) or the program is replaced.
+    Freeze {
+        reply: Sender<Result<run::Frozen, String>>,
+        thaw: Receiver<()>,
+    },
+    /// Daemon upgrade: the processes a previous program handed over.
+    Import {
+        procs: Vec<handover::ProcDoc>,
+    },
     Exit,
+}
+
+/// A frozen supervisor: the export, and the way to let it run again.
+pub struct Freeze {
+    pub procs: Vec<handover::ProcDoc>,
+    /// Inheritable duplicates of the output pipes (closed on thaw).
+    pub fds: Vec<std::os::fd::OwnedFd>,
+    thaw: Sender<()>,
+}
+
+impl Freeze {
+    /// The exec failed: the supervisor carries on as before.
+    pub fn thaw(self) {
+        let _ = self.thaw.send(());
+    }
 }
 
 /// Cloneable way in to the supervisor thread.
@@ -296,6 +322,36 @@ impl SupervisorHandle {
         let (tx, rx) = bounded(1);
         self.send(Msg::Snapshot { keys, reply: tx });
         rx.recv().unwrap_or_else(|_| vec![None; n])
+    }
+
+    /// Daemon upgrade: exports every process and stops reading and
+    /// reaping until [`Freeze::thaw`] (or forever: the program is replaced).
+    /// Refused while a stop, hook or memory restart runs.
+    pub fn freeze(&self) -> Result<Freeze, String> {
+        let (reply, answer) = bounded(1);
+        let (thaw, thawed) = bounded(1);
+        self.send(Msg::Freeze {
+            reply,
+            thaw: thawed,
+        });
+        let (procs, fds) = answer
+            .recv()
+            .unwrap_or_else(|_| Err("supervisor is not running".into()))?;
+        Ok(Freeze { procs, fds, thaw })
+    }
+
+    /// Daemon upgrade: takes over the processes a previous program ran;
+    /// new keys continue after `next_key`.
+    pub fn import(&self, procs: Vec<handover::ProcDoc>, next_key: u64) {
+        let top = procs.iter().map(|p| p.key + 1).max().unwrap_or(1);
+        self.next_key
+            .fetch_max(next_key.max(top), Ordering::Relaxed);
+        self.send(Msg::Import { procs });
+    }
+
+    /// The next key [`register`](Self::register) hands out.
+    pub fn next_key(&self) -> u64 {
+        self.next_key.load(Ordering::Relaxed)
     }
 
     /// Shutdown: refuses further starts, cancels restart timers and stops

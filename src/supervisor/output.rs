@@ -17,7 +17,7 @@ pub const MAX_LINE_BYTES: usize = 8192;
 /// Suffix marking a line cut at [`MAX_LINE_BYTES`].
 pub const TRUNCATED_MARK: &str = " [truncated]";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     Stdout,
@@ -34,7 +34,7 @@ impl Stream {
 }
 
 /// One captured line as status reports it: `{at, line, stream}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LogLine {
     pub at: String,
     pub line: String,
@@ -96,6 +96,16 @@ impl LineSplitter {
         }
         self.buf.clear();
         self.skipping = false;
+    }
+
+    /// The partial line carried over (a handover passes it on).
+    pub fn pending(&self) -> (&[u8], bool) {
+        (&self.buf, self.skipping)
+    }
+
+    /// A splitter that continues where [`pending`](Self::pending) left off.
+    pub fn resume(buf: Vec<u8>, skipping: bool) -> LineSplitter {
+        LineSplitter { buf, skipping }
     }
 
     /// Bytes currently buffered (for tests and memory accounting).

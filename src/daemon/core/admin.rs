@@ -16,8 +16,8 @@ const MIN_GAP: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Default)]
 pub(super) struct AdminFeed {
-    deploys_success: u64,
-    deploys_failure: u64,
+    pub(super) deploys_success: u64,
+    pub(super) deploys_failure: u64,
     last: Option<Instant>,
     /// When the shutdown began (`/ready` turned 503).
     pub(super) lame_duck_from: Option<Instant>,

@@ -47,7 +47,7 @@ impl MaintenanceOn {
     }
 
     /// Reads the persisted form back (`None` for `null` or anything else).
-    fn from_json(v: &Value) -> Option<MaintenanceOn> {
+    pub(super) fn from_json(v: &Value) -> Option<MaintenanceOn> {
         let o = v.as_object()?;
         Some(MaintenanceOn {
             message: o.get("message")?.as_str()?.to_string(),
@@ -167,6 +167,10 @@ impl Core {
     /// Maintenance left on by a previous daemon (its `statePath` file) is
     /// on again before the first request is served.
     pub(super) fn restore_maintenance(&mut self, state_path: &str) {
+        if self.traffic.maintenance.is_some() {
+            // Carried over by an upgrade already.
+            return;
+        }
         let Some(on) = read_maintenance(state_path) else {
             return;
         };

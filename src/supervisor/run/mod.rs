@@ -6,6 +6,7 @@ mod adopted;
 mod escaped;
 mod exits;
 mod handoff;
+mod handover;
 mod memory_checks;
 mod output_pipes;
 mod stopping;
@@ -36,6 +37,8 @@ use crate::config::signal_name;
 use crate::events::{Data, Event};
 use crate::log;
 use crate::timefmt::iso_now;
+
+pub(crate) use handover::Frozen;
 
 pub(crate) const WAKER: Token = Token(0);
 const SIGCHLD: Token = Token(1);
@@ -423,6 +426,8 @@ impl Loop {
             }
             Msg::Inherit { from, to, reason } => self.inherit(from, to, reason),
             Msg::ResumeMemory { key } => self.memory_resume_sampling(key),
+            Msg::Freeze { reply, thaw } => self.freeze(reply, thaw),
+            Msg::Import { procs } => self.import(procs),
             Msg::Exit => self.exit = true,
         }
     }
@@ -521,7 +526,7 @@ impl Loop {
         Ok(pid as u32)
     }
 
-    fn add_pipe(&mut self, key: ProcKey, stream: Stream, fd: OwnedFd) {
+    fn add_pipe(&mut self, key: ProcKey, stream: Stream, fd: OwnedFd) -> Option<Token> {
         let token = Token(self.next_token);
         self.next_token += 1;
         let raw = fd.as_raw_fd();
@@ -531,7 +536,7 @@ impl Loop {
                 .register(&mut SourceFd(&raw), token, Interest::READABLE)
         {
             eprintln!("rollbridge: cannot watch output pipe: {e}");
-            return;
+            return None;
         }
         self.pipes.insert(
             token,
@@ -544,6 +549,7 @@ impl Loop {
         );
         // Data may already be waiting (edge-triggered poll).
         self.ready.push(token);
+        Some(token)
     }
 }
 
