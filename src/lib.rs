@@ -14,6 +14,7 @@ pub mod events;
 pub mod guard;
 pub mod inherit;
 pub mod log;
+pub mod out;
 pub mod proxy;
 pub mod release;
 pub mod runtime;

@@ -464,3 +464,30 @@ fn status_accepts_json_like_logs_and_events() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.starts_with("connect ENOENT "), "{}", r.stderr);
 }
+
+/// `rollbridge man | head -1`: a reader that closed the pipe ends the
+/// command quietly with exit 0, not with a panic about a broken pipe.
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    use std::os::fd::FromRawFd;
+    use std::process::{Command, Stdio};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // The reader is gone before the command writes a byte.
+    // SAFETY: closing the read end we own.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: the write end is ours; Stdio takes it over.
+    let write_end = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+    for args in [&["man"][..], &["help"][..], &["completion", "bash"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rollbridge"))
+            .args(args)
+            .stdout(Stdio::from(write_end.try_clone().unwrap()))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

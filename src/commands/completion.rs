@@ -7,7 +7,7 @@ pub fn run(args: &Args) -> i32 {
     // The parser accepts only the shells there are scripts for.
     match args.shell.and_then(script) {
         Some(s) => {
-            print!("{s}");
+            crate::out!("{s}");
             0
         }
         None => 1,

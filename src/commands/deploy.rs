@@ -37,7 +37,7 @@ fn send_progress(args: &Args, command: &str, release_path: Option<&str>) -> i32 
     }
     match super::waiting::send_with_progress(args, &request, progress) {
         Ok(line) => {
-            println!("{}", pretty(&line));
+            crate::outln!("{}", pretty(&line));
             warn_state_error(&line);
             0
         }
@@ -115,7 +115,7 @@ fn warn_state_error(line: &str) {
 fn send(args: &Args, request: &str) -> i32 {
     match super::waiting::send(args, request) {
         Ok(line) => {
-            println!("{}", pretty(&line));
+            crate::outln!("{}", pretty(&line));
             warn_state_error(&line);
             0
         }

@@ -24,7 +24,7 @@ const STATUS: &str = r#"{"command":"status"}"#;
 pub fn run(args: &Args) -> i32 {
     match ensure(args) {
         Ok(line) => {
-            println!("{}", pretty(&line));
+            crate::outln!("{}", pretty(&line));
             0
         }
         Err(e) => {

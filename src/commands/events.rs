@@ -48,15 +48,15 @@ pub fn run(args: &Args) -> i32 {
         }
     };
     if args.json {
-        println!("{}", pretty(&Raw::Array(events).to_json()));
+        crate::outln!("{}", pretty(&Raw::Array(events).to_json()));
         return 0;
     }
     if events.is_empty() {
-        println!("No events recorded yet.");
+        crate::outln!("No events recorded yet.");
         return 0;
     }
     for event in &events {
-        println!("{}", human(event));
+        crate::outln!("{}", human(event));
     }
     0
 }

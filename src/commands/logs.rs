@@ -52,24 +52,24 @@ pub fn run(args: &Args) -> i32 {
             .iter()
             .map(|s| json!({"id": s.id, "logs": s.logs, "source": s.source}))
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&out).unwrap_or_else(|_| "[]".into())
         );
         return 0;
     }
     if all.is_empty() {
-        println!("No managed processes.");
+        crate::outln!("No managed processes.");
         return 0;
     }
     if picked.is_empty() {
-        println!(
+        crate::outln!(
             "No process found with id \"{}\".",
             args.process.as_deref().unwrap_or_default()
         );
         return 0;
     }
-    println!("{}", render(&picked));
+    crate::outln!("{}", render(&picked));
     0
 }
 

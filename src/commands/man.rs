@@ -3,6 +3,6 @@
 use crate::cli::Args;
 
 pub fn run(_args: &Args) -> i32 {
-    print!("{}", crate::cli::man::page());
+    crate::out!("{}", crate::cli::man::page());
     0
 }

@@ -35,11 +35,11 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> i32 {
     match parse::parse(argv) {
         Parsed::Run(spec, args) => run(spec.cmd, &args),
         Parsed::Help(text) => {
-            print!("{text}");
+            crate::out!("{text}");
             0
         }
         Parsed::Version => {
-            println!("{}", crate::cli::version_line());
+            crate::outln!("{}", crate::cli::version_line());
             0
         }
         Parsed::NoCommand => {

@@ -18,7 +18,7 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
 pub fn run(args: &Args) -> i32 {
     match cleanup(args) {
         Ok(lines) => {
-            print!("{lines}");
+            crate::out!("{lines}");
             0
         }
         Err(e) => {

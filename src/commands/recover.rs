@@ -28,7 +28,7 @@ pub fn run(args: &Args) -> i32 {
     if let Ok(Some(note)) = outcome.as_ref().map(|o| o.note.as_deref()) {
         eprintln!("{note}");
     }
-    print!("{}", report.stdout);
+    crate::out!("{}", report.stdout);
     eprint!("{}", report.stderr);
     report.code
 }

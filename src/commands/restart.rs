@@ -20,7 +20,7 @@ pub fn run(args: &Args) -> i32 {
     request.push('}');
     match super::waiting::send(args, &request) {
         Ok(line) => {
-            println!("{}", pretty(&line));
+            crate::outln!("{}", pretty(&line));
             0
         }
         Err(e) => {

@@ -7,7 +7,7 @@ use crate::control::pretty::pretty;
 pub fn run(args: &Args) -> i32 {
     match super::status::send(args, r#"{"command":"shutdown"}"#, None) {
         Ok(line) => {
-            println!("{}", pretty(&line));
+            crate::outln!("{}", pretty(&line));
             0
         }
         Err(e) => {

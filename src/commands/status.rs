@@ -17,11 +17,11 @@ pub fn run(args: &Args) -> i32 {
             // SAFETY: isatty only inspects the descriptor.
             let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) == 1 };
             if args.json || !terminal {
-                println!("{}", pretty(&line));
+                crate::outln!("{}", pretty(&line));
                 return 0;
             }
             let Ok(status) = serde_json::from_str::<serde_json::Value>(&line) else {
-                println!("{}", pretty(&line));
+                crate::outln!("{}", pretty(&line));
                 return 0;
             };
             // Older daemons do not know `daemon-info`: the view does without.
@@ -32,7 +32,7 @@ pub fn run(args: &Args) -> i32 {
             )
             .ok()
             .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok());
-            println!("{}", super::status_view::render(&status, info.as_ref()));
+            crate::outln!("{}", super::status_view::render(&status, info.as_ref()));
             0
         }
         Err(e) => {

@@ -41,7 +41,7 @@ fn send(args: &Args, req: Map<String, Value>) -> i32 {
     let line = Value::Object(req).to_string();
     match super::status::send(args, &line, Some(crate::control::client::DEFAULT_TIMEOUT)) {
         Ok(answer) => {
-            println!("{}", pretty(&answer));
+            crate::outln!("{}", pretty(&answer));
             0
         }
         Err(e) => {

@@ -19,7 +19,7 @@ const HANDOVER_ALLOWANCE: Duration = Duration::from_secs(10);
 pub fn run(args: &Args) -> i32 {
     match upgrade(args) {
         Ok(line) => {
-            println!("{}", pretty(&line));
+            crate::outln!("{}", pretty(&line));
             0
         }
         Err(e) => {

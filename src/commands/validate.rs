@@ -95,7 +95,7 @@ pub fn run(args: &Args) -> i32 {
     match config.filter(|_| valid) {
         Some(c) => {
             let n = c.processes.len();
-            println!(
+            crate::outln!(
                 "{path} is valid: {n} {}, proxy on {}:{}.",
                 if n == 1 { "process" } else { "processes" },
                 c.proxy.host,
@@ -125,7 +125,7 @@ pub fn run(args: &Args) -> i32 {
 
 fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => crate::outln!("{s}"),
         Err(e) => eprintln!("Cannot encode JSON output: {e}"),
     }
 }

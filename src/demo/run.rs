@@ -78,7 +78,7 @@ pub fn run() -> Result<bool, String> {
     std::fs::write(&config, format!("{text:#}\n"))
         .map_err(|e| format!("Cannot write {}: {e}", config.display()))?;
 
-    println!("Rollbridge demo: a real daemon, two deploys, live traffic.\n");
+    crate::outln!("Rollbridge demo: a real daemon, two deploys, live traffic.\n");
     let log = std::fs::File::create(dir.join("daemon.log")).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let daemon = Command::new(&exe)
@@ -101,7 +101,7 @@ pub fn run() -> Result<bool, String> {
         .and_then(|p| p.get("port"))
         .and_then(num)
         .unwrap_or(0.0) as u16;
-    println!(
+    crate::outln!(
         "  daemon       pid {}, ready in {} ms; proxy on 127.0.0.1:{proxy_port}, control socket {socket}",
         demo.daemon.id(),
         started.elapsed().as_millis()
@@ -109,7 +109,7 @@ pub fn run() -> Result<bool, String> {
 
     let t = Instant::now();
     deploy(&demo, &dir.join("releases/one"), "one")?;
-    println!(
+    crate::outln!(
         "  release one  deployed in {} ms (started, health-checked, serving)",
         t.elapsed().as_millis()
     );
@@ -132,7 +132,7 @@ pub fn run() -> Result<bool, String> {
         .and_then(Raw::as_str)
         .unwrap_or("none")
         .to_owned();
-    println!(
+    crate::outln!(
         "  release two  deployed in {} ms under load; traffic switched from release {previous}",
         switched.as_millis()
     );
@@ -161,22 +161,22 @@ pub fn run() -> Result<bool, String> {
         let _ = w.join();
     }
     match drained {
-        Some(d) => println!(
+        Some(d) => crate::outln!(
             "  drain        release one finished its requests and was stopped {} ms after the deploy returned",
             d.as_millis()
         ),
-        None => println!("  drain        release one did not finish draining within 15 s"),
+        None => crate::outln!("  drain        release one did not finish draining within 15 s"),
     }
     let (one, two, failed) = (
         tally.one.load(Ordering::Relaxed),
         tally.two.load(Ordering::Relaxed),
         tally.failed.load(Ordering::Relaxed),
     );
-    println!(
+    crate::outln!(
         "  traffic      {} requests through the proxy: {one} answered by release one, {two} by release two, {failed} failed",
         one + two + failed
     );
-    println!(
+    crate::outln!(
         "\n{}",
         if failed == 0 && drained.is_some() && two > 0 {
             "Zero-downtime deploy: no request failed."

@@ -112,16 +112,16 @@ fn report(checks: &[Check], json: bool) -> i32 {
             ok: failed == 0,
         };
         match serde_json::to_string_pretty(&body) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => crate::outln!("{s}"),
             Err(e) => eprintln!("Cannot encode JSON output: {e}"),
         }
     } else {
         for c in checks {
             let mark = if c.ok { '✓' } else { '✗' };
-            println!("{mark} {}: {}", c.name, c.detail);
+            crate::outln!("{mark} {}: {}", c.name, c.detail);
         }
         if failed == 0 {
-            println!("\nAll checks passed.");
+            crate::outln!("\nAll checks passed.");
         } else {
             eprintln!("\n{} failed.", plural(failed, "check", "checks"));
         }
