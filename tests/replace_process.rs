@@ -287,10 +287,10 @@ fn a_websocket_on_a_replaced_instance_gets_close_1001_at_the_drain_deadline() {
     if !have_node() {
         return;
     }
-    let drain = Duration::from_millis(1500);
+    let drain = Duration::from_millis(2000);
     let d = Deployment::start(
         "replace-ws-close",
-        r#""drainTimeoutMs":1500,"websocketCloseSpreadMs":0"#,
+        r#""drainTimeoutMs":2000,"websocketCloseSpreadMs":0"#,
         &web(22700, "", ""),
     );
     d.deploy_ok("v1");
@@ -311,7 +311,8 @@ fn a_websocket_on_a_replaced_instance_gets_close_1001_at_the_drain_deadline() {
     let old = web_pid(&d);
 
     let out = d.daemon.cli(&["restart", "--process", "web"]);
-    // The switch happened just before the reply: the deadline runs from it.
+    // The switch happened just before the reply: the deadline runs from it
+    // (the reply can take a moment to get here on a busy machine).
     let switched = Instant::now();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_ne!(web_pid(&d), old, "a new instance serves");
@@ -345,7 +346,7 @@ fn a_websocket_on_a_replaced_instance_gets_close_1001_at_the_drain_deadline() {
     let frame = frame.expect("a Close frame with a code");
     assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
     assert!(
-        at >= drain - Duration::from_millis(150),
+        at >= drain - Duration::from_millis(400),
         "closed at {at:?}, before the {drain:?} deadline"
     );
     assert!(
