@@ -370,3 +370,246 @@ fn recover_reports_what_a_start_would_adopt() {
     assert!(w.try_wait().unwrap().is_none() && o.try_wait().unwrap().is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One GET with an optional `Cookie` field on a fresh connection:
+/// (status, head, body).
+fn get_with_cookie(port: u16, cookie: Option<&str>) -> std::io::Result<(u16, String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: test\r\n{cookie}Connection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (code, _) = parse(&buf)?;
+    Ok((code, head.to_owned(), body.to_owned()))
+}
+
+fn has_set_cookie(head: &str) -> bool {
+    head.lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+}
+
+fn release_of<'a>(status: &'a Value, id: &str) -> &'a Value {
+    status["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["releaseId"] == id)
+        .unwrap_or_else(|| panic!("no release {id} in {status:#}"))
+}
+
+fn web_pid_of(status: &Value, release: &str) -> i64 {
+    release_of(status, release)["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "web")
+        .and_then(|p| p["pid"].as_i64())
+        .unwrap_or_else(|| panic!("no web pid in {release}: {status:#}"))
+}
+
+#[test]
+fn a_canary_survives_a_daemon_kill_and_adoption_then_promote_works() {
+    if !have_node() {
+        return;
+    }
+    let mut groups = Groups::default();
+    let dir = temp_dir("adopt-canary");
+    let config = dir.join("rollbridge.json");
+    let state = dir.join("state.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"application":"adopt-canary","statePath":"{}","adoptOrphans":true,"control":{{"path":"{}"}},"proxy":{{"port":0,"drainTimeoutMs":2000}},"processes":[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{{"from":0,"to":0}},"health":{{"intervalMs":20,"timeoutMs":10000}}}}]}}"#,
+            state.display(),
+            dir.join("c.sock").display(),
+            fixture("app.js")
+        ),
+    )
+    .unwrap();
+    let d1 = Deployment {
+        daemon: TestDaemon::start_with(dir.clone(), config.clone(), &[]),
+        releases: dir.join("releases"),
+    };
+    d1.deploy_ok("v1");
+    let v2 = d1.releases.join("v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    let out = d1.daemon.cli(&[
+        "deploy",
+        "--release-path",
+        v2.to_str().unwrap(),
+        "--release-id",
+        "v2",
+        "--canary",
+        "50",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let before = d1.status();
+    let (v1_pid, v2_pid) = (web_pid_of(&before, "v1"), web_pid_of(&before, "v2"));
+    groups.0.extend([v1_pid as i32, v2_pid as i32]);
+    let since = before["canary"]["since"].clone();
+    assert!(since.is_string(), "{before:#}");
+    // What each release answers (the pid is the app's, maybe under sh).
+    let port = d1.proxy_port();
+    let mut answers = Vec::new();
+    for release in ["v1", "v2"] {
+        let cookie = format!("rollbridge_release={release}");
+        let (code, _, body) = get_with_cookie(port, Some(&cookie)).unwrap();
+        assert_eq!(code, 200);
+        assert!(
+            body.starts_with(&format!("release {release} pid ")),
+            "{body}"
+        );
+        answers.push((cookie, body));
+    }
+    // The canary is on disk before the crash.
+    wait_until("the canary in the state file", 10, || {
+        std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| v["canary"]["releaseId"] == "v2")
+    });
+
+    let mut d1 = d1;
+    d1.daemon.signal(libc::SIGKILL);
+    d1.daemon.wait_exit(Duration::from_secs(5));
+    assert!(
+        alive(v1_pid) && alive(v2_pid),
+        "both releases outlive the daemon"
+    );
+
+    let d2 = Deployment {
+        daemon: TestDaemon::start_with(dir.clone(), config.clone(), &[]),
+        releases: dir.join("releases"),
+    };
+    wait_until("the canary's share resumed", 20, || {
+        events_of(&config).contains("canary resumed")
+    });
+    let s = d2.status();
+    assert_eq!(s["activeReleaseId"], "v1");
+    assert_eq!(
+        s["canary"],
+        serde_json::json!({"releaseId": "v2", "percent": 50, "since": since}),
+        "{s:#}"
+    );
+    assert_eq!(release_of(&s, "v2")["state"], "canary");
+    assert_eq!(release_of(&s, "v1")["state"], "active");
+    assert_eq!(web_pid_of(&s, "v1"), v1_pid, "nothing was started");
+    assert_eq!(web_pid_of(&s, "v2"), v2_pid, "nothing was started");
+    let events = events_of(&config);
+    assert!(!events.contains("process started"), "{events}");
+    assert!(!events.contains("canary aborted"), "{events}");
+
+    // Cookie clients stay on their release, and are not reassigned.
+    let port = d2.proxy_port();
+    for (cookie, answer) in &answers {
+        for _ in 0..10 {
+            let (code, head, body) = get_with_cookie(port, Some(cookie)).unwrap();
+            assert_eq!(code, 200, "{head}");
+            assert_eq!(&body, answer, "{cookie}: the same process answers");
+            assert!(!has_set_cookie(&head), "{head}");
+        }
+    }
+    // New clients are split again, each told its release.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let (code, head, body) = get_with_cookie(port, None).unwrap();
+        assert_eq!(code, 200, "{head}");
+        assert!(has_set_cookie(&head), "{head}");
+        seen.insert(body.split(' ').nth(1).unwrap_or_default().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "both releases take new clients: {seen:?}");
+
+    // A plain deploy is still refused; promote works.
+    let out = d2.deploy("v3");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("\"v2\""), "{}", stderr(&out));
+    let out = d2.daemon.cli(&["promote"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = d2.status();
+    assert_eq!(s["activeReleaseId"], "v2");
+    assert_eq!(s["canary"], Value::Null);
+    for cookie in [None, Some("rollbridge_release=v2")] {
+        let (code, _, body) = get_with_cookie(port, cookie).unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(body, answers[1].1);
+    }
+    wait_until("the old active release stopped", 15, || !alive(v1_pid));
+    drop(d2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_crash_during_a_replacement_keeps_the_named_instance_and_stops_the_other() {
+    if !have_node() {
+        return;
+    }
+    let mut groups = Groups::default();
+    let dir = temp_dir("adopt-replace");
+    let config = dir.join("rollbridge.json");
+    let state = dir.join("state.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"application":"adopt-replace","statePath":"{}","adoptOrphans":true,"control":{{"path":"{}"}},"proxy":{{"port":0,"drainTimeoutMs":60000}},"processes":[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{{"from":0,"to":0}},"health":{{"intervalMs":20,"timeoutMs":10000}}}}]}}"#,
+            state.display(),
+            dir.join("c.sock").display(),
+            fixture("app.js")
+        ),
+    )
+    .unwrap();
+    let mut d1 = Deployment {
+        daemon: TestDaemon::start_with(dir.clone(), config.clone(), &[]),
+        releases: dir.join("releases"),
+    };
+    d1.deploy_ok("v1");
+    let old = web_pid_of(&d1.status(), "v1");
+    groups.0.push(old as i32);
+    // An open tunnel keeps the old instance draining after the switch.
+    let port = d1.proxy_port();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut ws, _) =
+        tungstenite::client::client(format!("ws://127.0.0.1:{port}/ws"), stream).unwrap();
+    ws.send(tungstenite::Message::text("hi")).unwrap();
+    let out = d1.daemon.cli(&["restart", "--process", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let new = web_pid_of(&d1.status(), "v1");
+    groups.0.push(new as i32);
+    assert_ne!(new, old);
+    wait_until("the draining instance in the state file", 10, || {
+        std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| v["replacing"][0]["pid"].as_i64() == Some(old))
+    });
+
+    d1.daemon.signal(libc::SIGKILL);
+    d1.daemon.wait_exit(Duration::from_secs(5));
+    drop(ws);
+    assert!(
+        alive(old) && alive(new),
+        "both instances outlive the daemon"
+    );
+
+    let d2 = TestDaemon::start_with(dir.clone(), config.clone(), &[]);
+    let new_port = status_of(&config)["proxy"]["port"].as_u64().unwrap() as u16;
+    wait_until("traffic on the named instance", 15, || {
+        get(new_port, "/").is_ok_and(|(c, _)| c == 200)
+    });
+    let s = status_of(&config);
+    let web = process(&s, "web");
+    assert_eq!(web["pid"].as_i64(), Some(new), "the named instance serves");
+    assert_eq!(web["adopted"], true);
+    wait_until("the other instance stopped", 15, || !alive(old));
+    let events = events_of(&config);
+    assert!(events.contains("adopted process stopped"), "{events}");
+    assert!(!events.contains("process started"), "{events}");
+    drop(d2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

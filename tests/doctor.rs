@@ -527,3 +527,96 @@ fn unresolved_templates_and_missing_directories() {
     );
     assert_eq!(run.stderr, "\n2 checks failed.\n");
 }
+
+/// A `sleep` leading its own process group (adoptable), killed on drop.
+fn group_sleeper() -> Sleeper {
+    use std::os::unix::process::CommandExt;
+    Sleeper(
+        Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `/proc/<pid>/stat` start time.
+fn start_time(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 1..];
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn living_orphans_adopt_orphans_would_adopt_are_reported_as_will_be_adopted() {
+    let dir = Tmp::new("doc-adopt");
+    let mut web = group_sleeper();
+    let pid = web.0.id();
+    let state = dir.join("state.json");
+    let snapshot = |extra: &str| {
+        format!(
+            r#"{{"activeReleaseId":"v1","releases":[{{"releaseId":"v1","state":"active","processes":[{{"id":"web","pid":{pid},"pgid":{pid},"startTime":{}}}{extra}]}}]}}"#,
+            start_time(pid)
+        )
+    };
+    std::fs::write(&state, snapshot("")).unwrap();
+    let state_key = format!(r#","statePath":"{}""#, state.display());
+
+    // With adoptOrphans: a pass that says what the next start adopts.
+    let cfg = write(
+        &dir,
+        "app",
+        0,
+        &format!(r#"{state_key},"adoptOrphans":true"#),
+        ONE,
+    );
+    let run = doctor(&dir, &["-c", &cfg, "--json"]);
+    let list = checks(&run);
+    let orphans = check(&list, "orphaned processes");
+    assert!(orphans.1, "{orphans:?}");
+    assert_eq!(
+        orphans.2,
+        format!(
+            "1 process will be adopted by the next daemon start (adoptOrphans): web (pid {pid})"
+        )
+    );
+    assert_eq!(run.code, 0, "{list:?}");
+
+    // Without it: a failure, as before.
+    let cfg = write(&dir, "app", 0, &state_key, ONE);
+    let run = doctor(&dir, &["-c", &cfg, "--json"]);
+    assert_eq!(run.code, 1);
+    assert!(!check(&checks(&run), "orphaned processes").1);
+
+    // A living pid recorded without a start time cannot be adopted: it
+    // still fails, named alone; the adoptable one is counted apart.
+    let mut other = group_sleeper();
+    let other_pid = other.0.id();
+    std::fs::write(
+        &state,
+        snapshot(&format!(r#",{{"id":"worker","pid":{other_pid}}}"#)),
+    )
+    .unwrap();
+    let cfg = write(
+        &dir,
+        "app",
+        0,
+        &format!(r#"{state_key},"adoptOrphans":true"#),
+        ONE,
+    );
+    let run = doctor(&dir, &["-c", &cfg, "--json"]);
+    assert_eq!(run.code, 1);
+    let list = checks(&run);
+    let orphans = check(&list, "orphaned processes");
+    assert!(!orphans.1);
+    assert_eq!(
+        orphans.2,
+        format!(
+            "1 possible orphaned process still running: worker (pid {other_pid}) — verify and stop any leftovers; \
+             1 process will be adopted by the next daemon start (adoptOrphans): web (pid {pid})"
+        )
+    );
+    other.stop();
+    web.stop();
+}

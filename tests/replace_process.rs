@@ -279,3 +279,82 @@ fn a_crash_looping_release_is_rolled_back_within_the_window() {
         get(d.proxy_port(), "/").is_ok_and(|(s, b)| s == 200 && b.starts_with("release v1"))
     });
 }
+
+#[test]
+fn a_websocket_on_a_replaced_instance_gets_close_1001_at_the_drain_deadline() {
+    use tungstenite::Message;
+    use tungstenite::protocol::frame::coding::CloseCode;
+    if !have_node() {
+        return;
+    }
+    let drain = Duration::from_millis(2000);
+    let d = Deployment::start(
+        "replace-ws-close",
+        r#""drainTimeoutMs":2000,"websocketCloseSpreadMs":0"#,
+        &web(22700, "", ""),
+    );
+    d.deploy_ok("v1");
+    let port = d.proxy_port();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut ws, resp) =
+        tungstenite::client::client(format!("ws://127.0.0.1:{port}/ws"), stream).unwrap();
+    assert_eq!(resp.status(), 101);
+    let echo = |ws: &mut tungstenite::WebSocket<std::net::TcpStream>| loop {
+        match ws.read().unwrap() {
+            Message::Text(t) => break t.to_string(),
+            Message::Close(c) => panic!("closed early: {c:?}"),
+            _ => {}
+        }
+    };
+    ws.send(Message::text("before")).unwrap();
+    assert_eq!(echo(&mut ws), "v1:before");
+    let old = web_pid(&d);
+
+    let out = d.daemon.cli(&["restart", "--process", "web"]);
+    // The switch happened just before the reply: the deadline runs from it
+    // (the reply can take a moment to get here on a busy machine).
+    let switched = Instant::now();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_ne!(web_pid(&d), old, "a new instance serves");
+    // New clients reach the new instance; the open tunnel still reaches
+    // the old one, and nothing closes it before the deadline.
+    assert!(answer(&d).starts_with("release v1 pid "));
+    ws.send(Message::text("during")).unwrap();
+    assert_eq!(echo(&mut ws), "v1:during");
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let close = loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => break (frame, switched.elapsed()),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(
+                    switched.elapsed() < drain + Duration::from_secs(3),
+                    "no Close frame by the deadline"
+                );
+            }
+            Err(e) => panic!("tunnel broken without a Close frame: {e}"),
+        }
+    };
+    let (frame, at) = close;
+    let frame = frame.expect("a Close frame with a code");
+    assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
+    assert!(
+        at >= drain - Duration::from_millis(400),
+        "closed at {at:?}, before the {drain:?} deadline"
+    );
+    assert!(
+        at < drain + Duration::from_secs(2),
+        "closed late, at {at:?}"
+    );
+    // The client answers; then the old instance stops.
+    let _ = ws.flush();
+    wait_event(&d, "replaced process stopped", 10);
+    assert!(!alive(old), "the replaced instance is stopped");
+}

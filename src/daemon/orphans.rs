@@ -125,6 +125,20 @@ pub fn candidates(snapshot: &Value) -> Vec<Orphan> {
             }
         }
     }
+    // The other instance of a replacement of the proxied process.
+    for p in arr(snapshot, "replacing") {
+        if let (Some(id), Some(pid)) = (p.get("id").and_then(Value::as_str), pid_of(&p)) {
+            push(Orphan {
+                id: id.into(),
+                pid,
+                release_id: p
+                    .get("releaseId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                ..identity(&p)
+            });
+        }
+    }
     for key in ["services", "singletons"] {
         for entry in arr(snapshot, key) {
             let Some(process) = entry.get("process") else {

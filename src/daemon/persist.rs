@@ -5,8 +5,10 @@
 //! core loop never waits on the disk), durably: temp file, fsync, rename,
 //! folder fsync. Each successful write first rotates the previous good
 //! version to `<state>.prev`. Additive keys after `persistedAt`: `daemon`
-//! (pid + start time of the writer) and `starting` (a release whose
-//! processes run but which is not active yet); process entries carry
+//! (pid + start time of the writer), `starting` (a release whose
+//! processes run but which is not active yet) and `replacing` (instances
+//! of the proxied process a replacement runs besides the one its release
+//! names); process entries carry
 //! `pgid` and `startTime` so a recycled pid is never taken for them.
 
 use std::collections::HashMap;
@@ -43,6 +45,9 @@ pub struct Extra {
     pub daemon: Option<String>,
     /// `{"releaseId", "processes": [...]}` of a release still starting.
     pub starting: Option<String>,
+    /// `[{"releaseId", "id", "pid", "pgid", "startTime"}]`: instances a
+    /// replacement runs that their release does not name.
+    pub replacing: Option<String>,
 }
 
 /// Builds the file content: `status` members (compact JSON object text,
@@ -66,7 +71,11 @@ pub fn content(status_json: &str, events_json: &str, persisted_at: &str, extra: 
     let events = Raw::from_json(events_json).unwrap_or(Raw::Array(Vec::new()));
     members.push(("events".into(), events));
     members.push(("persistedAt".into(), Raw::String(persisted_at.into())));
-    for (key, text) in [("daemon", &extra.daemon), ("starting", &extra.starting)] {
+    for (key, text) in [
+        ("daemon", &extra.daemon),
+        ("starting", &extra.starting),
+        ("replacing", &extra.replacing),
+    ] {
         if let Some(Ok(v)) = text.as_deref().map(Raw::from_json) {
             members.push((key.into(), v));
         }

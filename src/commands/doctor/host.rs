@@ -10,6 +10,7 @@ use super::Check;
 use crate::config::Config;
 use crate::config::find::absolute;
 use crate::control::probe::{Probe, probe_raw};
+use crate::daemon::adopt as adoption;
 use crate::daemon::liveness::{self, Holder};
 use crate::daemon::orphans;
 use crate::daemon::statefile::{self, Read};
@@ -31,12 +32,16 @@ pub fn checks(cfg: &Config) -> Vec<Check> {
             state,
             "; state cannot be persisted",
         ));
-        out.push(orphan_check(state, &probed));
+        out.push(orphan_check(
+            state,
+            &probed,
+            Some(cfg).filter(|c| c.adopt_orphans),
+        ));
     } else {
         // No statePath: the daemon's private runtime record still tells.
         let record = statefile::default_record(path);
         if Path::new(&record).exists() || Path::new(&statefile::prev_path(&record)).exists() {
-            out.push(orphan_check(&record, &probed));
+            out.push(orphan_check(&record, &probed, None));
         }
     }
     out
@@ -140,7 +145,10 @@ fn proxy_port(cfg: &Config, probed: &Result<Probe, String>) -> Check {
     Check::fail(NAME, format!("{host}:{port} is unavailable ({code})"))
 }
 
-fn orphan_check(state_path: &str, probed: &Result<Probe, String>) -> Check {
+/// With `adopt` (the config, when it sets `adoptOrphans`), living
+/// processes the next start would adopt are no failure: they are reported
+/// as "will be adopted".
+fn orphan_check(state_path: &str, probed: &Result<Probe, String>, adopt: Option<&Config>) -> Check {
     const NAME: &str = "orphaned processes";
     if matches!(probed, Ok(Probe::Rollbridge { .. } | Probe::Unidentified)) {
         return Check::pass(
@@ -176,26 +184,54 @@ fn orphan_check(state_path: &str, probed: &Result<Probe, String>) -> Check {
             ),
         );
     }
-    let found = orphans::detect(read.value());
-    if found.is_empty() {
-        return Check::pass(NAME, "no leftover processes from a previous daemon".into());
+    let mut found = orphans::detect(read.value());
+    let mut adopted = match (read.value(), adopt) {
+        (Some(v), Some(_)) => adoption::plan(v, &adoption::proc_facts).adopted(),
+        _ => Vec::new(),
+    };
+    // One the config no longer defines stays a report-only orphan.
+    adopted.retain(|o| {
+        let base = o.id.split('#').next().unwrap_or(&o.id);
+        adopt.is_some_and(|c| c.process(base).is_some())
+    });
+    found.retain(|o| !adopted.iter().any(|a| a.pid == o.pid));
+    match (found.is_empty(), adopted.is_empty()) {
+        (true, true) => Check::pass(NAME, "no leftover processes from a previous daemon".into()),
+        (true, false) => Check::pass(NAME, will_be_adopted(&adopted)),
+        (false, _) => {
+            let mut detail = format!(
+                "{} possible orphaned {} still running: {} — verify and stop any leftovers",
+                found.len(),
+                if found.len() == 1 {
+                    "process"
+                } else {
+                    "processes"
+                },
+                listing(&found)
+            );
+            if !adopted.is_empty() {
+                detail.push_str("; ");
+                detail.push_str(&will_be_adopted(&adopted));
+            }
+            Check::fail(NAME, detail)
+        }
     }
-    let list: Vec<String> = found
+}
+
+fn listing(list: &[orphans::Orphan]) -> String {
+    let names: Vec<String> = list
         .iter()
         .map(|o| format!("{} (pid {})", o.id, o.pid))
         .collect();
-    Check::fail(
-        NAME,
-        format!(
-            "{} possible orphaned {} still running: {} — verify and stop any leftovers",
-            found.len(),
-            if found.len() == 1 {
-                "process"
-            } else {
-                "processes"
-            },
-            list.join(", ")
-        ),
+    names.join(", ")
+}
+
+/// `2 processes will be adopted by the next daemon start (adoptOrphans): …`
+fn will_be_adopted(list: &[orphans::Orphan]) -> String {
+    format!(
+        "{} will be adopted by the next daemon start (adoptOrphans): {}",
+        super::plural(list.len(), "process", "processes"),
+        listing(list)
     )
 }
 

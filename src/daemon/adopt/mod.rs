@@ -11,6 +11,16 @@
 //! - alive with the right start time but in another process group: not
 //!   adoptable safely (its group cannot be signalled as ours); the start is
 //!   refused as without `adoptOrphans`.
+//!
+//! A crash in the middle of a replacement of the proxied process leaves
+//! two instances: the release names the one that serves (the old one up
+//! to the switch, the new one after it), `replacing` lists the other. The
+//! named one is adopted as usual; the other is adopted only to be stopped
+//! (never left running unsupervised).
+//!
+//! A canary named by the snapshot (`canary`) comes back as the canary when
+//! its release is recorded; its traffic share resumes once its proxied
+//! process passes its health check.
 
 pub mod resume;
 
@@ -76,16 +86,29 @@ pub struct ReleaseRecord {
     pub processes: Vec<ProcRecord>,
 }
 
+/// The canary as recorded (status `canary`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryRecord {
+    pub release_id: String,
+    pub percent: u8,
+    pub since: String,
+}
+
 /// Everything a start with `adoptOrphans` takes over.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub active_release_id: Option<String>,
+    /// The canary, when its release is recorded and is not the active one.
+    pub canary: Option<CanaryRecord>,
     pub releases: Vec<ReleaseRecord>,
     pub services: Vec<ProcRecord>,
     pub singletons: Vec<ProcRecord>,
     /// Processes of a release that was still starting (never activated):
     /// adopted only to be stopped. (release id, process)
     pub starting: Vec<(Option<String>, ProcRecord)>,
+    /// The instance a cut-short replacement ran besides the one its
+    /// release names: adopted only to be stopped. (release id, process)
+    pub replaced: Vec<(Option<String>, ProcRecord)>,
     /// Report-only orphans: the snapshot's own list and unverified pids.
     pub orphans: Vec<Orphan>,
 }
@@ -100,6 +123,7 @@ impl Plan {
         out.extend(self.services.iter().map(|p| (None, p)));
         out.extend(self.singletons.iter().map(|p| (None, p)));
         out.extend(self.starting.iter().map(|(r, p)| (r.as_deref(), p)));
+        out.extend(self.replaced.iter().map(|(r, p)| (r.as_deref(), p)));
         out
     }
 
@@ -218,6 +242,10 @@ pub fn plan(snapshot: &Value, facts: &dyn Fn(u32) -> Option<ProcInfo>) -> Plan {
     {
         out.active_release_id = None;
     }
+    out.canary = canary_record(snapshot.get("canary")).filter(|c| {
+        out.active_release_id.as_ref() != Some(&c.release_id)
+            && out.releases.iter().any(|r| r.id == c.release_id)
+    });
     for (key, list) in [
         ("services", &mut out.services),
         ("singletons", &mut out.singletons),
@@ -240,6 +268,14 @@ pub fn plan(snapshot: &Value, facts: &dyn Fn(u32) -> Option<ProcInfo>) -> Plan {
             }
         }
     }
+    let named: Vec<u32> = out.records().iter().filter_map(|(_, p)| p.pid).collect();
+    for p in arr(snapshot, "replacing") {
+        if let Some(rec) =
+            record(&p, None, facts).filter(|r| !r.pid.is_some_and(|pid| named.contains(&pid)))
+        {
+            out.replaced.push((text(&p, "releaseId"), rec));
+        }
+    }
     // The snapshot's own report-only orphans stay so while alive.
     let listed =
         serde_json::json!({"orphans": snapshot.get("orphans").cloned().unwrap_or(Value::Null)});
@@ -254,6 +290,23 @@ pub fn plan(snapshot: &Value, facts: &dyn Fn(u32) -> Option<ProcInfo>) -> Plan {
         }
     }
     out
+}
+
+/// `{releaseId, percent, since}` with a percent of 1–99.
+fn canary_record(v: Option<&Value>) -> Option<CanaryRecord> {
+    let v = v?;
+    let percent = v.get("percent").and_then(Value::as_u64)?;
+    Some(CanaryRecord {
+        release_id: v.get("releaseId").and_then(Value::as_str)?.to_owned(),
+        percent: u8::try_from(percent)
+            .ok()
+            .filter(|p| (1..=99).contains(p))?,
+        since: v
+            .get("since")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    })
 }
 
 fn alive(pid: u32, facts: &dyn Fn(u32) -> Option<ProcInfo>) -> bool {
@@ -296,6 +349,7 @@ fn record(
 fn release_state(v: Option<&Value>) -> ReleaseState {
     match v.and_then(Value::as_str) {
         Some("active") => ReleaseState::Active,
+        Some("canary") => ReleaseState::Canary,
         Some("draining") => ReleaseState::Draining,
         Some("starting") => ReleaseState::Starting,
         Some("failed") => ReleaseState::Failed,

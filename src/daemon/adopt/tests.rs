@@ -139,3 +139,88 @@ fn an_active_release_missing_from_the_snapshot_is_not_active() {
     let snap = serde_json::json!({"activeReleaseId": "ghost", "releases": []});
     assert_eq!(plan(&snap, &|_| None).active_release_id, None);
 }
+
+#[test]
+fn plan_keeps_the_recorded_canary_with_its_percent_and_since() {
+    let snap = serde_json::json!({
+        "activeReleaseId": "v1",
+        "canary": {"releaseId": "v2", "percent": 30, "since": "2026-01-01T00:00:00.000Z"},
+        "releases": [
+            {"releaseId": "v1", "state": "active", "ports": {"web": 4001},
+             "processes": [{"id": "web", "pid": 201, "pgid": 201, "startTime": 21}]},
+            {"releaseId": "v2", "state": "canary", "ports": {"web": 4002},
+             "processes": [{"id": "web", "pid": 202, "pgid": 202, "startTime": 22}]}
+        ]
+    });
+    let facts = |pid: u32| Some(info(pid as i32, pid as i32, u64::from(pid) - 180));
+    let p = plan(&snap, &facts);
+    assert_eq!(
+        p.canary,
+        Some(CanaryRecord {
+            release_id: "v2".into(),
+            percent: 30,
+            since: "2026-01-01T00:00:00.000Z".into(),
+        })
+    );
+    assert_eq!(p.releases[1].state, ReleaseState::Canary);
+    assert_eq!(p.adopted().len(), 2);
+}
+
+#[test]
+fn a_canary_naming_no_recorded_release_or_a_bad_percent_is_ignored() {
+    let facts = |_: u32| None;
+    for canary in [
+        serde_json::json!({"releaseId": "v9", "percent": 30}),
+        serde_json::json!({"releaseId": "v2", "percent": 0}),
+        serde_json::json!({"releaseId": "v2", "percent": 100}),
+        serde_json::json!({"releaseId": "v1", "percent": 30}),
+        serde_json::Value::Null,
+    ] {
+        let snap = serde_json::json!({
+            "activeReleaseId": "v1",
+            "canary": canary,
+            "releases": [{"releaseId": "v1", "state": "active"}, {"releaseId": "v2", "state": "canary"}]
+        });
+        assert_eq!(plan(&snap, &facts).canary, None, "{canary}");
+    }
+}
+
+#[test]
+fn a_cut_short_replacement_keeps_the_named_instance_and_stops_the_other() {
+    // After the switch: the release names the new instance (202); the old
+    // one (201), still draining, is listed under `replacing`.
+    let snap = serde_json::json!({
+        "activeReleaseId": "v1",
+        "releases": [{"releaseId": "v1", "state": "active", "ports": {"web": 4002},
+            "processes": [{"id": "web", "pid": 202, "pgid": 202, "startTime": 22}]}],
+        "replacing": [
+            {"releaseId": "v1", "id": "web", "pid": 201, "pgid": 201, "startTime": 21},
+            // The same pid as the named instance: never listed twice.
+            {"releaseId": "v1", "id": "web", "pid": 202, "pgid": 202, "startTime": 22},
+            // Gone meanwhile: dropped, never signalled.
+            {"releaseId": "v1", "id": "web", "pid": 203, "pgid": 203, "startTime": 23}
+        ]
+    });
+    let facts = |pid: u32| (pid != 203).then(|| info(pid as i32, pid as i32, u64::from(pid) - 180));
+    let p = plan(&snap, &facts);
+    assert_eq!(p.releases[0].processes[0].pid, Some(202));
+    assert_eq!(
+        p.releases[0].processes[0].verdict,
+        Verdict::Adopt { root: 1 }
+    );
+    let replaced: Vec<(Option<&str>, Option<u32>, Verdict)> = p
+        .replaced
+        .iter()
+        .map(|(r, rec)| (r.as_deref(), rec.pid, rec.verdict))
+        .collect();
+    assert_eq!(
+        replaced,
+        [
+            (Some("v1"), Some(201), Verdict::Adopt { root: 1 }),
+            (Some("v1"), Some(203), Verdict::Gone)
+        ]
+    );
+    // Both living ones are taken over (the other only to be stopped).
+    assert_eq!(p.adopted().len(), 2);
+    assert_eq!(p.dropped().len(), 1);
+}

@@ -24,9 +24,11 @@ impl Core {
             ));
         }
         let active = plan.active_release_id.clone();
+        let canary = plan.canary.as_ref().map(|c| c.release_id.as_str());
         let mut draining = Vec::new();
         for r in &plan.releases {
             let is_active = active.as_deref() == Some(r.id.as_str());
+            let is_canary = canary == Some(r.id.as_str());
             let ports = config_order(&config, &r.ports);
             let ids = ReleaseIds {
                 id: &r.id,
@@ -38,7 +40,8 @@ impl Core {
                 .processes
                 .iter()
                 .filter_map(|p| {
-                    let key = self.adopt_one(&config, &ids, p, Some(&r.id), is_active)?;
+                    let gate = is_active || is_canary;
+                    let key = self.adopt_one(&config, &ids, p, Some(&r.id), gate)?;
                     Some(Named {
                         id: p.id.clone(),
                         key,
@@ -47,7 +50,10 @@ impl Core {
                 .collect();
             let state = match r.state {
                 _ if is_active => ReleaseState::Active,
-                ReleaseState::Active | ReleaseState::Starting => ReleaseState::Stopped,
+                _ if is_canary => ReleaseState::Canary,
+                ReleaseState::Active | ReleaseState::Starting | ReleaseState::Canary => {
+                    ReleaseState::Stopped
+                }
                 s => s,
             };
             if state == ReleaseState::Draining {
@@ -138,6 +144,32 @@ impl Core {
                 ));
             }
         }
+        // A replacement the crash cut short: the instance its release does
+        // not name (new and unchecked, or old and draining) is stopped.
+        for (release_id, p) in &plan.replaced {
+            if !matches!(p.verdict, Verdict::Adopt { .. }) {
+                continue;
+            }
+            let rid = release_id.clone().unwrap_or_default();
+            let base = plan.releases.iter().find(|r| r.id == rid);
+            let ids = ReleaseIds {
+                id: &rid,
+                path: base.map_or("/", |r| r.path.as_str()),
+                revision: base.map_or(rid.as_str(), |r| r.revision.as_str()),
+                ports: &[],
+            };
+            if let Some(key) = self.adopt_one(&config, &ids, p, release_id.as_deref(), false) {
+                self.supervisor.remove(key);
+                self.record(Event::new(
+                    "adopted process stopped",
+                    Data::new()
+                        .with("pid", p.pid.unwrap_or(0))
+                        .with("processId", p.id.as_str())
+                        .with("reason", "its replacement was cut short by the crash")
+                        .with("releaseId", release_value(release_id.as_deref())),
+                ));
+            }
+        }
         let count = plan.adopted().len();
         self.record(Event::new(
             "orphans adopted",
@@ -149,7 +181,43 @@ impl Core {
         for id in draining {
             self.retire(id);
         }
+        if let Some(c) = &plan.canary {
+            self.adopt_canary(c);
+        }
         self.resume_traffic();
+    }
+
+    /// The recorded canary is the canary again (status, refusals, promote,
+    /// abort); the proxy takes its share once its health check passes
+    /// ([`Core::resume_traffic`]). Promote adopts the daemon's current
+    /// config: the one the canary was deployed with is not persisted.
+    fn adopt_canary(&mut self, c: &adopt::CanaryRecord) {
+        let Some(port) = self.proxied_port(&c.release_id) else {
+            return;
+        };
+        let Ok(upstream) = crate::proxy::resolve(&self.config.proxy.upstream_host, port) else {
+            return;
+        };
+        self.canary = Some(super::canary::CanaryOn {
+            release_id: c.release_id.clone(),
+            percent: c.percent,
+            since: Some(c.since.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(iso_now),
+            config: Box::new(self.config.clone()),
+            upstream,
+        });
+    }
+
+    /// The port of release `id`'s proxied process.
+    fn proxied_port(&self, id: &str) -> Option<u16> {
+        let proxied = self.config.proxied()?;
+        let release = self.state.releases.iter().find(|r| r.id == id)?;
+        release
+            .ports
+            .iter()
+            .find(|(p, _)| *p == proxied.id)
+            .map(|(_, port)| *port)
     }
 
     /// Registers one recorded process and hands it its record; `None` when
@@ -209,23 +277,24 @@ impl Core {
 
     /// Health check of the active release's proxied process, then traffic.
     fn resume_traffic(&mut self) {
-        let Some(active) = self.state.active() else {
+        let Some(active) = self.state.active_release_id.clone() else {
             return;
         };
         let Some(proxied) = self.config.proxied() else {
             return;
         };
-        let Some(port) = active
-            .ports
-            .iter()
-            .find(|(id, _)| *id == proxied.id)
-            .map(|(_, p)| *p)
-        else {
+        let Some(port) = self.proxied_port(&active) else {
             return;
         };
+        let canary = self.canary.as_ref().map(|c| adopt::resume::CanaryShare {
+            release_id: c.release_id.clone(),
+            port: c.upstream.port(),
+            percent: c.percent,
+        });
         let resume = adopt::resume::Resume {
-            release_id: active.id.clone(),
+            release_id: active,
             port,
+            canary,
             upstream_host: self.config.proxy.upstream_host.clone(),
             health: proxied.health.clone(),
             proxy: self.proxy.handle().clone(),

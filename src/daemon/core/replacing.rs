@@ -26,6 +26,20 @@ pub(super) struct Replacing {
     prober: Option<Prober>,
     /// The live-check target last sent to the prober.
     probed: Option<Probed>,
+    /// Instances a replacement runs besides the one its release names.
+    others: Vec<Other>,
+}
+
+/// An instance of the proxied process that its release does not name: the
+/// new one until the switch, then the old one until it stopped. The state
+/// file lists them (`replacing`) so an adoption after a crash stops them.
+#[derive(Debug, Clone)]
+pub(super) struct Other {
+    pub release_id: String,
+    pub id: String,
+    pub key: ProcKey,
+    /// The replaced instance's key (the replacement's identity).
+    pub of: ProcKey,
 }
 
 impl Core {
@@ -222,8 +236,22 @@ impl Core {
         replace::spawn(job, reply);
     }
 
+    /// Instances the state file lists under `replacing`.
+    pub(super) fn replacing_others(&self) -> &[Other] {
+        &self.replacing.others
+    }
+
     pub(super) fn replace_msg(&mut self, msg: ReplaceMsg) {
         match msg {
+            ReplaceMsg::Started { target, new_key } => {
+                self.replacing.others.push(Other {
+                    release_id: target.release_id.clone(),
+                    id: target.id.clone(),
+                    key: new_key,
+                    of: target.key,
+                });
+                self.persist_now();
+            }
             ReplaceMsg::Switch {
                 target,
                 new_key,
@@ -236,6 +264,8 @@ impl Core {
                 let _ = reply.send(r);
             }
             ReplaceMsg::Failed { target, error } => {
+                // The new instance was stopped before this message.
+                self.replacing.others.retain(|o| o.of != target.key);
                 self.record(Event::new(
                     "process replacement failed",
                     Data::new()
@@ -254,6 +284,8 @@ impl Core {
                 }
             }
             ReplaceMsg::Finished { target, error } => {
+                self.replacing.others.retain(|o| o.of != target.key);
+                self.persist_now();
                 let mut data = Data::new()
                     .with("id", target.id.as_str())
                     .with("releaseId", target.release_id.as_str());
@@ -308,6 +340,13 @@ impl Core {
                 slot.1 = port;
             }
         }
+        self.replacing.others.retain(|o| o.of != t.key);
+        self.replacing.others.push(Other {
+            release_id: t.release_id.clone(),
+            id: t.id.clone(),
+            key: t.key,
+            of: t.key,
+        });
         let s = &self.supervisor;
         s.inherit(t.key, new_key, t.why.start_reason());
         s.set_handoff(t.key, false);

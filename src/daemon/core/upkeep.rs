@@ -158,7 +158,36 @@ impl Core {
             .starting
             .as_ref()
             .and_then(|s| serde_json::to_string(s).ok());
+        extra.replacing = self.replacing_record();
         extra
+    }
+
+    /// The `replacing` list: each instance a replacement runs that its
+    /// release does not name, with its identity (`None` when there is none).
+    fn replacing_record(&self) -> Option<String> {
+        let others = self.replacing_others();
+        if others.is_empty() {
+            return None;
+        }
+        let snaps = self
+            .supervisor
+            .snapshot(others.iter().map(|o| o.key).collect());
+        let list: Vec<Value> = others
+            .iter()
+            .zip(snaps)
+            .filter_map(|(o, snap)| {
+                let pid = snap?.pid?;
+                let stat = procinfo::stat(pid);
+                Some(serde_json::json!({
+                    "releaseId": o.release_id,
+                    "id": o.id,
+                    "pid": pid,
+                    "pgid": stat.map_or(pid, |s| s.pgid),
+                    "startTime": stat.map(|s| s.start_time),
+                }))
+            })
+            .collect();
+        serde_json::to_string(&list).ok()
     }
 
     /// Write-ahead: records the deploy's processes as a starting release

@@ -66,6 +66,9 @@ impl Why {
 
 /// What the job asks the core.
 pub enum ReplaceMsg {
+    /// The new instance runs (not yet checked): the state file names it,
+    /// so a daemon crash from here on leaves no unsupervised process.
+    Started { target: Target, new_key: ProcKey },
     /// The new instance is healthy: route the release to `port`, tell
     /// `drained` when the old instance has nothing in flight. The reply
     /// says whether the switch happened.
@@ -256,6 +259,13 @@ fn start_checked(job: &Job) -> Result<(ProcKey, u16, u32), String> {
         .supervisor
         .start_wait(key, t.why.start_reason())
         .map_err(undo)?;
+    send(
+        &job.core,
+        ReplaceMsg::Started {
+            target: t.clone(),
+            new_key: key,
+        },
+    );
     if let Some(hc) = cfg.health.as_ref() {
         let waiter = Waiter {
             exits: &job.exits,
