@@ -8,25 +8,30 @@
 use super::entry::Entry;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// One finished request of a batch (its text is in the batch).
+/// No release (the proxy's own answer).
+const NO_RELEASE: u32 = u32::MAX;
+
+/// One finished request of a batch (its text is in the batch). Kept small:
+/// the loop writes one per request.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub remote: IpAddr,
     pub status: u16,
+    pub upgrade: bool,
+    /// False: the head could not be parsed (no method or path).
+    parsed: bool,
+    /// Index in the batch's release ids, or [`NO_RELEASE`].
+    release: u32,
+    /// Offsets in the batch's text: start, end of the method, end of the
+    /// target, end of the request id.
+    text: [u32; 4],
     /// Response body bytes sent (a WebSocket: every byte sent to the
     /// client after the 101 head).
     pub bytes: u64,
-    pub duration: Duration,
-    /// Index in the batch's release ids; `None` for the proxy's own answers.
-    release: Option<usize>,
-    pub upgrade: bool,
-    /// Offsets in the batch's text: start, end of the method, end of the
-    /// target, end of the request id.
-    text: [usize; 4],
-    /// False: the head could not be parsed (no method or path).
-    parsed: bool,
+    /// When the head was received (the writer takes the duration).
+    started: Instant,
 }
 
 /// How a request ended, besides what its entry kept.
@@ -35,7 +40,6 @@ pub struct Finish {
     pub remote: IpAddr,
     pub status: u16,
     pub bytes: u64,
-    pub duration: Duration,
     pub upgrade: bool,
 }
 
@@ -45,6 +49,8 @@ pub struct Batch {
     /// When the first of them finished (the rest finished in the same
     /// iteration, within a few milliseconds).
     pub time: SystemTime,
+    /// The loop's clock then (durations end there).
+    pub now: Option<Instant>,
     records: Vec<Record>,
     text: Vec<u8>,
     /// Release ids the records name (shared, not copied, per request).
@@ -55,6 +61,7 @@ impl Default for Batch {
     fn default() -> Batch {
         Batch {
             time: UNIX_EPOCH,
+            now: None,
             records: Vec::new(),
             text: Vec::new(),
             names: Vec::new(),
@@ -67,6 +74,7 @@ impl Default for Batch {
 pub struct View<'a> {
     pub time: SystemTime,
     pub record: &'a Record,
+    pub duration: Duration,
     pub method: Option<&'a [u8]>,
     pub path: Option<&'a [u8]>,
     pub request_id: &'a [u8],
@@ -78,6 +86,7 @@ impl Batch {
         self.records.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -92,43 +101,53 @@ impl Batch {
     /// Adds a request: `entry`'s text is copied, `release` (the release's
     /// shared id) is named once per batch.
     pub fn push(&mut self, entry: &Entry, finish: Finish, release: Option<&Arc<str>>) {
-        let release =
-            release.map(
-                |name| match self.names.iter().position(|n| Arc::ptr_eq(n, name)) {
-                    Some(i) => i,
-                    None => {
-                        self.names.push(name.clone());
-                        self.names.len() - 1
-                    }
-                },
-            );
+        let release = match release {
+            None => NO_RELEASE,
+            Some(name) => match self.names.iter().position(|n| Arc::ptr_eq(n, name)) {
+                Some(i) => i as u32,
+                None => {
+                    self.names.push(name.clone());
+                    self.names.len() as u32 - 1
+                }
+            },
+        };
+        // Offsets past u32 (never with real head limits) read as empty.
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let start = self.text.len();
         self.text.extend_from_slice(entry.text());
         let (method, target) = entry.line().unwrap_or((0, 0));
         self.records.push(Record {
             remote: finish.remote,
             status: finish.status,
-            bytes: finish.bytes,
-            duration: finish.duration,
-            release,
             upgrade: finish.upgrade,
-            text: [start, start + method, start + target, self.text.len()],
             parsed: entry.line().is_some(),
+            release,
+            text: [
+                at(start),
+                at(start + method),
+                at(start + target),
+                at(self.text.len()),
+            ],
+            bytes: finish.bytes,
+            started: entry.started,
         });
     }
 
     /// The records in the order they finished.
     pub fn views(&self) -> impl Iterator<Item = View<'_>> {
         self.records.iter().map(move |r| {
-            let [start, method, target, end] = r.text;
+            let [start, method, target, end] = r.text.map(|n| n as usize);
             let part = |from: usize, to: usize| self.text.get(from..to).unwrap_or(&[]);
             View {
                 time: self.time,
                 record: r,
+                duration: self.now.map_or(Duration::ZERO, |now| {
+                    now.saturating_duration_since(r.started)
+                }),
                 method: r.parsed.then(|| part(start, method)),
                 path: r.parsed.then(|| part(method, target)),
                 request_id: part(target, end),
-                release_id: r.release.and_then(|i| self.names.get(i)).map(|n| &**n),
+                release_id: self.names.get(r.release as usize).map(|n| &**n),
             }
         })
     }
@@ -144,7 +163,6 @@ mod tests {
             remote: "127.0.0.1".parse().unwrap(),
             status,
             bytes: 3,
-            duration: Duration::ZERO,
             upgrade: false,
         }
     }

@@ -16,10 +16,10 @@ use std::time::Instant;
 const KEEP: usize = 1024;
 
 /// A session's request being logged.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Entry {
     /// When the request head was received.
-    pub started: Option<Instant>,
+    pub started: Instant,
     /// Bytes written to the client connection before this request.
     pub sent_base: u64,
     /// Bytes of response heads queued for the client (the 101 of a tunnel
@@ -34,6 +34,19 @@ pub struct Entry {
     line: Option<(usize, usize)>,
 }
 
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            started: Instant::now(),
+            sent_base: 0,
+            heads: 0,
+            open: false,
+            text: Vec::new(),
+            line: None,
+        }
+    }
+}
+
 impl Entry {
     /// Starts logging a request (replacing one that never finished).
     pub fn open(
@@ -43,11 +56,13 @@ impl Entry {
         line: Option<(&[u8], &[u8])>,
         id: &[u8],
     ) {
-        self.started = Some(started);
+        self.started = started;
         self.sent_base = sent_base;
         self.heads = 0;
         self.open = true;
         self.text.clear();
+        let (method, target) = line.unwrap_or_default();
+        self.text.reserve(method.len() + target.len() + id.len());
         self.line = line.map(|(method, target)| {
             self.text.extend_from_slice(method);
             self.text.extend_from_slice(target);
@@ -135,14 +150,11 @@ impl Session {
             remote: self.peer,
             status,
             bytes,
-            duration: entry
-                .started
-                .map_or_else(Default::default, |s| sh.now.saturating_duration_since(s)),
             upgrade,
         };
         // By the metrics' slot map: the release may have drained already.
         let release = release.and_then(|r| Some((r, sh.metrics.release_id(r)?)));
-        sink.push(entry, finish, release);
+        sink.push(entry, finish, release, sh.now);
         if entry.text.capacity() > KEEP {
             entry.text = Vec::new();
         }

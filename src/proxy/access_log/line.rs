@@ -58,7 +58,7 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 /// Appends `view` as one JSON line (newline included) to `out`.
 pub fn format_line(view: &View<'_>, stamp: &mut Stamp, out: &mut Vec<u8>) {
     let r = view.record;
-    let micros = u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX);
+    let micros = u64::try_from(view.duration.as_micros()).unwrap_or(u64::MAX);
     let line = Line {
         time: stamp.iso(crate::timefmt::ms_since_epoch(view.time)),
         remote: r.remote.to_canonical(),
@@ -88,11 +88,11 @@ mod tests {
     fn formatted(entry: &Entry, release: Option<&str>) -> String {
         let mut b = Batch::default();
         b.time = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        b.now = Some(entry.started + Duration::from_micros(1500));
         let finish = Finish {
             remote: "::ffff:10.0.0.7".parse().unwrap(),
             status: 200,
             bytes: 12,
-            duration: Duration::from_micros(1500),
             upgrade: false,
         };
         b.push(entry, finish, release.map(Arc::from).as_ref());

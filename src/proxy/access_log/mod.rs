@@ -29,7 +29,7 @@ use batch::Finish;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// Records that may wait for the writer before new ones are dropped.
 pub const QUEUE: usize = 16 * 1024;
@@ -72,31 +72,24 @@ impl Sink {
         }
     }
 
-    /// The shared id of the release in `slot`, now named `id`.
-    fn name(&mut self, slot: usize, id: &str) -> &Arc<str> {
-        if self.names.len() <= slot {
-            self.names.resize(slot + 1, None);
-        }
-        let name = &mut self.names[slot];
-        if name.as_deref() != Some(id) {
-            *name = Some(Arc::from(id));
-        }
-        name.get_or_insert_with(|| Arc::from(id))
-    }
-
-    /// Adds a finished request to the current batch; `release`: its slot
-    /// and id (`None` for the proxy's own answers).
-    pub fn push(&mut self, entry: &Entry, finish: Finish, release: Option<(usize, &str)>) {
-        if self.batch.is_empty() {
+    /// Adds a request finished at `now` (the loop's clock) to the current
+    /// batch; `release`: its slot and id (`None` for the proxy's own
+    /// answers).
+    pub fn push(
+        &mut self,
+        entry: &Entry,
+        finish: Finish,
+        release: Option<(usize, &str)>,
+        now: Instant,
+    ) {
+        if self.batch.now != Some(now) {
+            // A batch's requests end at one loop time.
+            self.flush();
+            self.batch.now = Some(now);
             self.batch.time = SystemTime::now();
         }
-        match release {
-            Some((slot, id)) => {
-                let name = self.name(slot, id).clone();
-                self.batch.push(entry, finish, Some(&name));
-            }
-            None => self.batch.push(entry, finish, None),
-        }
+        let name = release.map(|(slot, id)| name(&mut self.names, slot, id));
+        self.batch.push(entry, finish, name);
         if self.batch.len() >= BATCH_RECORDS {
             self.flush();
         }
@@ -127,6 +120,18 @@ impl Sink {
     }
 }
 
+/// The shared id of the release in `slot`, now named `id`.
+fn name<'a>(names: &'a mut Vec<Option<Arc<str>>>, slot: usize, id: &str) -> &'a Arc<str> {
+    if names.len() <= slot {
+        names.resize(slot + 1, None);
+    }
+    let name = &mut names[slot];
+    if name.as_deref() != Some(id) {
+        *name = Some(Arc::from(id));
+    }
+    name.get_or_insert_with(|| Arc::from(id))
+}
+
 impl Drop for Sink {
     /// The loop ended: what it logged last goes to the writer.
     fn drop(&mut self) {
@@ -138,7 +143,7 @@ impl Drop for Sink {
 mod tests {
     use super::*;
     use crossbeam_channel::bounded;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn sink(batches: usize, limit: usize) -> (Sink, Receiver<Batch>, Sender<Batch>) {
         let (tx, rx) = bounded(batches);
@@ -152,12 +157,17 @@ mod tests {
         (Sink::new(queue), rx, spare_tx)
     }
 
+    /// One loop time for every request of a test.
+    fn now() -> Instant {
+        static NOW: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *NOW.get_or_init(Instant::now)
+    }
+
     fn finish() -> Finish {
         Finish {
             remote: "127.0.0.1".parse().unwrap(),
             status: 200,
             bytes: 0,
-            duration: Duration::ZERO,
             upgrade: false,
         }
     }
@@ -172,7 +182,7 @@ mod tests {
     fn requests_of_one_iteration_go_out_as_one_batch() {
         let (mut sink, rx, _spare) = sink(16, 1000);
         for i in 0..3 {
-            sink.push(&entry(&format!("r{i}")), finish(), Some((0, "v1")));
+            sink.push(&entry(&format!("r{i}")), finish(), Some((0, "v1")), now());
         }
         assert!(rx.try_recv().is_err(), "nothing is sent before the flush");
         sink.flush();
@@ -187,12 +197,12 @@ mod tests {
     #[test]
     fn emptied_batches_sent_back_are_filled_again() {
         let (mut sink, rx, spare) = sink(16, 1000);
-        sink.push(&entry("a"), finish(), None);
+        sink.push(&entry("a"), finish(), None, now());
         sink.flush();
         let mut batch = rx.try_recv().unwrap();
         batch.clear();
         spare.send(batch).unwrap();
-        sink.push(&entry("b"), finish(), None);
+        sink.push(&entry("b"), finish(), None, now());
         sink.flush();
         assert!(sink.queue.spare.is_empty(), "the spare batch was taken");
         assert_eq!(rx.try_recv().unwrap().len(), 1);
@@ -202,11 +212,26 @@ mod tests {
     fn a_full_batch_goes_out_before_the_end_of_the_iteration() {
         let (mut sink, rx, _spare) = sink(16, QUEUE);
         for _ in 0..BATCH_RECORDS + 1 {
-            sink.push(&entry("x"), finish(), None);
+            sink.push(&entry("x"), finish(), None, now());
         }
         assert_eq!(rx.try_recv().unwrap().len(), BATCH_RECORDS);
         drop(sink);
         assert_eq!(rx.try_recv().unwrap().len(), 1, "dropping the sink flushes");
+    }
+
+    #[test]
+    fn requests_of_two_loop_times_go_out_in_two_batches() {
+        let (mut sink, rx, _spare) = sink(16, 1000);
+        sink.push(&entry("a"), finish(), None, now());
+        sink.push(
+            &entry("b"),
+            finish(),
+            None,
+            now() + Duration::from_millis(3),
+        );
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        sink.flush();
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
     }
 
     #[test]
@@ -215,7 +240,7 @@ mod tests {
         let (mut sink, _rx, _spare) = sink(1024, 4);
         let start = Instant::now();
         for _ in 0..10_000 {
-            sink.push(&entry("id"), finish(), None);
+            sink.push(&entry("id"), finish(), None, now());
             sink.flush();
         }
         assert_eq!(sink.dropped, 10_000 - 4);
@@ -226,8 +251,8 @@ mod tests {
     fn flood_into_a_channel_without_room_drops_and_counts() {
         let (mut sink, _rx, _spare) = sink(2, QUEUE);
         for _ in 0..10 {
-            sink.push(&entry("id"), finish(), None);
-            sink.push(&entry("id"), finish(), None);
+            sink.push(&entry("id"), finish(), None, now());
+            sink.push(&entry("id"), finish(), None, now());
             sink.flush();
         }
         assert_eq!(sink.dropped, 20 - 4);

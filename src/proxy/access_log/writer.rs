@@ -284,10 +284,9 @@ mod tests {
             remote: "127.0.0.1".parse().unwrap(),
             status: 200,
             bytes: 0,
-            duration: Duration::ZERO,
             upgrade: false,
         };
-        sink.push(&e, finish, None);
+        sink.push(&e, finish, None, Instant::now());
     }
 
     fn dir(name: &str) -> PathBuf {
