@@ -181,4 +181,25 @@ mod tests {
         e.open(Instant::now(), 9, Some((b"GET", b"/")), b"i");
         assert_eq!((e.text(), e.line()), (&b"GET/i"[..], Some((3, 4))));
     }
+
+    #[test]
+    fn a_sessions_next_request_reuses_the_entry_buffer() {
+        let mut e = Entry::default();
+        e.open(
+            Instant::now(),
+            0,
+            Some((b"GET", b"/first")),
+            b"0123456789abcdef",
+        );
+        let buffer = e.text().as_ptr();
+        for _ in 0..100 {
+            e.open(
+                Instant::now(),
+                0,
+                Some((b"GET", b"/next")),
+                b"fedcba9876543210",
+            );
+            assert_eq!(e.text().as_ptr(), buffer, "no allocation per request");
+        }
+    }
 }
