@@ -54,6 +54,14 @@ wait_line() { # file pattern
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # CPU time (user + system, all threads) of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time of one thread of a process, by name, in ns (0 if none).
+thread_ns() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] && { awk '{print $1}' "$t/schedstat"; return; }
+  done
+  echo 0
+}
 declare -A engine_pid
 
 "$bin/bench_backend" 0 >"$work/backend.out" 2>&1 &
@@ -140,12 +148,14 @@ for round in $(seq 1 "$ROUNDS"); do
     for t in $shape_targets; do
       name=${t%%:*} port=${t##*:}
       epid=${engine_pid[$name]:-}
-      [ -n "$epid" ] && c0=$(cpu_ticks "$epid")
+      if [ -n "$epid" ]; then
+        c0=$(cpu_ticks "$epid") p0=$(thread_ns "$epid" rollbridge-prox) w0=$(thread_ns "$epid" access-log)
+      fi
       out=$(wrk -t1 "${args[@]}" -d"${DURATION}s" --latency "http://127.0.0.1:$port$path" 2>&1)
       if [ -n "$epid" ]; then
-        c1=$(cpu_ticks "$epid")
+        c1=$(cpu_ticks "$epid") p1=$(thread_ns "$epid" rollbridge-prox) w1=$(thread_ns "$epid" access-log)
         reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-        echo -e "$round\t$shape\t$name\t$(python3 -c "print(f'{($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / max($reqs, 1):.2f}')")" >>"$work/cpu.tsv"
+        echo -e "$round\t$shape\t$name\t$(python3 -c "n = max($reqs, 1); print(f'{($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / n:.2f}\t{($p1 - $p0) / 1e3 / n:.3f}\t{($w1 - $w0) / 1e3 / n:.3f}')")" >>"$work/cpu.tsv"
       fi
       python3 - "$round" "$shape" "$name" <<PY >>"$results"
 import re, sys
@@ -174,21 +184,23 @@ if [ "$COST_ONLY" = 1 ]; then
   python3 - "$results" "$work/cpu.tsv" <<'PY'
 import sys, statistics
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-cpu = {(r[0], r[2]): float(r[3]) for r in (l.rstrip("\n").split("\t") for l in open(sys.argv[2]))}
+cpu = {(r[0], r[2]): [float(x) for x in r[3:6]] for r in (l.rstrip("\n").split("\t") for l in open(sys.argv[2]))}
 by_round = {(r[0], r[2]): float(r[3]) for r in rows}
 rounds = sorted(set(r[0] for r in rows))
-print("| variant | req/s (median) | throughput ratio | CPU µs/request (median) | CPU ratio |")
-print("|---|---:|---:|---:|---:|")
+print("| variant | req/s (median) | throughput ratio | CPU µs/request (median) | CPU ratio | proxy thread µs/request | proxy thread ratio | writer thread µs/request |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for n in ["rollbridge", "rb-admin", "rb-log"]:
     rps = statistics.median(by_round[(r, n)] for r in rounds)
     ratio = statistics.median(by_round[(r, n)] / by_round[(r, "rollbridge")] for r in rounds)
-    us = statistics.median(cpu[(r, n)] for r in rounds)
-    cratio = statistics.median(cpu[(r, n)] / cpu[(r, "rollbridge")] for r in rounds)
-    print(f"| {n} | {rps:.0f} | {ratio:.3f} | {us:.2f} | {cratio:.3f} |")
+    col = lambda i: statistics.median(cpu[(r, n)][i] for r in rounds)
+    rel = lambda i: statistics.median(cpu[(r, n)][i] / cpu[(r, "rollbridge")][i] for r in rounds)
+    print(f"| {n} | {rps:.0f} | {ratio:.3f} | {col(0):.2f} | {rel(0):.3f} | {col(1):.2f} | {rel(1):.3f} | {col(2):.2f} |")
 print()
 print("ka-100B; ratios are medians of per-round ratios (variants run back to back).")
 print("CPU is the engine process's user+system time (every thread, the access")
-print("log writer included) per request: less sensitive to a busy machine than req/s.")
+print("log writer included) per request: less sensitive to a busy machine than req/s;")
+print("the proxy thread's and the log writer's own CPU time are shown apart.")
+print(f"Load average at the end: {open('/proc/loadavg').read().split()[:3]}")
 PY
   exit 0
 fi

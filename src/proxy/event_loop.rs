@@ -231,6 +231,10 @@ impl Loop {
             }
             self.check_budget();
             self.check_freeze();
+            // The requests logged in this iteration go to the writer at once.
+            if let Some(access) = self.sh.access.as_mut() {
+                access.flush();
+            }
             if self.shutdown_done() {
                 return;
             }

@@ -180,7 +180,8 @@ pub struct Session {
     pub deadline: Option<Instant>,
     /// What `deadline` stands for.
     pub timer: Timer,
-    /// The request being logged (only while the access log is on).
+    /// The request being logged (only while the access log is on; kept
+    /// between requests for its buffer).
     pub entry: Option<Box<Entry>>,
 }
 
@@ -337,8 +338,8 @@ impl Session {
                 Transition::Respond(Reply::closing(ProxyError::client(e.kind(), String::new())))
             }
             Ok(HeadParse::Complete(info)) => {
-                self.entry =
-                    super::access_log::begin(sh, self.client.sent, data, &info, &request_id);
+                let sent = self.client.sent;
+                super::access_log::begin(&mut self.entry, sh, sent, data, &info, &request_id);
                 if let Some(buf) = self.client.input.as_mut() {
                     buf.consume(info.head_len);
                 }

@@ -1,13 +1,21 @@
 //! What the access log keeps about a request from its head to its end
-//! (only made when the log is on), and the session hooks that make and
+//! (only made when the log is on), and the session hooks that open and
 //! finish it.
+//!
+//! A session keeps its entry between requests: the next request's text
+//! goes into the same small buffer, so logging a request allocates
+//! nothing once the connection has served one.
 
-use super::Record;
+use super::batch::Finish;
 use crate::proxy::codec::RequestInfo;
 use crate::proxy::session::{Session, Shared};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-/// A request being logged.
+/// A buffer grown beyond this by a long target is not kept for the
+/// session's next request.
+const KEEP: usize = 1024;
+
+/// A session's request being logged.
 #[derive(Debug)]
 pub struct Entry {
     /// When the request head was received.
@@ -17,70 +25,88 @@ pub struct Entry {
     /// Bytes of response heads queued for the client (the 101 of a tunnel
     /// included): what is sent beyond them is body.
     pub heads: u64,
-    /// Method, target and request id back to back (one allocation).
-    text: String,
-    /// `None`: the head could not be parsed.
+    /// A request is being logged (else the entry only keeps its buffer).
+    open: bool,
+    /// Method, target and request id back to back.
+    text: Vec<u8>,
+    /// Ends of the method and the target in `text`; `None`: the head could
+    /// not be parsed.
     line: Option<(usize, usize)>,
 }
 
-impl Entry {
-    pub fn new(started: Instant, sent_base: u64, line: Option<(&str, &str)>, id: &str) -> Entry {
-        let (method, target) = line.unwrap_or(("", ""));
-        let mut text = String::with_capacity(method.len() + target.len() + id.len());
-        text.push_str(method);
-        text.push_str(target);
-        text.push_str(id);
+impl Default for Entry {
+    fn default() -> Entry {
         Entry {
-            started,
-            sent_base,
+            started: Instant::now(),
+            sent_base: 0,
             heads: 0,
-            text,
-            line: line.map(|(m, t)| (m.len(), m.len() + t.len())),
+            open: false,
+            text: Vec::new(),
+            line: None,
         }
-    }
-
-    pub fn method(&self) -> Option<&str> {
-        self.line.and_then(|(m, _)| self.text.get(..m))
-    }
-
-    pub fn path(&self) -> Option<&str> {
-        self.line.and_then(|(m, t)| self.text.get(m..t))
-    }
-
-    pub fn request_id(&self) -> &str {
-        let from = self.line.map_or(0, |(_, t)| t);
-        self.text.get(from..).unwrap_or("")
     }
 }
 
-/// Text of `buf[range]` (the codec only hands out ranges of visible ASCII
-/// or of what httparse accepted as UTF-8).
-fn text(buf: &[u8], range: std::ops::Range<usize>) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(buf.get(range).unwrap_or(&[]))
+impl Entry {
+    /// Starts logging a request (replacing one that never finished).
+    pub fn open(
+        &mut self,
+        started: Instant,
+        sent_base: u64,
+        line: Option<(&[u8], &[u8])>,
+        id: &[u8],
+    ) {
+        self.started = started;
+        self.sent_base = sent_base;
+        self.heads = 0;
+        self.open = true;
+        self.text.clear();
+        let (method, target) = line.unwrap_or_default();
+        self.text.reserve(method.len() + target.len() + id.len());
+        self.line = line.map(|(method, target)| {
+            self.text.extend_from_slice(method);
+            self.text.extend_from_slice(target);
+            (method.len(), method.len() + target.len())
+        });
+        self.text.extend_from_slice(id);
+    }
+
+    /// Method, target and request id back to back.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Ends of the method and the target in [`Entry::text`].
+    pub fn line(&self) -> Option<(usize, usize)> {
+        self.line
+    }
 }
 
 /// A request head was parsed (`data`: the bytes the codec was given,
-/// `sent`: bytes written to the client so far): its entry if the log is on.
+/// `sent`: bytes written to the client so far): its entry is opened if
+/// the log is on.
 pub fn begin(
+    slot: &mut Option<Box<Entry>>,
     sh: &Shared,
     sent: u64,
     data: &[u8],
     info: &RequestInfo,
     generated: &[u8],
-) -> Option<Box<Entry>> {
-    sh.access.as_ref()?;
+) {
+    if sh.access.is_none() {
+        return;
+    }
+    let part = |r: std::ops::Range<usize>| data.get(r).unwrap_or(&[]);
     let id = match info.spans.request_id.clone() {
-        Some(r) => text(data, r),
-        None => String::from_utf8_lossy(generated),
+        Some(r) => part(r),
+        None => generated,
     };
-    let method = text(data, info.spans.method.clone());
-    let target = text(data, info.spans.target.clone());
-    Some(Box::new(Entry::new(
-        sh.now,
-        sent,
-        Some((&method, &target)),
-        &id,
-    )))
+    let line = (
+        part(info.spans.method.clone()),
+        part(info.spans.target.clone()),
+    );
+    slot.get_or_insert_default()
+        .open(sh.now, sent, Some(line), id);
 }
 
 impl Session {
@@ -90,8 +116,10 @@ impl Session {
         if sh.access.is_none() {
             return;
         }
-        let id = String::from_utf8_lossy(generated);
-        self.entry = Some(Box::new(Entry::new(sh.now, self.client.sent, None, &id)));
+        let sent = self.client.sent;
+        self.entry
+            .get_or_insert_default()
+            .open(sh.now, sent, None, generated);
     }
 
     /// The request is over: `status` went to the client. `release` is
@@ -105,9 +133,10 @@ impl Session {
         own_body: Option<u64>,
         upgrade: bool,
     ) {
-        let Some(entry) = self.entry.take() else {
+        let Some(entry) = self.entry.as_mut().filter(|e| e.open) else {
             return;
         };
+        entry.open = false;
         let Some(sink) = sh.access.as_mut() else {
             return;
         };
@@ -117,17 +146,60 @@ impl Session {
                 .saturating_sub(entry.sent_base)
                 .saturating_sub(entry.heads)
         });
-        // By the metrics' slot map: the release may have drained already.
-        let release_id = release.and_then(|r| Some(sink.name(r, sh.metrics.release_id(r)?)));
-        sink.offer(Record {
-            time: SystemTime::now(),
+        let finish = Finish {
             remote: self.peer,
             status,
             bytes,
-            duration: sh.now.saturating_duration_since(entry.started),
-            release_id,
             upgrade,
-            entry,
-        });
+        };
+        // By the metrics' slot map: the release may have drained already.
+        let release = release.and_then(|r| Some((r, sh.metrics.release_id(r)?)));
+        sink.push(entry, finish, release, sh.now);
+        if entry.text.capacity() > KEEP {
+            entry.text = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopened_entry_replaces_the_previous_text() {
+        let mut e = Entry::default();
+        e.open(
+            Instant::now(),
+            5,
+            Some((b"POST", b"/long/path")),
+            b"first-id",
+        );
+        e.heads = 40;
+        e.open(Instant::now(), 9, None, b"id2");
+        assert_eq!(e.text(), b"id2");
+        assert_eq!((e.line(), e.sent_base, e.heads), (None, 9, 0));
+        e.open(Instant::now(), 9, Some((b"GET", b"/")), b"i");
+        assert_eq!((e.text(), e.line()), (&b"GET/i"[..], Some((3, 4))));
+    }
+
+    #[test]
+    fn a_sessions_next_request_reuses_the_entry_buffer() {
+        let mut e = Entry::default();
+        e.open(
+            Instant::now(),
+            0,
+            Some((b"GET", b"/first")),
+            b"0123456789abcdef",
+        );
+        let buffer = e.text().as_ptr();
+        for _ in 0..100 {
+            e.open(
+                Instant::now(),
+                0,
+                Some((b"GET", b"/next")),
+                b"fedcba9876543210",
+            );
+            assert_eq!(e.text().as_ptr(), buffer, "no allocation per request");
+        }
     }
 }

@@ -1,51 +1,61 @@
 //! The access log: one JSON line per finished request, written off the
 //! proxy thread.
 //!
-//! The loop only fills a small [`Record`] (the request line and id copied
-//! once, at head time, and only when the log is on) and offers it to a
-//! bounded channel with `try_send`: when the writer falls behind, the
-//! record is dropped and counted ([`Sink::dropped`], the metric
-//! `rollbridge_access_log_dropped_total`), so the loop never blocks. The
+//! When the log is on, the loop copies a request's method, target and id
+//! once, at head time, into a buffer its session keeps between requests
+//! ([`Entry`]). When the request ends, those bytes and a few numbers are
+//! appended to the loop's current [`Batch`]; at the end of each loop
+//! iteration the batch (every request finished in it) is offered to the
+//! writer with one `try_send`, and the writer sends emptied batches back to
+//! be filled again. So a request costs two short copies and no allocation
+//! or channel operation of its own. When the writer falls behind (more
+//! than [`QUEUE`] records waiting), batches are dropped and their records
+//! counted ([`Sink::dropped`], the metric
+//! `rollbridge_access_log_dropped_total`): the loop never blocks. The
 //! writer thread (`writer.rs`) formats with serde_json, batches the writes
 //! and reopens the file on request (SIGHUP) or when the path stops naming
 //! the open file (logrotate renamed it).
 
+pub(crate) mod batch;
 mod entry;
+mod line;
 pub mod writer;
 
+pub use batch::Batch;
 pub use entry::{Entry, begin};
 pub use writer::Control;
 
-use crossbeam_channel::{Sender, TrySendError};
-use serde::Serialize;
-use std::net::IpAddr;
+use batch::Finish;
+use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
 
 /// Records that may wait for the writer before new ones are dropped.
 pub const QUEUE: usize = 16 * 1024;
+/// Records in a batch after which it is sent without waiting for the end
+/// of the loop iteration.
+const BATCH_RECORDS: usize = 1024;
 
-/// One finished request, handed to the writer.
+/// The loop's ends of the channels to the writer.
 #[derive(Debug)]
-pub struct Record {
-    /// When the request finished.
-    pub time: SystemTime,
-    pub remote: IpAddr,
-    pub entry: Box<Entry>,
-    pub status: u16,
-    /// Response body bytes sent (a WebSocket: every byte sent to the
-    /// client after the 101 head).
-    pub bytes: u64,
-    pub duration: Duration,
-    /// `None` for the proxy's own answers.
-    pub release_id: Option<Arc<str>>,
-    pub upgrade: bool,
+pub struct Queue {
+    /// Full batches, to the writer.
+    pub tx: Sender<Batch>,
+    /// Emptied batches, back from the writer.
+    pub spare: Receiver<Batch>,
+    /// Records sent and not yet formatted by the writer.
+    pub waiting: Arc<AtomicUsize>,
+    /// Most records that may wait.
+    pub limit: usize,
 }
 
 /// The loop's end of the log.
 #[derive(Debug)]
 pub struct Sink {
-    tx: Sender<Record>,
+    queue: Queue,
+    /// Requests finished in this loop iteration.
+    batch: Batch,
     /// Records dropped because the writer was behind.
     pub dropped: u64,
     /// Release ids by slot, shared by every record (no copy per request).
@@ -53,99 +63,79 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(tx: Sender<Record>) -> Sink {
+    pub fn new(queue: Queue) -> Sink {
         Sink {
-            tx,
+            queue,
+            batch: Batch::default(),
             dropped: 0,
             names: Vec::new(),
         }
     }
 
-    /// The shared id of the release in `slot`, now named `id`.
-    pub fn name(&mut self, slot: usize, id: &str) -> Arc<str> {
-        if self.names.len() <= slot {
-            self.names.resize(slot + 1, None);
+    /// Adds a request finished at `now` (the loop's clock) to the current
+    /// batch; `release`: its slot and id (`None` for the proxy's own
+    /// answers).
+    pub fn push(
+        &mut self,
+        entry: &Entry,
+        finish: Finish,
+        release: Option<(usize, &str)>,
+        now: Instant,
+    ) {
+        if self.batch.now != Some(now) {
+            // A batch's requests end at one loop time.
+            self.flush();
+            self.batch.now = Some(now);
+            self.batch.time = SystemTime::now();
         }
-        match &self.names[slot] {
-            Some(n) if &**n == id => n.clone(),
-            _ => {
-                let n: Arc<str> = Arc::from(id);
-                self.names[slot] = Some(n.clone());
-                n
-            }
+        let name = release.map(|(slot, id)| name(&mut self.names, slot, id));
+        self.batch.push(entry, finish, name);
+        if self.batch.len() >= BATCH_RECORDS {
+            self.flush();
         }
     }
 
-    /// Offers a record; never blocks.
-    pub fn offer(&mut self, record: Record) {
-        match self.tx.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => self.dropped += 1,
+    /// Offers the current batch to the writer; never blocks.
+    pub fn flush(&mut self) {
+        let n = self.batch.len();
+        if n == 0 {
+            return;
+        }
+        // Only this thread adds to `waiting`: what it reads can only shrink.
+        if self.queue.waiting.load(Ordering::Relaxed).saturating_add(n) > self.queue.limit {
+            self.dropped += n as u64;
+            self.batch.clear();
+            return;
+        }
+        let fresh = self.queue.spare.try_recv().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.batch, fresh);
+        self.queue.waiting.fetch_add(n, Ordering::Relaxed);
+        if let Err(e) = self.queue.tx.try_send(batch) {
+            self.queue.waiting.fetch_sub(n, Ordering::Relaxed);
+            self.dropped += n as u64;
+            let mut batch = e.into_inner();
+            batch.clear();
+            self.batch = batch;
         }
     }
 }
 
-/// The line as written, keys in this order.
-#[derive(Serialize)]
-struct Line<'a> {
-    time: &'a str,
-    remote: IpAddr,
-    method: Option<&'a str>,
-    path: Option<&'a str>,
-    status: u16,
-    bytes: u64,
-    #[serde(rename = "durationMs")]
-    duration_ms: f64,
-    #[serde(rename = "releaseId")]
-    release_id: Option<&'a str>,
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    upgrade: bool,
-}
-
-/// The writer's timestamp text, recomputed in full once per second.
-#[derive(Debug, Default)]
-pub struct Stamp {
-    second: Option<u64>,
-    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of the last record.
-    text: String,
-}
-
-impl Stamp {
-    fn iso(&mut self, ms: u64) -> &str {
-        let second = ms / 1000;
-        if self.second != Some(second) || self.text.len() != 24 {
-            self.second = Some(second);
-            self.text = crate::timefmt::iso(ms);
-        } else {
-            self.text.truncate(20);
-            let milli = ms % 1000;
-            for d in [milli / 100, milli / 10 % 10, milli % 10] {
-                self.text.push(char::from(b'0' + d as u8));
-            }
-            self.text.push('Z');
-        }
-        &self.text
+/// The shared id of the release in `slot`, now named `id`.
+fn name<'a>(names: &'a mut Vec<Option<Arc<str>>>, slot: usize, id: &str) -> &'a Arc<str> {
+    if names.len() <= slot {
+        names.resize(slot + 1, None);
     }
+    let name = &mut names[slot];
+    if name.as_deref() != Some(id) {
+        *name = Some(Arc::from(id));
+    }
+    name.get_or_insert_with(|| Arc::from(id))
 }
 
-/// Appends `record` as one JSON line (newline included) to `out`.
-pub fn format_line(record: &Record, stamp: &mut Stamp, out: &mut Vec<u8>) {
-    let micros = u64::try_from(record.duration.as_micros()).unwrap_or(u64::MAX);
-    let line = Line {
-        time: stamp.iso(crate::timefmt::ms_since_epoch(record.time)),
-        remote: record.remote.to_canonical(),
-        method: record.entry.method(),
-        path: record.entry.path(),
-        status: record.status,
-        bytes: record.bytes,
-        duration_ms: micros as f64 / 1000.0,
-        release_id: record.release_id.as_deref(),
-        request_id: record.entry.request_id(),
-        upgrade: record.upgrade,
-    };
-    if serde_json::to_writer(&mut *out, &line).is_ok() {
-        out.push(b'\n');
+impl Drop for Sink {
+    /// The loop ended: what it logged last goes to the writer.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -153,67 +143,119 @@ pub fn format_line(record: &Record, stamp: &mut Stamp, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crossbeam_channel::bounded;
-    use std::time::{Instant, UNIX_EPOCH};
+    use std::time::Duration;
 
-    fn record(entry: Entry) -> Record {
-        Record {
-            time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-            remote: "::ffff:10.0.0.7".parse().unwrap(),
-            entry: Box::new(entry),
+    fn sink(batches: usize, limit: usize) -> (Sink, Receiver<Batch>, Sender<Batch>) {
+        let (tx, rx) = bounded(batches);
+        let (spare_tx, spare) = bounded(4);
+        let queue = Queue {
+            tx,
+            spare,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            limit,
+        };
+        (Sink::new(queue), rx, spare_tx)
+    }
+
+    /// One loop time for every request of a test.
+    fn now() -> Instant {
+        static NOW: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *NOW.get_or_init(Instant::now)
+    }
+
+    fn finish() -> Finish {
+        Finish {
+            remote: "127.0.0.1".parse().unwrap(),
             status: 200,
-            bytes: 12,
-            duration: Duration::from_micros(1500),
-            release_id: Some(Arc::from("v1")),
+            bytes: 0,
             upgrade: false,
         }
     }
 
-    #[test]
-    fn line_has_every_key_in_order() {
-        let e = Entry::new(Instant::now(), 0, Some(("GET", "/a?b=\"1\"")), "abc");
-        let mut out = Vec::new();
-        format_line(&record(e), &mut Stamp::default(), &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"remote\":\"10.0.0.7\",\"method\":\"GET\",\
-             \"path\":\"/a?b=\\\"1\\\"\",\"status\":200,\"bytes\":12,\"durationMs\":1.5,\
-             \"releaseId\":\"v1\",\"requestId\":\"abc\",\"upgrade\":false}\n"
-        );
+    fn entry(id: &str) -> Entry {
+        let mut e = Entry::default();
+        e.open(Instant::now(), 0, Some((b"GET", b"/")), id.as_bytes());
+        e
     }
 
     #[test]
-    fn unparsed_request_logs_null_method_and_path() {
-        let mut r = record(Entry::new(Instant::now(), 0, None, "id"));
-        r.release_id = None;
-        let mut out = Vec::new();
-        format_line(&r, &mut Stamp::default(), &mut out);
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert!(v["method"].is_null() && v["path"].is_null() && v["releaseId"].is_null());
-    }
-
-    #[test]
-    fn stamp_matches_the_full_format_within_and_across_seconds() {
-        let mut stamp = Stamp::default();
-        for ms in [
-            1_700_000_000_123,
-            1_700_000_000_999,
-            1_700_000_001_005,
-            1_700_000_001_040,
-        ] {
-            assert_eq!(stamp.iso(ms), crate::timefmt::iso(ms));
+    fn requests_of_one_iteration_go_out_as_one_batch() {
+        let (mut sink, rx, _spare) = sink(16, 1000);
+        for i in 0..3 {
+            sink.push(&entry(&format!("r{i}")), finish(), Some((0, "v1")), now());
         }
+        assert!(rx.try_recv().is_err(), "nothing is sent before the flush");
+        sink.flush();
+        let batch = rx.try_recv().unwrap();
+        let ids: Vec<_> = batch.views().map(|v| v.request_id.to_vec()).collect();
+        assert_eq!(ids, [b"r0".to_vec(), b"r1".to_vec(), b"r2".to_vec()]);
+        assert!(batch.views().all(|v| v.release_id == Some("v1")));
+        sink.flush();
+        assert!(rx.try_recv().is_err(), "an empty batch is not sent");
+    }
+
+    #[test]
+    fn emptied_batches_sent_back_are_filled_again() {
+        let (mut sink, rx, spare) = sink(16, 1000);
+        sink.push(&entry("a"), finish(), None, now());
+        sink.flush();
+        let mut batch = rx.try_recv().unwrap();
+        batch.clear();
+        spare.send(batch).unwrap();
+        sink.push(&entry("b"), finish(), None, now());
+        sink.flush();
+        assert!(sink.queue.spare.is_empty(), "the spare batch was taken");
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_full_batch_goes_out_before_the_end_of_the_iteration() {
+        let (mut sink, rx, _spare) = sink(16, QUEUE);
+        for _ in 0..BATCH_RECORDS + 1 {
+            sink.push(&entry("x"), finish(), None, now());
+        }
+        assert_eq!(rx.try_recv().unwrap().len(), BATCH_RECORDS);
+        drop(sink);
+        assert_eq!(rx.try_recv().unwrap().len(), 1, "dropping the sink flushes");
+    }
+
+    #[test]
+    fn requests_of_two_loop_times_go_out_in_two_batches() {
+        let (mut sink, rx, _spare) = sink(16, 1000);
+        sink.push(&entry("a"), finish(), None, now());
+        sink.push(
+            &entry("b"),
+            finish(),
+            None,
+            now() + Duration::from_millis(3),
+        );
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        sink.flush();
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
     }
 
     #[test]
     fn flood_into_a_full_queue_drops_and_counts_without_blocking() {
-        // Nobody reads: the queue fills and everything after is dropped.
-        let (tx, _rx) = bounded(4);
-        let mut sink = Sink::new(tx);
+        // Nobody reads: at most `limit` records wait, the rest are dropped.
+        let (mut sink, _rx, _spare) = sink(1024, 4);
         let start = Instant::now();
         for _ in 0..10_000 {
-            sink.offer(record(Entry::new(Instant::now(), 0, None, "id")));
+            sink.push(&entry("id"), finish(), None, now());
+            sink.flush();
         }
         assert_eq!(sink.dropped, 10_000 - 4);
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn flood_into_a_channel_without_room_drops_and_counts() {
+        let (mut sink, _rx, _spare) = sink(2, QUEUE);
+        for _ in 0..10 {
+            sink.push(&entry("id"), finish(), None, now());
+            sink.push(&entry("id"), finish(), None, now());
+            sink.flush();
+        }
+        assert_eq!(sink.dropped, 20 - 4);
+        assert_eq!(sink.queue.waiting.load(Ordering::Relaxed), 4);
     }
 }

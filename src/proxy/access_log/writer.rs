@@ -10,7 +10,8 @@
 //! Write and open errors never stop the writer; they are reported as proxy
 //! errors (once per episode) and lines are lost, never the proxy's time.
 
-use super::{Record, Stamp, format_line};
+use super::line::{Stamp, format_line};
+use super::{Batch, Queue};
 use crate::proxy::error::{ErrorKind, Side};
 use crate::proxy::handle::ProxyEvent;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, never, select};
@@ -18,6 +19,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,7 +29,7 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// Bytes gathered before a write (more records wait in the channel).
 const BATCH: usize = 64 * 1024;
 /// Pause between batches while requests keep coming: lines reach the file
-/// this much later, the channel holds what arrives meanwhile (16 Ki
+/// this much later, the queue holds what arrives meanwhile (16 Ki
 /// records: 800,000 requests/s).
 pub const GATHER: Duration = Duration::from_millis(20);
 
@@ -37,15 +40,18 @@ pub enum Control {
     Reopen,
 }
 
+/// Emptied batches kept for the loop to fill again.
+const SPARE: usize = 8;
+
 /// The running writer: where records go, how to steer it, its thread.
 pub struct Writer {
-    pub records: Sender<Record>,
+    pub records: Queue,
     pub control: Sender<Control>,
     pub thread: JoinHandle<()>,
 }
 
 /// Opens `path` (append, created 0640 if missing) and starts the writer
-/// with a queue of `capacity` records. Errors only if the file cannot be
+/// with a queue of at most `capacity` records. Errors only if the file cannot be
 /// opened now.
 pub fn start(path: PathBuf, capacity: usize, events: Sender<ProxyEvent>) -> io::Result<Writer> {
     let file = open(&path).map_err(|e| {
@@ -54,7 +60,17 @@ pub fn start(path: PathBuf, capacity: usize, events: Sender<ProxyEvent>) -> io::
             format!("cannot open access log {}: {e}", path.display()),
         )
     })?;
-    let (records, rx) = bounded(capacity);
+    // Every batch holds a record: `capacity` batches never limit before
+    // the record count does.
+    let (tx, rx) = bounded(capacity);
+    let (spare_tx, spare) = bounded(SPARE);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let records = Queue {
+        tx,
+        spare,
+        waiting: waiting.clone(),
+        limit: capacity,
+    };
     let (control, crx) = bounded(8);
     let mut state = State {
         path,
@@ -63,6 +79,8 @@ pub fn start(path: PathBuf, capacity: usize, events: Sender<ProxyEvent>) -> io::
         failing: false,
         events,
         stamp: Stamp::default(),
+        spare: spare_tx,
+        waiting,
     };
     let thread = std::thread::Builder::new()
         .name("access-log".into())
@@ -91,6 +109,10 @@ struct State {
     failing: bool,
     events: Sender<ProxyEvent>,
     stamp: Stamp,
+    /// Emptied batches, back to the loop.
+    spare: Sender<Batch>,
+    /// Records sent by the loop and not yet formatted.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl State {
@@ -98,7 +120,7 @@ impl State {
     /// starts). Busy, it sleeps [`GATHER`] between batches instead, so the
     /// proxy's `try_send` finds no sleeping reader to wake (no system call
     /// per request) and a batch is one `write`.
-    fn run(&mut self, records: Receiver<Record>, control: Receiver<Control>) {
+    fn run(&mut self, records: Receiver<Batch>, control: Receiver<Control>) {
         let mut control = control;
         let mut out = Vec::with_capacity(BATCH);
         let mut next_check = Instant::now() + TICK;
@@ -106,8 +128,8 @@ impl State {
             let wait = next_check.saturating_duration_since(Instant::now());
             select! {
                 recv(records) -> r => match r {
-                    Ok(record) => {
-                        format_line(&record, &mut self.stamp, &mut out);
+                    Ok(batch) => {
+                        self.format(batch, &mut out);
                         if !self.busy(&records, &control, &mut out, &mut next_check) {
                             return;
                         }
@@ -132,7 +154,7 @@ impl State {
     /// once the proxy is gone (after writing what it sent).
     fn busy(
         &mut self,
-        records: &Receiver<Record>,
+        records: &Receiver<Batch>,
         control: &Receiver<Control>,
         out: &mut Vec<u8>,
         next_check: &mut Instant,
@@ -141,16 +163,12 @@ impl State {
             let mut gone = false;
             loop {
                 match records.try_recv() {
-                    Ok(r) => format_line(&r, &mut self.stamp, out),
+                    Ok(batch) => self.format(batch, out),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         gone = true;
                         break;
                     }
-                }
-                if out.len() >= BATCH {
-                    self.write(out);
-                    out.clear();
                 }
             }
             if !out.is_empty() {
@@ -171,6 +189,21 @@ impl State {
             }
             std::thread::sleep(GATHER);
         }
+    }
+
+    /// Formats a batch's lines into `out` (written whenever it holds
+    /// [`BATCH`] bytes), then hands the emptied batch back.
+    fn format(&mut self, mut batch: Batch, out: &mut Vec<u8>) {
+        for view in batch.views() {
+            format_line(&view, &mut self.stamp, out);
+            if out.len() >= BATCH {
+                self.write(out);
+                out.clear();
+            }
+        }
+        self.waiting.fetch_sub(batch.len(), Ordering::Relaxed);
+        batch.clear();
+        let _ = self.spare.try_send(batch);
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -240,20 +273,20 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::access_log::Entry;
-    use std::time::SystemTime;
+    use crate::proxy::access_log::batch::Finish;
+    use crate::proxy::access_log::{Entry, Sink};
 
-    fn record(id: &str) -> Record {
-        Record {
-            time: SystemTime::now(),
+    /// Logs one request with id `id` (sent at the next flush).
+    fn log(sink: &mut Sink, id: &str) {
+        let mut e = Entry::default();
+        e.open(Instant::now(), 0, Some((b"GET", b"/")), id.as_bytes());
+        let finish = Finish {
             remote: "127.0.0.1".parse().unwrap(),
-            entry: Box::new(Entry::new(Instant::now(), 0, Some(("GET", "/")), id)),
             status: 200,
             bytes: 0,
-            duration: Duration::ZERO,
-            release_id: None,
             upgrade: false,
-        }
+        };
+        sink.push(&e, finish, None, Instant::now());
     }
 
     fn dir(name: &str) -> PathBuf {
@@ -280,20 +313,23 @@ mod tests {
         let path = d.join("access.log");
         let (etx, _erx) = bounded(8);
         let w = start(path.clone(), 16, etx).unwrap();
-        w.records.send(record("one")).unwrap();
+        let mut sink = Sink::new(w.records);
+        log(&mut sink, "one");
+        sink.flush();
         assert!(wait_for(&path, "\"one\"").contains("\"one\""));
         std::fs::rename(&path, d.join("access.log.1")).unwrap();
         w.control.send(Control::Reopen).unwrap();
         // The reopen is handled before the next record (one thread, and
         // the control is sent first), so "two" lands in the new file.
         std::thread::sleep(Duration::from_millis(100));
-        w.records.send(record("two")).unwrap();
+        log(&mut sink, "two");
+        sink.flush();
         let fresh = wait_for(&path, "\"two\"");
         assert!(
             fresh.contains("\"two\"") && !fresh.contains("\"one\""),
             "{fresh}"
         );
-        drop(w.records);
+        drop(sink);
         w.thread.join().unwrap();
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -304,10 +340,15 @@ mod tests {
         let path = d.join("access.log");
         let (etx, _erx) = bounded(8);
         let w = start(path.clone(), 1024, etx).unwrap();
+        let mut sink = Sink::new(w.records);
         for i in 0..500 {
-            w.records.send(record(&format!("r{i}"))).unwrap();
+            log(&mut sink, &format!("r{i}"));
+            if i % 7 == 0 {
+                sink.flush();
+            }
         }
-        drop(w.records);
+        // The last batch was never flushed: dropping the sink sends it.
+        drop(sink);
         w.thread.join().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 500);
