@@ -320,3 +320,222 @@ fn upgrade_to_a_broken_binary_is_refused_and_the_daemon_serves_on() {
         assert!(info.contains(&format!("\"pid\":{pid}")), "{info}");
     }
 }
+
+/// One GET on a fresh connection with a `Cookie` field: (status, head,
+/// body).
+fn get_with_cookie(port: u16, cookie: &str) -> (u16, String, String) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: test\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (status, _) = parse(&buf).unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn upgrade_carries_the_canary_and_its_cookies() {
+    if !have_node() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let d = Deployment::start("upgrade-canary", r#""drainTimeoutMs":20000"#, &processes());
+    d.deploy_ok("v1");
+    let path = d.releases.join("v2");
+    std::fs::create_dir_all(&path).unwrap();
+    let out = d.daemon.cli(&[
+        "deploy",
+        "--release-path",
+        path.to_str().unwrap(),
+        "--release-id",
+        "v2",
+        "--canary",
+        "50",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let port = d.proxy_port();
+    let before = d.status();
+    assert_eq!(before["canary"]["releaseId"], "v2", "{before:#}");
+
+    let out = upgrade(&d, &installed(d.dir()));
+    assert_eq!(out.status.code(), Some(0), "upgrade: {}", stderr(&out));
+
+    let after = d.status();
+    assert_eq!(after["canary"], before["canary"], "{after:#}");
+    assert_eq!(d.release("v2")["state"], "canary");
+    assert_eq!(after["activeReleaseId"], "v1");
+    // A client's assignment holds: no new cookie, the same release.
+    for release in ["v1", "v2", "v2", "v1"] {
+        let (status, head, body) = get_with_cookie(port, &format!("rollbridge_release={release}"));
+        assert_eq!(status, 200, "{head}");
+        assert!(body.starts_with(&format!("release {release} ")), "{body}");
+        assert!(!head.to_ascii_lowercase().contains("set-cookie"), "{head}");
+    }
+    // The canary can still be promoted by the new program.
+    let out = d.daemon.cli(&["promote"]);
+    assert_eq!(out.status.code(), Some(0), "promote: {}", stderr(&out));
+    d.wait_status("v2 active", 10, |s| {
+        s["activeReleaseId"] == "v2" && s["canary"].is_null()
+    });
+}
+
+#[test]
+fn upgrade_carries_the_auto_rollback_window_and_last_auto_rollback() {
+    if !have_node() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let web = format!(
+        r#"[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{{"from":0,"to":0}},"health":{{"intervalMs":20,"timeoutMs":10000,"watchIntervalMs":0}},"restartDelayMs":100,"restart":{{"maxRestarts":0}}}}]"#,
+        fixture("app.js")
+    );
+    let d = Deployment::start_with(
+        "upgrade-rollback",
+        r#""autoRollback":{"windowMs":60000}"#,
+        "",
+        &web,
+    );
+    d.deploy_ok("v1");
+    // v2 passes its health check, then exits once the upgrade is done:
+    // only the carried window can roll it back.
+    std::fs::create_dir_all(d.releases.join("v2")).unwrap();
+    std::fs::write(d.releases.join("v2").join("exit-after-ms"), "2500").unwrap();
+    d.deploy_ok("v2");
+    let binary = installed(d.dir());
+    let out = upgrade(&d, &binary);
+    assert_eq!(out.status.code(), Some(0), "upgrade: {}", stderr(&out));
+    assert_eq!(d.status()["activeReleaseId"], "v2");
+    d.wait_status("the automatic rollback to v1", 20, |s| {
+        s["activeReleaseId"] == "v1" && s["lastAutoRollback"].is_object()
+    });
+    let last = d.status()["lastAutoRollback"].clone();
+    assert_eq!(last["fromReleaseId"], "v2", "{last:#}");
+    // And the record itself survives the next upgrade (once the rollback
+    // operation has finished and v2 has drained).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = upgrade(&d, &binary);
+        if out.status.code() == Some(0) || Instant::now() > deadline {
+            break out;
+        }
+        assert!(
+            stderr(&out).contains("Cannot upgrade while"),
+            "{}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(out.status.code(), Some(0), "upgrade: {}", stderr(&out));
+    assert_eq!(d.status()["lastAutoRollback"], last);
+}
+
+/// `sleep 1000` in a process group of its own (a child of this test, so
+/// never of the daemon).
+fn sleeper() -> (i64, std::process::Child) {
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new("sleep")
+        .arg("1000")
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    (child.id() as i64, child)
+}
+
+fn start_time(pid: i64) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 1..];
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// Kills the test's process groups on drop.
+struct Groups(Vec<i64>);
+
+impl Drop for Groups {
+    fn drop(&mut self) {
+        for g in &self.0 {
+            if *g > 1 {
+                unsafe { libc::kill(-(*g as i32), libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+#[test]
+fn upgrade_keeps_adopted_processes_adopted_and_watched() {
+    let dir = temp_dir("upgrade-adopted");
+    let config = dir.join("rollbridge.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"application":"upa","control":{{"path":"{}"}},"statePath":"{}","adoptOrphans":true,"proxy":{{"port":0}},"processes":[{{"id":"web","command":"sleep 1000","policy":"proxied","port":{{"from":0,"to":0}},"health":{{"intervalMs":20,"timeoutMs":200}},"restartDelayMs":50}},{{"id":"db","command":"sleep 1000","policy":"service","restartDelayMs":50}}]}}"#,
+            dir.join("c.sock").display(),
+            dir.join("state.json").display()
+        ),
+    )
+    .unwrap();
+    let (web, mut web_child) = sleeper();
+    let (db, mut db_child) = sleeper();
+    let mut groups = Groups(vec![web, db]);
+    let release = dir.join("releases/v1");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(
+        dir.join("state.json"),
+        format!(
+            r#"{{"activeReleaseId":"v1","releases":[{{"releaseId":"v1","releasePath":"{}","revision":"v1","state":"active","ports":{{"web":1}},"processes":[{{"id":"web","pid":{web},"pgid":{web},"startTime":{},"restarts":0,"state":"running"}}]}}],"services":[{{"id":"db","process":{{"id":"db","pid":{db},"pgid":{db},"startTime":{},"restarts":0,"state":"running"}}}}],"singletons":[]}}"#,
+            release.display(),
+            start_time(web),
+            start_time(db)
+        ),
+    )
+    .unwrap();
+    let d = Deployment {
+        daemon: TestDaemon::start_with(dir.clone(), config.clone(), &[]),
+        releases: dir.join("releases"),
+    };
+    let adopted = |s: &serde_json::Value| {
+        let web_p = process(&s["releases"][0], "web");
+        let db_p = &s["services"][0]["process"];
+        web_p["pid"].as_i64() == Some(web)
+            && web_p["adopted"] == true
+            && db_p["pid"].as_i64() == Some(db)
+            && db_p["adopted"] == true
+    };
+    d.wait_status("both adopted", 10, adopted);
+    // The adopted release's traffic check (a sleeper never answers it)
+    // holds the op slot first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stdout(&d.daemon.cli(&["events"])).contains("adopted release not routed") {
+        assert!(
+            Instant::now() < deadline,
+            "traffic never resumed: {}",
+            stdout(&d.daemon.cli(&["events"]))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = upgrade(&d, &installed(&dir));
+    assert_eq!(out.status.code(), Some(0), "upgrade: {}", stderr(&out));
+    let s = d.status();
+    assert!(adopted(&s), "still adopted after the upgrade: {s:#}");
+
+    // Still watched by pidfd: an exit is noticed and restarted.
+    unsafe { libc::kill(db as i32, libc::SIGKILL) };
+    let _ = db_child.wait();
+    d.wait_status("db restarted", 10, |s| {
+        let p = &s["services"][0]["process"];
+        p["pid"].as_i64().is_some_and(|p| p != db) && p["restarts"] == 1
+    });
+    let s = d.status();
+    let p = &s["services"][0]["process"];
+    groups.0.push(p["pid"].as_i64().unwrap_or(0));
+    assert!(p.get("adopted").is_none(), "a new run is our own child");
+    assert!(web_child.try_wait().unwrap().is_none());
+    drop(d);
+}
