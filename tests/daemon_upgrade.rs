@@ -539,3 +539,75 @@ fn upgrade_keeps_adopted_processes_adopted_and_watched() {
     assert!(web_child.try_wait().unwrap().is_none());
     drop(d);
 }
+
+/// A new "binary" that answers the probe like the real one, then runs the
+/// real one with `corrupt` (an environment assignment) breaking its import.
+fn failing_import(dir: &Path, name: &str, corrupt: &str) -> PathBuf {
+    let real = installed(dir);
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = __handover-probe ]; then exec \"{real}\" \"$@\"; fi\n{corrupt} exec \"{real}\" \"$@\"\n",
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_new_program_that_fails_its_import_goes_back_to_the_old_one() {
+    if !have_node() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let d = Deployment::start("upgrade-back", "", &processes());
+    d.deploy_ok("v1");
+    let port = d.proxy_port();
+    let web_pid = pid_of(&d.status(), "v1", "web");
+    let mut ws = open_ws(port);
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut idle_buf = Vec::new();
+    let cases = [
+        (
+            failing_import(d.dir(), "unreadable", "ROLLBRIDGE_HANDOVER_FD=junk"),
+            "is not a descriptor: junk",
+        ),
+        (
+            failing_import(d.dir(), "panicking", "ROLLBRIDGE_TEST_PANIC_IN_IMPORT=1"),
+            "the new program panicked",
+        ),
+    ];
+    for (binary, cause) in &cases {
+        let out = upgrade(&d, binary);
+        assert_eq!(out.status.code(), Some(1), "{binary:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("Upgrade failed: the new program could not take over")
+                && err.contains(cause),
+            "{binary:?}: {err}"
+        );
+        // The old program serves on with everything it had.
+        let info = d.daemon.request(r#"{"command":"daemon-info"}"#);
+        assert!(
+            info.contains(&format!("\"pid\":{}", d.daemon.pid())),
+            "{info}"
+        );
+        assert_eq!(pid_of(&d.status(), "v1", "web"), web_pid);
+        assert_eq!(echo(&mut ws, "still"), "v1:still");
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut idle, &mut idle_buf).unwrap().0, 200);
+        assert_eq!(get(port, "/").unwrap().0, 200);
+    }
+    let events = stdout(&d.daemon.cli(&["events", "--json"]));
+    assert!(!events.contains("daemon upgraded"), "{events}");
+    // And a good binary still upgrades it afterwards.
+    let out = upgrade(&d, &installed(d.dir()));
+    assert_eq!(out.status.code(), Some(0), "upgrade: {}", stderr(&out));
+    assert_eq!(echo(&mut ws, "after"), "v1:after");
+}

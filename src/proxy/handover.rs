@@ -47,6 +47,18 @@ pub enum ConnDoc {
     },
 }
 
+impl ConnDoc {
+    /// The descriptor numbers it names.
+    pub fn fds(&self) -> Vec<i32> {
+        match self {
+            ConnDoc::Idle { client, .. } => vec![client.fd],
+            ConnDoc::Tunnel {
+                client, upstream, ..
+            } => vec![client.fd, upstream.fd],
+        }
+    }
+}
+
 /// A socket by descriptor number, with the bytes read from it and not yet
 /// used, and the bytes waiting to be written to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::control::server::Progress;
 use crate::daemon::handover::doc::{
     CanaryDoc, CoreDoc, Listeners, NamedDoc, PausedDoc, ReleaseDoc,
 };
-use crate::daemon::handover::{self, Handover, fds, probe};
+use crate::daemon::handover::{self, Handover, fallback, fds, probe};
 use crate::proxy::Maintenance as Page;
 
 /// `upgrade --timeout-ms` default.
@@ -183,6 +183,15 @@ impl Core {
                     handover::HANDOVER_FD_ENV.into(),
                     fds::num(&memfd).to_string(),
                 ));
+                // The new program's way back to this one.
+                let own = fallback::own_binary().ok();
+                env.retain(|(k, _)| k != fallback::FROM_ENV && k != fallback::FAILED_ENV);
+                if let Some(exe) = &own {
+                    env.push((
+                        fallback::FROM_ENV.into(),
+                        fallback::from_value(fds::num(exe), fds::num(&memfd)),
+                    ));
+                }
                 let argv: Vec<String> = std::env::args().collect();
                 log::flush(Duration::from_secs(1));
                 let e = fds::exec(binary, &argv, &env);

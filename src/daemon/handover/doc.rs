@@ -172,6 +172,22 @@ impl Handover {
         serde_json::from_value(value).map_err(|e| format!("the handover document is invalid: {e}"))
     }
 
+    /// Every descriptor number the document names.
+    pub fn fds(&self) -> Vec<i32> {
+        let l = &self.listeners;
+        let mut fds = vec![l.proxy, l.control];
+        fds.extend(l.admin);
+        fds.extend(l.lock);
+        fds.extend(self.reply_fd);
+        for p in &self.processes {
+            fds.extend(p.pipes.iter().map(|pipe| pipe.fd));
+        }
+        for c in &self.connections {
+            fds.extend(c.fds());
+        }
+        fds
+    }
+
     /// An empty document of the current version (tests, and the start of
     /// an export).
     pub fn empty(core: CoreDoc, listeners: Listeners) -> Handover {
