@@ -611,3 +611,75 @@ fn a_new_program_that_fails_its_import_goes_back_to_the_old_one() {
     assert_eq!(out.status.code(), Some(0), "upgrade: {}", stderr(&out));
     assert_eq!(echo(&mut ws, "after"), "v1:after");
 }
+
+#[test]
+fn a_server_sent_events_stream_flows_on_through_an_upgrade() {
+    use std::io::Read;
+    if !have_node() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let d = Deployment::start("upgrade-sse", "", &processes());
+    d.deploy_ok("v1");
+    let port = d.proxy_port();
+    let binary = installed(d.dir());
+    let events = 40;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /sse?n={events}&ms=100 HTTP/1.1\r\nHost: test\r\n\r\n"
+    )
+    .unwrap();
+    let reader = std::thread::spawn(move || {
+        // (arrival, event number) for every `data:` line, until the body's
+        // last chunk; then the same connection serves another request.
+        let mut text = Vec::new();
+        let mut seen: Vec<(Instant, u64)> = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !text.ends_with(b"0\r\n\r\n") {
+            let n = s.read(&mut buf).expect("stream cut");
+            assert!(n > 0, "stream closed: {}", String::from_utf8_lossy(&text));
+            text.extend_from_slice(&buf[..n]);
+            let count = String::from_utf8_lossy(&text)
+                .matches("data: event ")
+                .count();
+            while seen.len() < count {
+                seen.push((Instant::now(), seen.len() as u64 + 1));
+            }
+        }
+        let body = String::from_utf8_lossy(&text).into_owned();
+        let numbers: Vec<u64> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: event ")?.trim().parse().ok())
+            .collect();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        let mut rest = Vec::new();
+        let after = read_response(&mut s, &mut rest).map(|(status, _)| status);
+        (body, numbers, seen, after)
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let out = upgrade(&d, &binary);
+    assert_eq!(out.status.code(), Some(0), "upgrade: {}", stderr(&out));
+    let (body, numbers, seen, after) = reader.join().unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert_eq!(numbers, (1..=events).collect::<Vec<_>>(), "{body}");
+    let gap = seen
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or_default();
+    assert!(gap < Duration::from_millis(1500), "largest gap {gap:?}");
+    assert_eq!(after.ok(), Some(200), "keep-alive after the stream");
+    let log: serde_json::Value =
+        serde_json::from_str(&stdout(&d.daemon.cli(&["events", "--json"]))).unwrap();
+    let upgraded = log
+        .as_array()
+        .or_else(|| log["events"].as_array())
+        .and_then(|es| es.iter().find(|e| e["message"] == "daemon upgraded"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(upgraded["data"]["connectionsLost"], 0, "{log:#}");
+    assert_eq!(upgraded["data"]["connections"], 1, "{log:#}");
+}

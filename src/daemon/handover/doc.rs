@@ -274,8 +274,13 @@ mod tests {
             .push(crate::proxy::handover::tests::sample_tunnel());
         doc.connections
             .push(crate::proxy::handover::tests::sample_idle());
+        doc.connections
+            .push(crate::proxy::handover::tests::sample_stream());
         let text = doc.encode();
-        assert!(text.starts_with(r#"{"handoverVersion":1,"#), "{text}");
+        assert!(
+            text.starts_with(&format!(r#"{{"handoverVersion":{HANDOVER_VERSION},"#)),
+            "{text}"
+        );
         let back = Handover::decode(&text).unwrap();
         assert_eq!(back, doc);
         // Event data keeps its key order through the round trip.
@@ -314,6 +319,7 @@ mod tests {
         p.as_object_mut().unwrap().remove("adoptedRoot");
         p.as_object_mut().unwrap().remove("handoff");
         v["processes"] = Value::Array(vec![p]);
+        v["handoverVersion"] = 1.into();
         assert!(v["core"].get("canary").is_none());
         let back = Handover::decode(&v.to_string()).unwrap();
         assert_eq!(back.core.canary, None);
@@ -346,6 +352,7 @@ mod tests {
     #[test]
     fn accepted_versions_are_named() {
         assert!(accepts(HANDOVER_VERSION).is_ok());
+        assert!(accepts(1).is_ok(), "the first format is still read");
         assert!(accepts(0).is_err());
     }
 }

@@ -16,7 +16,8 @@ pub mod probe;
 pub use doc::{ConnDoc, Handover, ProcDoc};
 
 /// The version of the document this program writes.
-pub const HANDOVER_VERSION: u32 = 1;
+/// 2: connections may include streaming responses (`"kind":"stream"`).
+pub const HANDOVER_VERSION: u32 = 2;
 /// The oldest version it still reads (the previous release's format).
 pub const OLDEST_READ: u32 = 1;
 /// Names the memfd holding the document in the new program's environment.
