@@ -683,3 +683,38 @@ fn a_server_sent_events_stream_flows_on_through_an_upgrade() {
     assert_eq!(upgraded["data"]["connectionsLost"], 0, "{log:#}");
     assert_eq!(upgraded["data"]["connections"], 1, "{log:#}");
 }
+
+#[test]
+fn upgrade_is_refused_naming_a_replacement_of_the_proxied_process() {
+    if !have_node() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let web = format!(
+        r#"[{{"id":"web","policy":"proxied","command":"node {} {{{{port}}}}","port":{{"from":0,"to":0}},"health":{{"intervalMs":20,"timeoutMs":3000,"watchIntervalMs":0}},"env":{{"UNHEALTHY_IF":"{{{{releasePath}}}}/unhealthy"}}}}]"#,
+        fixture("app.js")
+    );
+    let d = Deployment::start("upgrade-replacing", "", &web);
+    d.deploy_ok("v1");
+    // The replacement instance starts unhealthy: its check runs 3 s.
+    std::fs::write(d.releases.join("v1").join("unhealthy"), "").unwrap();
+    let config = d.daemon.config.clone();
+    let restart = std::thread::spawn(move || {
+        deploy_support::daemon_support::cli(&config, &["restart", "--process", "web"])
+    });
+    // Recorded as the replacement takes the op slot.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stdout(&d.daemon.cli(&["events"])).contains("process restart requested") {
+        assert!(Instant::now() < deadline, "the restart never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = upgrade(&d, &installed(d.dir()));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(r#"Cannot upgrade while a replacement of process "web" is running"#),
+        "{err}"
+    );
+    let out = restart.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
