@@ -13,6 +13,7 @@ pub fn run(args: &Args) -> i32 {
         Some(Ok(doc)) => Some(doc),
         Some(Err(e)) => {
             eprintln!("rollbridge: cannot take over from the previous program: {e}");
+            crate::daemon::handover::fallback::back(&e);
             return 1;
         }
         None => None,
@@ -28,6 +29,7 @@ pub fn run(args: &Args) -> i32 {
         Ok(t) => t,
         Err(e) => {
             eprintln!("{e}");
+            crate::daemon::handover::fallback::back(&e.to_string());
             return 1;
         }
     };
@@ -48,6 +50,7 @@ pub fn run(args: &Args) -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
+            crate::daemon::handover::fallback::back(&e.to_string());
             return 1;
         }
     };
@@ -78,6 +81,7 @@ pub fn run(args: &Args) -> i32 {
         }
         Err(e) => {
             eprintln!("{e}");
+            crate::daemon::handover::fallback::back(&e.to_string());
             1
         }
     }

@@ -32,6 +32,19 @@ pub mod waiting;
 
 /// Runs the CLI on `argv` (without the program name); returns the exit code.
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> i32 {
+    // Started by `upgrade`: any failure before the takeover goes back to
+    // the previous program.
+    crate::daemon::handover::fallback::arm();
+    let code = parse_and_run(argv);
+    if code != 0 {
+        crate::daemon::handover::fallback::back(&format!(
+            "the new program exited with code {code}"
+        ));
+    }
+    code
+}
+
+fn parse_and_run(argv: impl IntoIterator<Item = OsString>) -> i32 {
     match parse::parse(argv) {
         Parsed::Run(spec, args) => run(spec.cmd, &args),
         Parsed::Help(text) => {

@@ -98,7 +98,7 @@ pub struct Core {
     /// A mutating operation (restart; deploy/stop/rollback next) runs.
     op_busy: bool,
     /// Which one (named when an upgrade is refused).
-    op_name: &'static str,
+    op_name: String,
     /// The file the daemon was started from (the default for `upgrade`).
     started_from: String,
     op_queue: VecDeque<(Request, ReplyTo)>,
@@ -160,7 +160,7 @@ impl Core {
             next_persist: None,
             runtime: None,
             op_busy: false,
-            op_name: "",
+            op_name: String::new(),
             started_from: String::new(),
             op_queue: VecDeque::new(),
             config_path: None,
@@ -571,6 +571,7 @@ impl Core {
                 let progress = progress.then(|| reply.progress());
                 let request = self.canary_request();
                 let plan = self.op_plan(request, false, progress);
+                self.op_name = "promote".into();
                 deploy::promote::spawn(plan, reply);
                 return;
             }
@@ -588,7 +589,7 @@ impl Core {
                     }
                     Ok(targets) => {
                         self.op_busy = true;
-                        self.op_name = "restart";
+                        self.op_name = "restart".into();
                         ops::spawn_restart(
                             targets,
                             self.supervisor.clone(),

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use crossbeam_channel::unbounded;
 
 use super::core::{Core, CoreMsg};
-use super::handover::Handover;
+use super::handover::{Handover, fallback};
 use super::liveness::DaemonLock;
 use super::proxy_port::ProxyPort;
 use super::{notify, start_signal_thread, statefile};
@@ -120,26 +120,45 @@ pub fn run(config: Config, doc: Handover, config_path: Option<String>) -> Result
             Data::new().with("error", format!("cannot start the state writer: {e}")),
         ));
     }
+    fallback::panic_for_tests();
+    // Taken over: from here on a failure is this program's own.
+    fallback::release();
     let version = env!("CARGO_PKG_VERSION");
     let pid = std::process::id();
-    core.record(Event::new(
-        "daemon upgraded",
-        Data::new()
-            .with("previousVersion", from_version.as_str())
-            .with("version", version)
-            .with("pid", pid)
-            .with("connections", carried)
-            .with("connectionsLost", total - carried),
-    ));
+    let answer = match fallback::failure() {
+        // The new program could not take over and came back here.
+        Some(reason) => {
+            let error = format!(
+                "Upgrade failed: the new program could not take over ({reason}); \
+                 rollbridge {version} serves on"
+            );
+            core.record(Event::new(
+                "command failed",
+                Data::new().with("error", error.as_str()),
+            ));
+            Err(error)
+        }
+        None => {
+            core.record(Event::new(
+                "daemon upgraded",
+                Data::new()
+                    .with("previousVersion", from_version.as_str())
+                    .with("version", version)
+                    .with("pid", pid)
+                    .with("connections", carried)
+                    .with("connectionsLost", total - carried),
+            ));
+            Ok(serde_json::json!({
+                "message": "upgraded",
+                "previousVersion": from_version,
+                "version": version,
+                "pid": pid,
+            })
+            .to_string())
+        }
+    };
     if let Some(mut stream) = reply {
-        let payload = serde_json::json!({
-            "message": "upgraded",
-            "previousVersion": from_version,
-            "version": version,
-            "pid": pid,
-        })
-        .to_string();
-        let mut line = response_line(&Ok(payload));
+        let mut line = response_line(&answer);
         line.push('\n');
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(2)));

@@ -81,6 +81,48 @@ impl Exchange {
     }
 }
 
+/// The exchange of a response carried over by a daemon upgrade: request
+/// sent, head forwarded, the body at `resp`.
+pub(super) fn resumed(
+    counted: Counted,
+    resp: BodyDecoder,
+    close_client: bool,
+    up_reusable: bool,
+    status: u16,
+    now: Instant,
+) -> Exchange {
+    let mut clocks = Clocks::new(now);
+    clocks.sent = Some(now);
+    Exchange {
+        counted,
+        info: RequestInfo {
+            head_len: 0,
+            is_head: false,
+            idempotent: false,
+            http10: false,
+            keep_alive: !close_client,
+            body: BodyKind::None,
+            upgrade: Upgrade::None,
+            accepts_html: false,
+            spans: Default::default(),
+        },
+        req_body: BodyDecoder::new(BodyKind::None, ChunkMode::Reencode, 0),
+        req_done: true,
+        resp: Some(resp),
+        resp_started: true,
+        close_client,
+        up_reusable,
+        replay: None,
+        held: None,
+        connect_deadline: now,
+        backoff: RETRY_FIRST,
+        clocks,
+        started: now,
+        status,
+        set_cookie: false,
+    }
+}
+
 /// Closes an upstream connection for good.
 pub(super) fn close_upstream(mut up: Upstream, sh: &mut Shared, reg: &Registry) {
     let _ = reg.deregister(&mut up.conn.sock);

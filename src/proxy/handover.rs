@@ -10,6 +10,7 @@
 //! new program's loop imports them and goes on where this one stopped.
 
 use super::buf::BufPool;
+use super::codec::BodyDecoder;
 use super::conn::Conn;
 use super::exchange::Upstream;
 use super::release::{Kind, Owner};
@@ -45,6 +46,39 @@ pub enum ConnDoc {
         #[serde(rename = "toApp")]
         to_app: [u64; 5],
     },
+    /// A response still streaming (Server-Sent Events, a long download):
+    /// the request was sent, the head forwarded, the body goes on.
+    #[serde(rename = "stream")]
+    Stream {
+        client: SocketDoc,
+        upstream: SocketDoc,
+        peer: String,
+        #[serde(rename = "releaseId")]
+        release_id: String,
+        /// The response body decoder's state.
+        body: [u64; 9],
+        /// The client connection closes after this response.
+        #[serde(rename = "closeClient")]
+        close_client: bool,
+        #[serde(rename = "upstreamReusable")]
+        upstream_reusable: bool,
+        status: u16,
+    },
+}
+
+impl ConnDoc {
+    /// The descriptor numbers it names.
+    pub fn fds(&self) -> Vec<i32> {
+        match self {
+            ConnDoc::Idle { client, .. } => vec![client.fd],
+            ConnDoc::Tunnel {
+                client, upstream, ..
+            }
+            | ConnDoc::Stream {
+                client, upstream, ..
+            } => vec![client.fd, upstream.fd],
+        }
+    }
 }
 
 /// A socket by descriptor number, with the bytes read from it and not yet
@@ -135,6 +169,27 @@ impl Session {
                     to_app: to_app.to_parts(),
                 }))
             }
+            Phase::Exchange(ex) => {
+                let (Some(body), Some(up)) = (ex.resp.as_ref(), self.up.as_ref()) else {
+                    return Ok(None);
+                };
+                if !ex.req_done || ex.held.is_some() || up.connecting {
+                    return Ok(None);
+                }
+                let Some(release) = sh.releases.get(ex.release()) else {
+                    return Ok(None);
+                };
+                Ok(Some(ConnDoc::Stream {
+                    client: SocketDoc::of(&self.client, fds)?,
+                    upstream: SocketDoc::of(&up.conn, fds)?,
+                    peer,
+                    release_id: release.id.clone(),
+                    body: body.to_parts(),
+                    close_client: ex.close_client,
+                    upstream_reusable: ex.up_reusable,
+                    status: ex.status,
+                }))
+            }
             _ => Ok(None),
         }
     }
@@ -149,7 +204,9 @@ impl Session {
         reg: &Registry,
     ) -> Option<Session> {
         let (client, peer) = match doc {
-            ConnDoc::Idle { client, peer } | ConnDoc::Tunnel { client, peer, .. } => (client, peer),
+            ConnDoc::Idle { client, peer }
+            | ConnDoc::Tunnel { client, peer, .. }
+            | ConnDoc::Stream { client, peer, .. } => (client, peer),
         };
         let peer: IpAddr = peer
             .parse()
@@ -238,7 +295,70 @@ impl Session {
                 s.phase = Phase::Tunnel(Tunnel::resumed(counted, to_client, to_app));
                 Some(s)
             }
+            ConnDoc::Stream {
+                upstream,
+                release_id,
+                body,
+                close_client,
+                upstream_reusable,
+                status,
+                ..
+            } => {
+                let (Some(release), Some(resp)) =
+                    (sh.releases.find(release_id), BodyDecoder::from_parts(*body))
+                else {
+                    drop(upstream.open(&mut sh.bufs));
+                    s.teardown_imported(sh, reg);
+                    return None;
+                };
+                let up = s.register_upstream(upstream, sh, reg)?;
+                s.up = Some(up);
+                let counted = sh.releases.begin(release, Kind::Http);
+                s.phase = Phase::Exchange(Box::new(super::exchange::resumed(
+                    counted,
+                    resp,
+                    *close_client,
+                    *upstream_reusable,
+                    *status,
+                    sh.now,
+                )));
+                s.deadline = None;
+                s.arm_exchange_timer(sh);
+                Some(s)
+            }
         }
+    }
+
+    /// The upstream socket of a carried session, registered (`None`, the
+    /// session torn down, when that fails).
+    fn register_upstream(
+        &mut self,
+        upstream: &SocketDoc,
+        sh: &mut Shared,
+        reg: &Registry,
+    ) -> Option<Upstream> {
+        let mut up = upstream.open(&mut sh.bufs);
+        let uid = sh.releases.alloc_uid(Owner::Session(self.idx));
+        if reg
+            .register(
+                &mut up.sock,
+                upstream_token(uid),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            sh.releases.free_uid(uid);
+            up.release_bufs(&mut sh.bufs);
+            self.teardown_imported(sh, reg);
+            return None;
+        }
+        Some(Upstream {
+            conn: up,
+            uid,
+            connecting: false,
+            reused: false,
+            got_bytes: true,
+        })
     }
 
     /// Drops a half-imported session (nothing counted yet).
@@ -279,6 +399,34 @@ pub(crate) mod tests {
             release_id: "v1".into(),
             to_client: FrameTracker::default().to_parts(),
             to_app: [4, 0, 1, 1, 17],
+        }
+    }
+
+    pub(crate) fn sample_stream() -> ConnDoc {
+        let mut body = BodyDecoder::new(
+            crate::proxy::codec::BodyKind::Chunked,
+            crate::proxy::codec::ChunkMode::Reencode,
+            8192,
+        );
+        let mut out = [0u8; 64];
+        let _ = body.step(b"5\r\nda", &mut out);
+        ConnDoc::Stream {
+            client: SocketDoc {
+                fd: 23,
+                input: Vec::new(),
+                output: b"7\r\ndata: 1".to_vec(),
+            },
+            upstream: SocketDoc {
+                fd: 24,
+                input: b"ta\r\n".to_vec(),
+                output: Vec::new(),
+            },
+            peer: "127.0.0.1".into(),
+            release_id: "v1".into(),
+            body: body.to_parts(),
+            close_client: false,
+            upstream_reusable: true,
+            status: 200,
         }
     }
 

@@ -36,6 +36,13 @@ pub struct ProcDoc {
     pub restart_pending: bool,
     pub logs: Vec<LogLine>,
     pub pipes: Vec<PipeDoc>,
+    /// Taken over from a crashed daemon, so not our child: the parent its
+    /// descendants hang from. The next program watches it by pidfd again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_root: Option<i32>,
+    /// A memory breach asks the daemon for a replacement.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handoff: bool,
 }
 
 /// An output pipe's read end and the partial line read from it.
@@ -183,7 +190,20 @@ pub(crate) mod tests {
                 partial: b"half a li".to_vec(),
                 skipping: false,
             }],
+            adopted_root: Some(1),
+            handoff: true,
         }
+    }
+
+    #[test]
+    fn process_doc_of_the_first_format_reads_as_a_child_without_handoff() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("adoptedRoot");
+        o.remove("handoff");
+        let back: ProcDoc = serde_json::from_value(v).unwrap();
+        assert_eq!(back.adopted_root, None);
+        assert!(!back.handoff);
     }
 
     #[test]

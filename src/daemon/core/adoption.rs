@@ -301,6 +301,7 @@ impl Core {
             core: self.tx.clone(),
         };
         self.op_busy = true;
+        self.op_name = "health check of the adopted processes".into();
         adopt::resume::spawn(resume);
     }
 }

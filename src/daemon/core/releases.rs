@@ -89,7 +89,7 @@ impl Core {
         let (exit_tx, exit_rx) = crossbeam_channel::unbounded();
         self.op_exits = Some(exit_tx);
         self.op_busy = true;
-        self.op_name = if rollback { "rollback" } else { "deploy" };
+        self.op_name = if rollback { "rollback" } else { "deploy" }.into();
         deploy::Plan {
             request,
             rollback,
@@ -128,7 +128,7 @@ impl Core {
         let _ = self.proxy.handle().force_close(release_id.as_str());
         self.drain_waiters.remove(&release_id);
         self.op_busy = true;
-        self.op_name = "stop";
+        self.op_name = "stop".into();
         let supervisor = self.supervisor.clone();
         let core = self.tx.clone();
         ops::spawn_op("stop", self.tx.clone(), reply, move || {

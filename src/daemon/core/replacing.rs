@@ -6,6 +6,7 @@
 //! `promote`).
 
 use super::*;
+use crate::daemon::handover::doc::WindowDoc;
 use crate::daemon::replace::prober::{Failing, Probed, Prober};
 use crate::daemon::replace::window::Window;
 use crate::daemon::replace::{self, Job, ReplaceMsg, Target, Why};
@@ -233,6 +234,7 @@ impl Core {
         };
         self.op_exits = Some(exit_tx);
         self.op_busy = true;
+        self.op_name = format!("replacement of process \"{}\"", job.target.id);
         replace::spawn(job, reply);
     }
 
@@ -425,6 +427,37 @@ impl Core {
             reply,
         );
         true
+    }
+
+    /// The automatic-rollback state an upgrade carries: status
+    /// `lastAutoRollback`, the open window (time left), the release a
+    /// rollback is going back to.
+    pub(super) fn export_rollback(&self) -> (Option<Value>, Option<WindowDoc>, Option<String>) {
+        let window = self.replacing.window.as_ref().map(|w| {
+            let (release_id, remaining_ms) = w.remaining(Instant::now());
+            WindowDoc {
+                release_id: release_id.to_owned(),
+                remaining_ms,
+            }
+        });
+        (
+            self.replacing.last_auto_rollback.clone(),
+            window,
+            self.replacing.rolling_back_to.clone(),
+        )
+    }
+
+    /// The previous program's automatic-rollback state.
+    pub(super) fn import_rollback(
+        &mut self,
+        last: Option<Value>,
+        window: Option<WindowDoc>,
+        rolling_back_to: Option<String>,
+    ) {
+        self.replacing.last_auto_rollback = last;
+        self.replacing.window =
+            window.map(|w| Window::open(&w.release_id, Instant::now(), w.remaining_ms));
+        self.replacing.rolling_back_to = rolling_back_to;
     }
 
     /// Status `lastAutoRollback`.

@@ -7,8 +7,10 @@
 
 use super::*;
 use crate::control::server::Progress;
-use crate::daemon::handover::doc::{CoreDoc, Listeners, NamedDoc, PausedDoc, ReleaseDoc};
-use crate::daemon::handover::{self, Handover, fds, probe};
+use crate::daemon::handover::doc::{
+    CanaryDoc, CoreDoc, Listeners, NamedDoc, PausedDoc, ReleaseDoc,
+};
+use crate::daemon::handover::{self, Handover, fallback, fds, probe};
 use crate::proxy::Maintenance as Page;
 
 /// `upgrade --timeout-ms` default.
@@ -45,7 +47,7 @@ impl Core {
         let timeout = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_UPGRADE_TIMEOUT_MS));
         let progress = progress.then(|| reply.progress());
         self.op_busy = true;
-        self.op_name = "upgrade";
+        self.op_name = "upgrade".into();
         let tx = self.tx.clone();
         let spawned = std::thread::Builder::new()
             .name("op-upgrade".into())
@@ -181,6 +183,15 @@ impl Core {
                     handover::HANDOVER_FD_ENV.into(),
                     fds::num(&memfd).to_string(),
                 ));
+                // The new program's way back to this one.
+                let own = fallback::own_binary().ok();
+                env.retain(|(k, _)| k != fallback::FROM_ENV && k != fallback::FAILED_ENV);
+                if let Some(exe) = &own {
+                    env.push((
+                        fallback::FROM_ENV.into(),
+                        fallback::from_value(fds::num(exe), fds::num(&memfd)),
+                    ));
+                }
                 let argv: Vec<String> = std::env::args().collect();
                 log::flush(Duration::from_secs(1));
                 let e = fds::exec(binary, &argv, &env);
@@ -222,6 +233,7 @@ impl Core {
             })
             .collect();
         let (maintenance, _) = self.traffic_status();
+        let (last_auto_rollback, rollback_window, rolling_back_to) = self.export_rollback();
         CoreDoc {
             started_at: self.started.0.clone(),
             uptime_ms: self.started.1.elapsed().as_millis() as u64,
@@ -239,6 +251,15 @@ impl Core {
             deploys_success: self.admin.deploys_success,
             deploys_failure: self.admin.deploys_failure,
             bootstrap: self.bootstrap.clone(),
+            canary: self.canary.as_ref().map(|c| CanaryDoc {
+                release_id: c.release_id.clone(),
+                percent: c.percent,
+                since: c.since.clone(),
+                upstream: c.upstream.to_string(),
+            }),
+            last_auto_rollback,
+            rollback_window,
+            rolling_back_to,
         }
     }
 
@@ -284,6 +305,22 @@ impl Core {
         self.admin.deploys_success = doc.deploys_success;
         self.admin.deploys_failure = doc.deploys_failure;
         self.bootstrap = doc.bootstrap;
+        // The proxy got the canary route from the document before its loop
+        // started; the config a promote adopts is the one re-read here.
+        self.canary = doc.canary.and_then(|c| {
+            Some(canary::CanaryOn {
+                upstream: c.upstream.parse().ok()?,
+                release_id: c.release_id,
+                percent: c.percent,
+                since: c.since,
+                config: Box::new(self.config.clone()),
+            })
+        });
+        self.import_rollback(
+            doc.last_auto_rollback,
+            doc.rollback_window,
+            doc.rolling_back_to,
+        );
         if let Some(on) = traffic::MaintenanceOn::from_json(&doc.maintenance) {
             let page = Page {
                 message: on.message.clone(),

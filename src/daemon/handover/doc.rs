@@ -68,6 +68,36 @@ pub struct CoreDoc {
     pub deploys_success: u64,
     pub deploys_failure: u64,
     pub bootstrap: Option<Value>,
+    /// The running canary (status `canary`) and its upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryDoc>,
+    /// Status `lastAutoRollback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_auto_rollback: Option<Value>,
+    /// An open automatic-rollback window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<WindowDoc>,
+    /// The release an automatic rollback is going back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_back_to: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryDoc {
+    pub release_id: String,
+    pub percent: u8,
+    pub since: String,
+    /// The canary's upstream address (`host:port`).
+    pub upstream: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowDoc {
+    pub release_id: String,
+    /// What was left of it at the handover.
+    pub remaining_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +144,13 @@ impl CoreDoc {
         if let Some(p) = &self.paused {
             let _ = proxy.pause(std::time::Duration::from_millis(p.timeout_ms));
         }
+        // The same split: cookies name releases, so clients stay where
+        // they were assigned.
+        if let Some(c) = &self.canary {
+            if let Ok(addr) = c.upstream.parse() {
+                let _ = proxy.set_canary(c.release_id.as_str(), addr, c.percent);
+            }
+        }
     }
 }
 
@@ -133,6 +170,22 @@ impl Handover {
             .ok_or("the handover document has no handoverVersion")?;
         accepts(u32::try_from(version).unwrap_or(u32::MAX))?;
         serde_json::from_value(value).map_err(|e| format!("the handover document is invalid: {e}"))
+    }
+
+    /// Every descriptor number the document names.
+    pub fn fds(&self) -> Vec<i32> {
+        let l = &self.listeners;
+        let mut fds = vec![l.proxy, l.control];
+        fds.extend(l.admin);
+        fds.extend(l.lock);
+        fds.extend(self.reply_fd);
+        for p in &self.processes {
+            fds.extend(p.pipes.iter().map(|pipe| pipe.fd));
+        }
+        for c in &self.connections {
+            fds.extend(c.fds());
+        }
+        fds
     }
 
     /// An empty document of the current version (tests, and the start of
@@ -194,6 +247,10 @@ mod tests {
             deploys_success: 1,
             deploys_failure: 0,
             bootstrap: None,
+            canary: None,
+            last_auto_rollback: None,
+            rollback_window: None,
+            rolling_back_to: None,
         }
     }
 
@@ -217,8 +274,13 @@ mod tests {
             .push(crate::proxy::handover::tests::sample_tunnel());
         doc.connections
             .push(crate::proxy::handover::tests::sample_idle());
+        doc.connections
+            .push(crate::proxy::handover::tests::sample_stream());
         let text = doc.encode();
-        assert!(text.starts_with(r#"{"handoverVersion":1,"#), "{text}");
+        assert!(
+            text.starts_with(&format!(r#"{{"handoverVersion":{HANDOVER_VERSION},"#)),
+            "{text}"
+        );
         let back = Handover::decode(&text).unwrap();
         assert_eq!(back, doc);
         // Event data keeps its key order through the round trip.
@@ -226,6 +288,43 @@ mod tests {
             serde_json::to_string(&back.core.events[0].data).unwrap(),
             r#"{"releaseId":"v1","port":3000}"#
         );
+    }
+
+    #[test]
+    fn canary_and_auto_rollback_state_round_trip() {
+        let mut c = core();
+        c.canary = Some(CanaryDoc {
+            release_id: "v2".into(),
+            percent: 25,
+            since: "2024-01-01T00:00:02.000Z".into(),
+            upstream: "127.0.0.1:3001".into(),
+        });
+        c.last_auto_rollback = Some(serde_json::json!({"fromReleaseId": "v3"}));
+        c.rollback_window = Some(WindowDoc {
+            release_id: "v1".into(),
+            remaining_ms: 4000,
+        });
+        c.rolling_back_to = Some("v0".into());
+        let doc = Handover::empty(c, listeners());
+        assert_eq!(Handover::decode(&doc.encode()).unwrap(), doc);
+    }
+
+    #[test]
+    fn a_first_format_document_without_the_newer_keys_is_read() {
+        // What the first release of `upgrade` wrote: no canary, no
+        // auto-rollback state, processes without adoptedRoot/handoff.
+        let mut v: Value =
+            serde_json::from_str(&Handover::empty(core(), listeners()).encode()).unwrap();
+        let mut p = serde_json::to_value(crate::supervisor::handover::tests::sample()).unwrap();
+        p.as_object_mut().unwrap().remove("adoptedRoot");
+        p.as_object_mut().unwrap().remove("handoff");
+        v["processes"] = Value::Array(vec![p]);
+        v["handoverVersion"] = 1.into();
+        assert!(v["core"].get("canary").is_none());
+        let back = Handover::decode(&v.to_string()).unwrap();
+        assert_eq!(back.core.canary, None);
+        assert_eq!(back.core.rollback_window, None);
+        assert_eq!(back.processes[0].adopted_root, None);
     }
 
     #[test]
@@ -253,6 +352,7 @@ mod tests {
     #[test]
     fn accepted_versions_are_named() {
         assert!(accepts(HANDOVER_VERSION).is_ok());
+        assert!(accepts(1).is_ok(), "the first format is still read");
         assert!(accepts(0).is_err());
     }
 }

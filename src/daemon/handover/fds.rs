@@ -38,7 +38,10 @@ pub fn read_document(fd: RawFd) -> Result<String, String> {
         return Err(format!("the handover descriptor {fd} is not open"));
     }
     // SAFETY: the descriptor was passed to this program to own.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    // From the start: a program that went back reads it a second time.
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read the handover document: {e}"))?;
     let mut text = String::new();
     file.take(MAX_DOCUMENT)
         .read_to_string(&mut text)

@@ -9,13 +9,15 @@
 //! starting from scratch. Design: docs/architecture.md "Upgrade in place".
 
 pub mod doc;
+pub mod fallback;
 pub mod fds;
 pub mod probe;
 
 pub use doc::{ConnDoc, Handover, ProcDoc};
 
 /// The version of the document this program writes.
-pub const HANDOVER_VERSION: u32 = 1;
+/// 2: connections may include streaming responses (`"kind":"stream"`).
+pub const HANDOVER_VERSION: u32 = 2;
 /// The oldest version it still reads (the previous release's format).
 pub const OLDEST_READ: u32 = 1;
 /// Names the memfd holding the document in the new program's environment.
@@ -42,13 +44,25 @@ pub fn accepts(version: u32) -> Result<(), String> {
 /// started with by an upgrade, if any. Call before any thread starts.
 pub fn take() -> Option<Result<Handover, String>> {
     let fd = std::env::var(HANDOVER_FD_ENV).ok()?;
+    fallback::take_failure();
     // SAFETY: called at daemon start, before any thread is started.
     unsafe { std::env::remove_var(HANDOVER_FD_ENV) };
     let fd: i32 = match fd.parse() {
         Ok(fd) if fd >= 0 => fd,
         _ => return Some(Err(format!("{HANDOVER_FD_ENV} is not a descriptor: {fd}"))),
     };
-    Some(fds::read_document(fd).and_then(|text| Handover::decode(&text)))
+    // Read from a copy when the way back needs the memfd itself.
+    let source = if fallback::document_fd() == Some(fd) {
+        // SAFETY: fcntl on a descriptor number; a closed one only fails.
+        unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) }
+    } else {
+        fd
+    };
+    let doc = fds::read_document(source).and_then(|text| Handover::decode(&text));
+    if let Ok(doc) = &doc {
+        fallback::hold(&doc.fds());
+    }
+    Some(doc)
 }
 
 static PID_FILE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();

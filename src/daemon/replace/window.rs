@@ -19,6 +19,13 @@ impl Window {
         }
     }
 
+    /// What an upgrade carries: the release and the time left (0 once
+    /// over). `open(release, now, left)` in the next program resumes it.
+    pub fn remaining(&self, now: Instant) -> (&str, u64) {
+        let left = self.until.saturating_duration_since(now).as_millis();
+        (&self.release_id, u64::try_from(left).unwrap_or(u64::MAX))
+    }
+
     /// Whether a failure of `release_id`'s proxied process at `now` rolls
     /// back (`active`: the release active now).
     pub fn covers(&self, release_id: &str, active: Option<&str>, now: Instant) -> bool {
@@ -42,6 +49,18 @@ mod tests {
         let t0 = Instant::now();
         let w = Window::open("v2", t0, 1000);
         assert!(!w.covers("v2", Some("v2"), t0 + Duration::from_millis(1001)));
+    }
+
+    #[test]
+    fn a_window_resumed_from_its_remaining_time_ends_at_the_same_moment() {
+        let t0 = Instant::now();
+        let w = Window::open("v2", t0, 1000);
+        let t1 = t0 + Duration::from_millis(400);
+        let (id, left) = w.remaining(t1);
+        assert_eq!((id, left), ("v2", 600));
+        let resumed = Window::open(id, t1, left);
+        assert_eq!(resumed, w);
+        assert_eq!(w.remaining(t0 + Duration::from_secs(2)).1, 0);
     }
 
     #[test]

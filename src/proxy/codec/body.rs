@@ -45,6 +45,58 @@ impl BodyDecoder {
         self.kind
     }
 
+    /// Where the body stands, as numbers (a daemon upgrade carries a
+    /// streaming response with it): `[kind, length, left, done]` then the
+    /// chunked decoder's parts.
+    pub fn to_parts(&self) -> [u64; 9] {
+        let (kind, length) = match self.kind {
+            BodyKind::None => (0, 0),
+            BodyKind::Length(n) => (1, n),
+            BodyKind::Chunked => (2, 0),
+            BodyKind::CloseDelimited => (3, 0),
+        };
+        let c = self
+            .chunked
+            .as_ref()
+            .map_or([0; 5], ChunkedDecoder::to_parts);
+        [
+            kind,
+            length,
+            self.left,
+            u64::from(self.done),
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+        ]
+    }
+
+    /// The decoder [`BodyDecoder::to_parts`] described; `None` for numbers
+    /// no decoder has.
+    pub fn from_parts(p: [u64; 9]) -> Option<BodyDecoder> {
+        let kind = match p[0] {
+            0 => BodyKind::None,
+            1 => BodyKind::Length(p[1]),
+            2 => BodyKind::Chunked,
+            3 => BodyKind::CloseDelimited,
+            _ => return None,
+        };
+        let chunked = match kind {
+            BodyKind::Chunked => Some(ChunkedDecoder::from_parts([p[4], p[5], p[6], p[7], p[8]])?),
+            _ => None,
+        };
+        if p[3] > 1 {
+            return None;
+        }
+        Some(BodyDecoder {
+            kind,
+            left: p[2],
+            chunked,
+            done: p[3] == 1,
+        })
+    }
+
     pub fn is_done(&self) -> bool {
         self.done
     }
@@ -159,6 +211,46 @@ mod tests {
         assert!(d.is_done());
         let c = BodyDecoder::new(BodyKind::Chunked, ChunkMode::Reencode, 0);
         assert_eq!(c.direct_len(8), None);
+    }
+
+    /// Decodes `input` in one step into a roomy buffer.
+    fn run(d: &mut BodyDecoder, input: &[u8]) -> (Vec<u8>, Step) {
+        let mut out = vec![0u8; 256];
+        let s = d.step(input, &mut out).unwrap();
+        out.truncate(s.produced);
+        (out, s)
+    }
+
+    #[test]
+    fn a_body_resumed_from_its_parts_continues_where_it_stood() {
+        let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        for split in 1..body.len() {
+            // Unwrapped: the data alone (re-encoded chunks follow the runs).
+            let mut whole = BodyDecoder::new(BodyKind::Chunked, ChunkMode::Unwrap, 64);
+            let (expect, _) = run(&mut whole, body);
+            let mut first = BodyDecoder::new(BodyKind::Chunked, ChunkMode::Unwrap, 64);
+            let (mut got, s) = run(&mut first, &body[..split]);
+            let mut resumed = BodyDecoder::from_parts(first.to_parts()).unwrap();
+            let (rest, s2) = run(&mut resumed, &body[s.consumed..]);
+            got.extend(rest);
+            assert!(s2.done, "split {split}");
+            assert_eq!(got, expect, "split {split}");
+        }
+        let mut len = BodyDecoder::new(BodyKind::Length(10), ChunkMode::Unwrap, 0);
+        len.advance(4);
+        let back = BodyDecoder::from_parts(len.to_parts()).unwrap();
+        assert_eq!(back.direct_len(100), Some(6));
+        let close = BodyDecoder::new(BodyKind::CloseDelimited, ChunkMode::Reencode, 0);
+        let back = BodyDecoder::from_parts(close.to_parts()).unwrap();
+        assert_eq!(back.kind(), BodyKind::CloseDelimited);
+        assert!(!back.is_done());
+    }
+
+    #[test]
+    fn body_parts_no_decoder_has_are_refused() {
+        assert!(BodyDecoder::from_parts([9, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
+        assert!(BodyDecoder::from_parts([2, 0, 0, 0, 7, 0, 0, 0, 0]).is_none());
+        assert!(BodyDecoder::from_parts([1, 5, 5, 2, 0, 0, 0, 0, 0]).is_none());
     }
 
     #[test]

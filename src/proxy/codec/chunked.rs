@@ -92,6 +92,53 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// The decoder's state as numbers (a daemon upgrade carries it):
+    /// `[state, data left, mode, trailer bytes, trailer limit]`.
+    pub fn to_parts(&self) -> [u64; 5] {
+        let (state, left) = match self.state {
+            State::Size => (0, 0),
+            State::Data(n) => (1, n),
+            State::DataCrlf => (2, 0),
+            State::Trailer => (3, 0),
+            State::Done => (4, 0),
+        };
+        let mode = match self.mode {
+            ChunkMode::Reencode => 0,
+            ChunkMode::Unwrap => 1,
+        };
+        [
+            state,
+            left,
+            mode,
+            self.trailer_bytes as u64,
+            self.max_trailer_bytes as u64,
+        ]
+    }
+
+    /// The decoder [`ChunkedDecoder::to_parts`] described; `None` for
+    /// numbers no decoder has.
+    pub fn from_parts(p: [u64; 5]) -> Option<ChunkedDecoder> {
+        let state = match p[0] {
+            0 => State::Size,
+            1 => State::Data(p[1]),
+            2 => State::DataCrlf,
+            3 => State::Trailer,
+            4 => State::Done,
+            _ => return None,
+        };
+        let mode = match p[2] {
+            0 => ChunkMode::Reencode,
+            1 => ChunkMode::Unwrap,
+            _ => return None,
+        };
+        Some(ChunkedDecoder {
+            state,
+            mode,
+            trailer_bytes: usize::try_from(p[3]).ok()?,
+            max_trailer_bytes: usize::try_from(p[4]).ok()?,
+        })
+    }
+
     /// Decodes as much of `input` as fits into `out`. Consumes nothing of a
     /// line that is not complete yet; the caller keeps those bytes. To be
     /// sure of progress, `out` must offer `MIN_OUT` bytes once drained.

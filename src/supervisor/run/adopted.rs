@@ -44,14 +44,10 @@ impl Loop {
             }
             return;
         };
-        let raw = pidfd.as_raw_fd();
-        let token = Token(self.next_token);
-        self.next_token += 1;
-        // Wakes the loop on exit; every turn checks anyway.
-        let _ = self
-            .poll
-            .registry()
-            .register(&mut SourceFd(&raw), token, Interest::READABLE);
+        self.register_pidfd(&pidfd);
+        let Some(p) = self.procs.get_mut(&key) else {
+            return;
+        };
         p.generation += 1;
         p.leader = Some(live.pid);
         p.pgid = Some(live.pid);
@@ -88,6 +84,28 @@ impl Loop {
                 .with("restarts", p.restarts);
             self.notice_event("process adopted", data);
         }
+    }
+
+    /// A pidfd on `pid`, registered with the poll (an upgrade's import of
+    /// an adopted process); `None` when the process is gone.
+    pub(super) fn watch_adopted(&mut self, pid: i32) -> Option<OwnedFd> {
+        let pidfd = pidfd_open(pid).ok()?;
+        if exited(&pidfd) {
+            return None;
+        }
+        self.register_pidfd(&pidfd);
+        Some(pidfd)
+    }
+
+    fn register_pidfd(&mut self, pidfd: &OwnedFd) {
+        let raw = pidfd.as_raw_fd();
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        // Wakes the loop on exit; every turn checks anyway.
+        let _ = self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&raw), token, Interest::READABLE);
     }
 
     /// Adopted leaders whose pidfd says they exited: their last output is

@@ -5,6 +5,7 @@ use std::os::fd::FromRawFd;
 
 use super::*;
 use crate::supervisor::handover::{PipeDoc, ProcDoc, SpecDoc};
+use adopted::AdoptedRun;
 
 /// What a freeze hands the daemon: the documents and the inheritable
 /// duplicates of the output pipes their numbers name.
@@ -103,6 +104,8 @@ impl Loop {
                 restart_pending: p.restart_timer.is_some(),
                 logs: p.logs.to_vec(),
                 pipes,
+                adopted_root: p.adopted.as_ref().map(|a| a.root),
+                handoff: p.handoff,
             });
         }
         Ok((docs, fds))
@@ -144,6 +147,7 @@ impl Loop {
             m.memory_restarts = d.memory_restarts;
             m.last_memory_restart_at = d.last_memory_restart_at;
             m.crash_gate = d.crash_gate;
+            m.handoff = d.handoff;
             m.stop_requested = d.stop_requested;
             for line in d.logs {
                 m.logs.push(line);
@@ -163,8 +167,23 @@ impl Loop {
                         .insert(at, TimerKind::MemorySample { key, generation }),
                 );
             }
-            if let Some(pid) = m.leader {
-                self.by_pid.insert(pid, (key, generation));
+            // Still not our child: watched by a pidfd opened here again.
+            let mut adopted_gone = false;
+            match (d.adopted_root, m.leader) {
+                (Some(root), Some(pid)) => match self.watch_adopted(pid) {
+                    Some(pidfd) => {
+                        m.adopted = Some(AdoptedRun {
+                            root,
+                            pidfd: Some(pidfd),
+                        })
+                    }
+                    None => adopted_gone = true,
+                },
+                (Some(root), None) => m.adopted = Some(AdoptedRun { root, pidfd: None }),
+                (None, Some(pid)) => {
+                    self.by_pid.insert(pid, (key, generation));
+                }
+                (None, None) => {}
             }
             self.procs.insert(key, m);
             for pipe in d.pipes {
@@ -178,6 +197,10 @@ impl Loop {
                 {
                     p.splitter = LineSplitter::resume(pipe.partial, pipe.skipping);
                 }
+            }
+            if adopted_gone {
+                // Exited during the handover: an exit nobody saw.
+                self.leader_gone(key, generation, None, None, true);
             }
         }
     }
