@@ -118,14 +118,15 @@ fn main() -> io::Result<()> {
                     break;
                 }
                 let close = head.contains("connection: close");
-                let r: &'static [u8] = match (head.contains(" /big"), head.contains(" /huge"), close) {
-                    (true, _, true) => big_close,
-                    (true, _, false) => big,
-                    (_, true, true) => huge_close,
-                    (_, true, false) => huge,
-                    (_, _, true) => small_close,
-                    (_, _, false) => small,
-                };
+                let r: &'static [u8] =
+                    match (head.contains(" /big"), head.contains(" /huge"), close) {
+                        (true, _, true) => big_close,
+                        (true, _, false) => big,
+                        (_, true, true) => huge_close,
+                        (_, true, false) => huge,
+                        (_, _, true) => small_close,
+                        (_, _, false) => small,
+                    };
                 c.out.push_back(r);
                 c.close_after = close;
             }

@@ -12,6 +12,7 @@ use super::conn::Conn;
 use super::error::{ErrorKind, ProxyError};
 use super::release::{Counted, Kind, Owner};
 use super::session::{Phase, Session, Shared, Step, Verdict, later, upstream_token};
+use super::splice::SPLICE_MIN;
 use super::timers::Clocks;
 use super::transition::{Look, Reply, Transition, may_replay};
 use mio::net::TcpStream;
@@ -76,6 +77,21 @@ impl Exchange {
     fn fail(&self, err: ProxyError) -> Transition {
         Transition::Respond(Reply::closing(err).keep_alive(true))
     }
+}
+
+/// Body bytes still to come when the body has a known length (0 for
+/// chunked, close-delimited or none).
+fn splice_left(dec: &BodyDecoder) -> usize {
+    match dec.kind() {
+        BodyKind::Length(_) => dec.direct_len(usize::MAX).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Pipes (descriptor pairs) the connection budget leaves room for.
+fn pipe_room(sh: &Shared) -> usize {
+    let open = sh.sessions_open + sh.releases.idle_count();
+    sh.max_connections.saturating_sub(open)
 }
 
 /// Closes an upstream connection for good.
@@ -359,8 +375,30 @@ impl Session {
             Err(e) => return self.upstream_failed(e, sh, reg),
         }
 
-        // Response: upstream -> client.
-        if self.client.pending_out() < BUF_SIZE {
+        // Response: upstream -> client. The rest of a long body of known
+        // length is spliced (no copy); everything else is read and copied.
+        let left = ex.resp.as_ref().map_or(0, splice_left);
+        let piped = if left >= SPLICE_MIN && up.conn.pending_in() == 0 {
+            let room = pipe_room(sh);
+            self.client
+                .pipe_from(&mut up.conn, left, &mut sh.bufs, room)
+        } else {
+            None
+        };
+        if let Some(res) = piped {
+            match res {
+                Ok(n) if n > 0 => {
+                    progress = true;
+                    up.got_bytes = true;
+                    ex.clocks.upstream = sh.now;
+                    if let Some(dec) = ex.resp.as_mut() {
+                        dec.advance(n);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return self.upstream_failed(e, sh, reg),
+            }
+        } else if self.client.pending_out() < BUF_SIZE {
             match up.conn.fill(&mut sh.bufs) {
                 Ok(n) => {
                     progress |= n > 0;

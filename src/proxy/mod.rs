@@ -29,6 +29,7 @@ pub mod options;
 mod pause;
 mod release;
 mod session;
+mod splice;
 mod timers;
 pub mod traffic;
 mod transition;
