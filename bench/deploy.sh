@@ -98,7 +98,8 @@ NGX
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.05; done
   targets="$targets nginx:$nport"
 fi
-bpid=$(pgrep -f "bench_backend $bport" | head -1)
+bpid=""
+for p in $(pgrep -f "bench_backend $bport"); do [[ "$(cat "/proc/$p/comm")" == bench_backend ]] && bpid=$p; done
 cpu_of() { # CPU seconds of a target's own process(es): nginx master + worker
   case $1 in
     direct) cpu_s "$bpid" ;;

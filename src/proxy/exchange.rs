@@ -168,7 +168,15 @@ impl Session {
             held.grow(sh.scratch.len());
         }
         held.push(&sh.scratch);
-        let reused = match self.attach(release, true, sh, reg) {
+        // A request that may be replayed needs no liveness probe of a
+        // pooled connection: if it turns out dead, the replay covers it.
+        let probe = !may_replay(
+            ex.info.idempotent,
+            ex.info.body != BodyKind::None,
+            true,
+            false,
+        );
+        let reused = match self.attach(release, Some(probe), sh, reg) {
             Ok(reused) => reused,
             Err(e) => {
                 ex.held = Some(held);
@@ -192,17 +200,18 @@ impl Session {
         Transition::Continue(Step::Progress)
     }
 
-    /// Connects (or takes a pooled connection) to `release`. Returns
-    /// whether the connection was reused.
+    /// Connects (or, with `pool`, takes a pooled connection, probed for
+    /// liveness when `pool` says so) to `release`. Returns whether the
+    /// connection was reused.
     fn attach(
         &mut self,
         release: usize,
-        pool: bool,
+        pool: Option<bool>,
         sh: &mut Shared,
         reg: &Registry,
     ) -> io::Result<bool> {
-        if pool {
-            if let Some((conn, uid)) = sh.releases.checkout(release, self.idx, reg) {
+        if let Some(probe) = pool {
+            if let Some((conn, uid)) = sh.releases.checkout(release, self.idx, reg, probe) {
                 self.up = Some(Upstream {
                     conn,
                     uid,
@@ -291,7 +300,7 @@ impl Session {
         }
         let release = ex.release();
         let held = ex.held.take();
-        match self.attach(release, false, sh, reg) {
+        match self.attach(release, None, sh, reg) {
             Ok(_) => {
                 if let Some(up) = self.up.as_mut() {
                     up.conn.output = held;
@@ -556,7 +565,7 @@ impl Session {
                 let release = ex.release();
                 ex.clocks.sent = None;
                 self.drop_upstream(sh, reg);
-                return match self.attach(release, false, sh, reg) {
+                return match self.attach(release, None, sh, reg) {
                     Ok(_) => {
                         if let Some(up) = self.up.as_mut() {
                             up.conn.queue(&mut sh.bufs, &replay);
