@@ -129,7 +129,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for t in $targets; do
       name=${t%%:*} port=${t##*:}
       c0=$(cpu_of "$name")
-      out=$("${client[@]}" wrk -t1 "${args[@]}" -d"${DURATION}s" --latency "http://127.0.0.1:$port$path" 2>&1)
+      out=$("${client[@]}" wrk -t1 "${args[@]}" -d"${DURATION}s" --timeout 10s --latency "http://127.0.0.1:$port$path" 2>&1)
       cpu=$(echo "$c0 $(cpu_of "$name")" | awk '{printf "%.3f", $2 - $1}')
       python3 "$root/bench/wrk_table.py" parse "$round" "$shape" "$name" "$cpu" <<<"$out" >>"$results"
     done

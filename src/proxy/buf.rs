@@ -124,7 +124,7 @@ impl Buf {
 }
 
 /// Most pipes lent out at once (each is two descriptors).
-const PIPES_MAX: usize = 256;
+const PIPES_MAX: usize = 128;
 
 /// Free lists of full and small buffers plus the read scratch, owned by
 /// the event-loop thread (no lock).

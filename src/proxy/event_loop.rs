@@ -378,7 +378,10 @@ impl Loop {
             self.sh.bufs.trim();
         }
         let open = self.sh.sessions_open;
-        if self.peak_sessions < open + TRIM_AFTER_CLOSED {
+        // After a flood, or once the last connection of a busy spell is
+        // gone (so idle RSS after load is idle RSS again).
+        let quiet = open == 0 && self.peak_sessions > 0;
+        if self.peak_sessions < open + TRIM_AFTER_CLOSED && !quiet {
             return;
         }
         self.peak_sessions = open;
