@@ -18,6 +18,8 @@
 # Env: ROUNDS (5) DURATION seconds per run (2) CONNS ("50 1000") TUNNELS
 # (10000) SHAPES (default: all) PIN (1); QUICK=1 is one 1 s round, 1,000
 # tunnels (a smoke run of the whole table in about a minute).
+# BEFORE=<path to another build's proxy_bench> adds it as target `before`
+# (an older engine measured in the same run, for before/after ratios).
 # Usage: bench/proxy.sh            (prints a report on stdout)
 set -euo pipefail
 
@@ -48,6 +50,7 @@ pids=()
 cleanup() {
   exec 7>&- 2>/dev/null || true
   exec 8>&- 2>/dev/null || true
+  exec 9>&- 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -89,6 +92,15 @@ sleep 0.2
 rss_idle=$(rss_kib "$ppid")
 
 targets="direct:$bport rollbridge:$pport"
+if [ -n "${BEFORE:-}" ]; then
+  mkfifo "$work/hold3"
+  "${server[@]}" "$BEFORE" 0 "$bport" <"$work/hold3" >"$work/before.out" 2>&1 &
+  beforepid=$!
+  pids+=($beforepid)
+  exec 9>"$work/hold3"
+  wait_line "$work/before.out" listening
+  targets="$targets before:$(awk '/listening/ {print $2}' "$work/before.out")"
+fi
 if command -v nginx >/dev/null; then
   nport=$(free_port)
   cat >"$work/nginx.conf" <<EOF
@@ -117,7 +129,11 @@ EOF
   targets="$targets nginx:$nport"
 fi
 bpid=${pids[0]}
-pid_of() { case $1 in direct) echo "$bpid" ;; rollbridge) echo "$ppid" ;; nginx) echo "$npid" ;; esac; }
+pid_of() {
+  case $1 in
+    direct) echo "$bpid" ;; rollbridge) echo "$ppid" ;; nginx) echo "$npid" ;; before) echo "$beforepid" ;;
+  esac
+}
 
 if [ -z "${SHAPES:-}" ]; then
   SHAPES=""

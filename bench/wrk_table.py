@@ -101,6 +101,13 @@ def report(path, proxy):
     if ka:
         a, b = cpu_us(ka, proxy), cpu_us(ka, "nginx")
         print(f"| CPU per request, {ka} | {a:.1f} µs | {b:.1f} µs | {a / b:.2f} | |")
+    if "before" in names:
+        print()
+        print(f"| shape | before ÷ nginx | {proxy} ÷ nginx | {proxy} ÷ before | CPU µs/req before → {proxy} |")
+        print("| --- | --- | --- | --- | --- |")
+        for s in shapes:
+            print(f"| {s} | {ratio(s, 'before', 'nginx'):.2f} | {ratio(s, proxy, 'nginx'):.2f} | "
+                  f"{ratio(s, proxy, 'before'):.2f} | {cpu_us(s, 'before'):.1f} → {cpu_us(s, proxy):.1f} |")
     print()
     print("Ratios are medians of per-round ratios; CPU is the target process's own "
           "(utime+stime over the run ÷ requests), not the backend's.")

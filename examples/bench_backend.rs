@@ -147,10 +147,8 @@ fn main() -> io::Result<()> {
                     }
                 }
             }
-            if c.out.is_empty() {
-                if c.close_after {
-                    dead = true;
-                }
+            if c.out.is_empty() && c.close_after {
+                dead = true;
             }
             if dead {
                 if let Some(mut c) = conns[idx].take() {
