@@ -9,7 +9,8 @@
 #     connections, one connection), wrk pinned to CPU 0 and the daemon (with
 #     its backend) and nginx to CPU 1 (PIN=1, with 2+ cores).
 # Usage: bench/deploy.sh   (env: DEPLOYS=30 ROUNDS=5 DURATION=2 CONNS="50 1000"
-#        SHAPES PIN=1; QUICK=1 for one 1 s round)
+#        SHAPES PIN=1; QUICK=1 for one 1 s round; 1 MiB x 1,000 connections
+#        runs 4 x DURATION: its requests take seconds each)
 # Needs: wrk (apt-get install -y wrk nginx), python3. Loopback only.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -129,7 +130,8 @@ for round in $(seq 1 "$ROUNDS"); do
     for t in $targets; do
       name=${t%%:*} port=${t##*:}
       c0=$(cpu_of "$name")
-      out=$("${client[@]}" wrk -t1 "${args[@]}" -d"${DURATION}s" --timeout 10s --latency "http://127.0.0.1:$port$path" 2>&1)
+      d=$DURATION; [[ $shape == *-1MiB-c1000 ]] && d=$(echo "$DURATION" | awk '{print $1 * 4}')
+      out=$("${client[@]}" wrk -t1 "${args[@]}" -d"${d}s" --timeout 10s --latency "http://127.0.0.1:$port$path" 2>&1)
       cpu=$(echo "$c0 $(cpu_of "$name")" | awk '{printf "%.3f", $2 - $1}')
       python3 "$root/bench/wrk_table.py" parse "$round" "$shape" "$name" "$cpu" <<<"$out" >>"$results"
     done

@@ -40,9 +40,10 @@ command -v wrk >/dev/null || { echo "wrk not installed (apt-get install -y wrk)"
 # 10,000 tunnels need ~20,000 descriptors in the proxy (two per tunnel).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 nofile=$(ulimit -n)
-if [ "$nofile" != unlimited ] && [ $((TUNNELS * 2 + 64)) -gt "$nofile" ]; then
-  echo "# RLIMIT_NOFILE is $nofile (hard limit, cannot be raised here): TUNNELS $TUNNELS -> $(((nofile - 64) / 2))" >&2
-  TUNNELS=$(((nofile - 64) / 2))
+# The proxy's connection cap keeps up to 256 descriptors in reserve.
+if [ "$nofile" != unlimited ] && [ $((TUNNELS * 2 + 512)) -gt "$nofile" ]; then
+  echo "# RLIMIT_NOFILE is $nofile (hard limit, cannot be raised here): TUNNELS $TUNNELS -> $(((nofile - 512) / 2))" >&2
+  TUNNELS=$(((nofile - 512) / 2))
 fi
 
 work=$(mktemp -d)
@@ -145,6 +146,9 @@ fi
 echo "# rollbridge proxy benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "# rounds=$ROUNDS duration=${DURATION}s pinning=${client[*]:-none}/${server[*]:-none}; targets: $targets" >&2
 results="$work/results.tsv"
+# 1 MiB x 1,000 connections: each request takes seconds, so a short run
+# would only count the ones served first; it runs four times as long.
+run_for() { case $1 in *-1MiB-c1000) echo "$DURATION" | awk '{print $1 * 4}' ;; *) echo "$DURATION" ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
   for shape in $SHAPES; do
     case $shape in
@@ -161,10 +165,10 @@ for round in $(seq 1 "$ROUNDS"); do
       sampler=""
       if [ "$name" = rollbridge ]; then # RSS before and halfway through the run
         before=$(rss_kib "$ppid")
-        (sleep "$(echo "$DURATION" | awk '{print $1 / 2}')"; echo "$shape $before $(rss_kib "$ppid")" >>"$work/rss_load") &
+        (sleep "$(run_for "$shape" | awk '{print $1 / 2}')"; echo "$shape $before $(rss_kib "$ppid")" >>"$work/rss_load") &
         sampler=$!
       fi
-      out=$("${client[@]}" wrk -t1 "${args[@]}" -d"${DURATION}s" --timeout 10s --latency "http://127.0.0.1:$port$path" 2>&1)
+      out=$("${client[@]}" wrk -t1 "${args[@]}" -d"$(run_for "$shape")s" --timeout 10s --latency "http://127.0.0.1:$port$path" 2>&1)
       [ -z "$sampler" ] || wait "$sampler"
       c1=$(cpu_s "$(pid_of "$name")")
       cpu=$(echo "$c0 $c1" | awk '{printf "%.3f", $2 - $1}')
