@@ -154,6 +154,12 @@ impl Conn {
         room: usize,
     ) -> Option<io::Result<usize>> {
         if self.pipe.is_none() {
+            if bufs.splice_off {
+                return None;
+            }
+            if !src.readable || src.eof || max == 0 {
+                return Some(Ok(0)); // nothing to move: no pipe taken
+            }
             self.pipe = Some(bufs.take_pipe(room)?);
         }
         let pipe = self.pipe.as_mut()?;
