@@ -2,25 +2,35 @@
 # Proxy benchmark (a harness, not a test): a fixed fast backend measured
 # direct, through rollbridge's proxy engine, and through nginx (1 worker,
 # upstream keepalive) when nginx is installed — interleaved and repeated in
-# one run, with each target's ratio to direct. Then RSS of the proxy idle,
+# one run, with each target's ratio to direct and to nginx, p99, and the CPU
+# each target's own process spends per request. Then RSS of the proxy idle,
 # after load, and with $TUNNELS idle WebSocket tunnels.
 #
-# The cost of the optional features is measured in the ka-100B shape: the
-# same engine with an admin listener (rb-admin; request counting itself is
-# always on) and with the access log written to a file (rb-log), each as a
-# ratio to the plain engine measured back to back.
+# Shapes: keep-alive and connection-per-request (`ka`, `close`) x 100 B,
+# 64 KiB and 1 MiB responses x 50 and 1,000 connections, and one connection
+# (the latency one hop adds). Pinning (PIN=1, with 2+ cores): wrk on CPU 0,
+# backend + proxy/nginx on CPU 1, as in the issue's measurements. wrk runs
+# with --timeout 10s: with 1,000 connections and 1 MiB responses a request
+# can take longer than wrk's default 2 s, which should show in p99, not be
+# counted as an error.
 #
 # Needs wrk (apt-get install -y wrk nginx). Loopback only.
-# Env: ROUNDS (3) DURATION seconds per run (5) CONNS (50) TUNNELS (10000)
-#      COST_ONLY=1: only the ka-100B cost runs (no other shapes, no tunnels)
+# Env: ROUNDS (5) DURATION seconds per run (2) CONNS ("50 1000") TUNNELS
+# (10000) SHAPES (default: all) PIN (1); QUICK=1 is one 1 s round, 1,000
+# tunnels (a smoke run of the whole table in about a minute).
+# BEFORE=<path to another build's proxy_bench> adds it as target `before`
+# (an older engine measured in the same run, for before/after ratios).
 # Usage: bench/proxy.sh            (prints a report on stdout)
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-3}
-COST_ONLY=${COST_ONLY:-0}
-DURATION=${DURATION:-5}
-CONNS=${CONNS:-50}
+if [ "${QUICK:-0}" = 1 ]; then
+  ROUNDS=${ROUNDS:-1} DURATION=${DURATION:-1} TUNNELS=${TUNNELS:-1000}
+fi
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-2}
+CONNS=${CONNS:-50 1000}
 TUNNELS=${TUNNELS:-10000}
+PIN=${PIN:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=$target/release/examples
@@ -30,9 +40,10 @@ command -v wrk >/dev/null || { echo "wrk not installed (apt-get install -y wrk)"
 # 10,000 tunnels need ~20,000 descriptors in the proxy (two per tunnel).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 nofile=$(ulimit -n)
-if [ "$nofile" != unlimited ] && [ $((TUNNELS * 2 + 64)) -gt "$nofile" ]; then
-  echo "# RLIMIT_NOFILE is $nofile (hard limit, cannot be raised here): TUNNELS $TUNNELS -> $(((nofile - 64) / 2))" >&2
-  TUNNELS=$(((nofile - 64) / 2))
+# The proxy's connection cap keeps up to 256 descriptors in reserve.
+if [ "$nofile" != unlimited ] && [ $((TUNNELS * 2 + 512)) -gt "$nofile" ]; then
+  echo "# RLIMIT_NOFILE is $nofile (hard limit, cannot be raised here): TUNNELS $TUNNELS -> $(((nofile - 512) / 2))" >&2
+  TUNNELS=$(((nofile - 512) / 2))
 fi
 
 work=$(mktemp -d)
@@ -40,6 +51,7 @@ pids=()
 cleanup() {
   exec 7>&- 2>/dev/null || true
   exec 8>&- 2>/dev/null || true
+  exec 9>&- 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -52,53 +64,44 @@ wait_line() { # file pattern
   echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-# CPU time (user + system, all threads) of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# CPU time of one thread of a process, by name, in ns (0 if none).
-thread_ns() {
-  local t
-  for t in /proc/"$1"/task/*; do
-    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] && { awk '{print $1}' "$t/schedstat"; return; }
+# CPU seconds (user + system) used so far by a process and its children.
+cpu_s() {
+  local p t=0
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+    t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
   done
-  echo 0
+  echo "$t $(getconf CLK_TCK)" | awk '{printf "%.3f", $1 / $2}'
 }
-declare -A engine_pid
+client=() server=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  client=(taskset -c 0) server=(taskset -c 1)
+fi
 
-"$bin/bench_backend" 0 >"$work/backend.out" 2>&1 &
+"${server[@]}" "$bin/bench_backend" 0 >"$work/backend.out" 2>&1 &
 pids+=($!)
 wait_line "$work/backend.out" listening
 bport=$(awk '/listening/ {print $2}' "$work/backend.out")
 
 mkfifo "$work/hold"
-"$bin/proxy_bench" 0 "$bport" <"$work/hold" >"$work/proxy.out" 2>"$work/proxy.err" &
+"${server[@]}" "$bin/proxy_bench" 0 "$bport" <"$work/hold" >"$work/proxy.out" 2>"$work/proxy.err" &
 ppid=$!
 pids+=($ppid)
-engine_pid[rollbridge]=$ppid
 exec 7>"$work/hold"
 wait_line "$work/proxy.out" listening
 pport=$(awk '/listening/ {print $2}' "$work/proxy.out")
 sleep 0.2
 rss_idle=$(rss_kib "$ppid")
 
-# The same engine with an admin listener, and with the access log on.
-# (Their stdin is a fifo held open here: closing it stops them.)
-start_variant() { # name args... (sets variant_port)
-  local name=$1 fd
-  shift
-  mkfifo "$work/hold-$name"
-  "$bin/proxy_bench" 0 "$bport" "$@" <"$work/hold-$name" >"$work/$name.out" 2>"$work/$name.err" &
-  pids+=($!)
-  engine_pid[$name]=$!
-  exec {fd}>"$work/hold-$name"
-  wait_line "$work/$name.out" listening
-  variant_port=$(awk '/listening/ {print $2}' "$work/$name.out")
-}
-start_variant rb-admin --admin
-cost_targets="rb-admin:$variant_port"
-start_variant rb-log --access-log "$work/access.log"
-cost_targets="$cost_targets rb-log:$variant_port"
-
 targets="direct:$bport rollbridge:$pport"
+if [ -n "${BEFORE:-}" ]; then
+  mkfifo "$work/hold3"
+  "${server[@]}" "$BEFORE" 0 "$bport" <"$work/hold3" >"$work/before.out" 2>&1 &
+  beforepid=$!
+  pids+=($beforepid)
+  exec 9>"$work/hold3"
+  wait_line "$work/before.out" listening
+  targets="$targets before:$(awk '/listening/ {print $2}' "$work/before.out")"
+fi
 if command -v nginx >/dev/null; then
   nport=$(free_port)
   cat >"$work/nginx.conf" <<EOF
@@ -120,94 +123,65 @@ http {
   }
 }
 EOF
-  nginx -c "$work/nginx.conf" -p "$work" >/dev/null 2>&1 &
+  "${server[@]}" nginx -c "$work/nginx.conf" -p "$work" >/dev/null 2>&1 &
   pids+=($!)
+  npid=$!
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.05; done
   targets="$targets nginx:$nport"
 fi
+bpid=${pids[0]}
+pid_of() {
+  case $1 in
+    direct) echo "$bpid" ;; rollbridge) echo "$ppid" ;; nginx) echo "$npid" ;; before) echo "$beforepid" ;;
+  esac
+}
 
-shapes="ka-100B ka-64KiB close-100B close-64KiB 1conn-100B"
-[ "$COST_ONLY" = 1 ] && shapes="ka-100B"
-echo "# rollbridge proxy benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r)" >&2
-echo "# rounds=$ROUNDS duration=${DURATION}s conns=$CONNS; targets: $targets" >&2
+if [ -z "${SHAPES:-}" ]; then
+  SHAPES=""
+  for c in $CONNS; do
+    for m in ka close; do for z in 100B 64KiB 1MiB; do SHAPES="$SHAPES $m-$z-c$c"; done; done
+  done
+  SHAPES="$SHAPES 1conn-100B"
+fi
+echo "# rollbridge proxy benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "# rounds=$ROUNDS duration=${DURATION}s pinning=${client[*]:-none}/${server[*]:-none}; targets: $targets" >&2
 results="$work/results.tsv"
+# 1 MiB x 1,000 connections: each request takes seconds, so a short run
+# would only count the ones served first; it runs four times as long.
+run_for() { case $1 in *-1MiB-c1000) echo "$DURATION" | awk '{print $1 * 4}' ;; *) echo "$DURATION" ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
-  for shape in $shapes; do
+  for shape in $SHAPES; do
     case $shape in
-      ka-100B) args=(-c"$CONNS") path=/small ;;
-      ka-64KiB) args=(-c"$CONNS") path=/big ;;
-      close-100B) args=(-c"$CONNS" -H "Connection: close") path=/small ;;
-      close-64KiB) args=(-c"$CONNS" -H "Connection: close") path=/big ;;
-      1conn-100B) args=(-c1) path=/small ;;
+      1conn-*) args=(-c1) ;;
+      *-c*) args=(-c"${shape##*-c}") ;;
     esac
-    shape_targets=$targets
-    if [ "$shape" = ka-100B ]; then
-      shape_targets="$targets $cost_targets"
-      [ "$COST_ONLY" = 1 ] && shape_targets="rollbridge:$pport $cost_targets"
-    fi
-    for t in $shape_targets; do
+    case $shape in close-*) args+=(-H "Connection: close") ;; esac
+    case $shape in
+      *-100B*) path=/small ;; *-64KiB*) path=/big ;; *-1MiB*) path=/huge ;;
+    esac
+    for t in $targets; do
       name=${t%%:*} port=${t##*:}
-      epid=${engine_pid[$name]:-}
-      if [ -n "$epid" ]; then
-        c0=$(cpu_ticks "$epid") p0=$(thread_ns "$epid" rollbridge-prox) w0=$(thread_ns "$epid" access-log)
+      c0=$(cpu_s "$(pid_of "$name")")
+      sampler=""
+      if [ "$name" = rollbridge ]; then # RSS before and halfway through the run
+        before=$(rss_kib "$ppid")
+        (sleep "$(run_for "$shape" | awk '{print $1 / 2}')"; echo "$shape $before $(rss_kib "$ppid")" >>"$work/rss_load") &
+        sampler=$!
       fi
-      out=$(wrk -t1 "${args[@]}" -d"${DURATION}s" --latency "http://127.0.0.1:$port$path" 2>&1)
-      if [ -n "$epid" ]; then
-        c1=$(cpu_ticks "$epid") p1=$(thread_ns "$epid" rollbridge-prox) w1=$(thread_ns "$epid" access-log)
-        reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-        echo -e "$round\t$shape\t$name\t$(python3 -c "n = max($reqs, 1); print(f'{($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / n:.2f}\t{($p1 - $p0) / 1e3 / n:.3f}\t{($w1 - $w0) / 1e3 / n:.3f}')")" >>"$work/cpu.tsv"
-      fi
-      python3 - "$round" "$shape" "$name" <<PY >>"$results"
-import re, sys
-out = """$out"""
-def ms(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
-    f = float(m.group(1)); u = m.group(2)
-    return f / 1000 if u == "us" else f if u == "ms" else f * 1000
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
-p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
-errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-errs += int(non2xx.group(1)) if non2xx else 0
-print("\t".join(sys.argv[1:4] + [f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}", str(errs)]))
-PY
+      out=$("${client[@]}" wrk -t1 "${args[@]}" -d"$(run_for "$shape")s" --timeout 10s --latency "http://127.0.0.1:$port$path" 2>&1)
+      [ -z "$sampler" ] || wait "$sampler"
+      c1=$(cpu_s "$(pid_of "$name")")
+      cpu=$(echo "$c0 $c1" | awk '{printf "%.3f", $2 - $1}')
+      python3 "$root/bench/wrk_table.py" parse "$round" "$shape" "$name" "$cpu" <<<"$out" >>"$results"
       echo "round $round $shape $name: $(tail -1 "$results" | cut -f4-)" >&2
     done
   done
 done
 rss_loaded=$(rss_kib "$ppid")
-log_lines=$(wc -l <"$work/access.log")
-echo "# access log: $log_lines lines, $(du -h "$work/access.log" | cut -f1)" >&2
-
-if [ "$COST_ONLY" = 1 ]; then
-  python3 - "$results" "$work/cpu.tsv" <<'PY'
-import sys, statistics
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-cpu = {(r[0], r[2]): [float(x) for x in r[3:6]] for r in (l.rstrip("\n").split("\t") for l in open(sys.argv[2]))}
-by_round = {(r[0], r[2]): float(r[3]) for r in rows}
-rounds = sorted(set(r[0] for r in rows))
-print("| variant | req/s (median) | throughput ratio | CPU µs/request (median) | CPU ratio | proxy thread µs/request | proxy thread ratio | writer thread µs/request |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for n in ["rollbridge", "rb-admin", "rb-log"]:
-    rps = statistics.median(by_round[(r, n)] for r in rounds)
-    ratio = statistics.median(by_round[(r, n)] / by_round[(r, "rollbridge")] for r in rounds)
-    col = lambda i: statistics.median(cpu[(r, n)][i] for r in rounds)
-    rel = lambda i: statistics.median(cpu[(r, n)][i] / cpu[(r, "rollbridge")][i] for r in rounds)
-    print(f"| {n} | {rps:.0f} | {ratio:.3f} | {col(0):.2f} | {rel(0):.3f} | {col(1):.2f} | {rel(1):.3f} | {col(2):.2f} |")
-print()
-print("ka-100B; ratios are medians of per-round ratios (variants run back to back).")
-print("CPU is the engine process's user+system time (every thread, the access")
-print("log writer included) per request: less sensitive to a busy machine than req/s;")
-print("the proxy thread's and the log writer's own CPU time are shown apart.")
-print(f"Load average at the end: {open('/proc/loadavg').read().split()[:3]}")
-PY
-  exit 0
-fi
 
 # Idle WebSocket tunnels through the proxy.
 mkfifo "$work/hold2"
-"$bin/ws_idle" "$pport" "$TUNNELS" <"$work/hold2" >"$work/ws.out" 2>&1 &
+"${client[@]}" "$bin/ws_idle" "$pport" "$TUNNELS" <"$work/hold2" >"$work/ws.out" 2>&1 &
 wspid=$!
 pids+=($wspid)
 exec 8>"$work/hold2"
@@ -221,50 +195,21 @@ sleep 0.5
 rss_ws=$(rss_kib "$ppid")
 ws_status=$(cat "$work/ws.out")
 
-python3 - "$results" "$rss_idle" "$rss_loaded" "$rss_ws" "$TUNNELS" "$ws_status" <<'PY'
-import sys, statistics, collections
-path, rss_idle, rss_loaded, rss_ws, tunnels, ws_status = sys.argv[1:7]
-rows = [l.rstrip("\n").split("\t") for l in open(path)]
-data = collections.defaultdict(list)
-by_round = {}
-for rnd, shape, name, rps, p50, p99, errs in rows:
-    data[(shape, name)].append((float(rps), float(p50), float(p99), int(errs)))
-    by_round[(rnd, shape, name)] = float(rps)
-rounds = sorted(set(r[0] for r in rows))
-shapes = list(dict.fromkeys(r[1] for r in rows))
-names = list(dict.fromkeys(r[2] for r in rows))
-def ratio(shape, a, b):
-    # median over rounds of a/b measured back to back (robust to load drift)
-    rs = [by_round[(r, shape, a)] / by_round[(r, shape, b)]
-          for r in rounds if (r, shape, a) in by_round and (r, shape, b) in by_round]
-    return statistics.median(rs) if rs else float("nan")
-has_nginx = "nginx" in names
-print("| shape | target | req/s (median) | p50 ms | p99 ms | errors | ratio to direct | ratio to nginx |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
-for s in shapes:
-    base_p50 = statistics.median(x[1] for x in data[(s, "direct")])
-    for n in names:
-        v = data[(s, n)]
-        if not v:
-            continue
-        rps = statistics.median(x[0] for x in v)
-        p50 = statistics.median(x[1] for x in v)
-        p99 = statistics.median(x[2] for x in v)
-        errs = sum(x[3] for x in v)
-        extra = ""
-        if s.startswith("1conn") and n != "direct":
-            extra = f" (+{(p50 - base_p50) * 1000:.0f} µs p50)"
-        vs_nginx = f"{ratio(s, n, 'nginx'):.2f}" if has_nginx and n != "nginx" else ""
-        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {errs} | {ratio(s, n, 'direct'):.2f}{extra} | {vs_nginx} |")
-print()
-print("Ratios are medians of per-round ratios (targets run back to back in each round).")
-print()
-print("Cost of the optional features (ka-100B, ratio to the plain engine): "
-      + ", ".join(f"{n} {ratio('ka-100B', n, 'rollbridge'):.3f}"
-                  for n in ("rb-admin", "rb-log") if ("ka-100B", n) in data))
+python3 "$root/bench/wrk_table.py" report "$results" rollbridge
+echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$rss_idle" "$rss_loaded" "$rss_ws" "$TUNNELS" "$ws_status" <<'PY'
+import sys
+rss_idle, rss_loaded, rss_ws, tunnels, ws_status = sys.argv[1:6]
 ri, rl, rw, t = int(rss_idle), int(rss_loaded), int(rss_ws), int(tunnels)
 print()
 print(f"rollbridge proxy RSS: idle {ri / 1024:.1f} MiB, after load {rl / 1024:.1f} MiB, "
       f"with {t} idle WebSocket tunnels {rw / 1024:.1f} MiB "
       f"(+{(rw - rl) * 1024 / t / 1024:.2f} KiB per tunnel) [{ws_status.strip()}]")
 PY
+# Under load: the largest RSS sampled halfway through a run, per shape, and
+# its growth over the RSS just before that run, per connection.
+awk '
+  { if ($3 >= rss[$1]) { rss[$1] = $3; grow[$1] = $3 - $2 } }
+  END { for (s in rss) { c = s; sub(/.*-c/, "", c); if (c !~ /^[0-9]+$/) c = 1
+        printf "  under load %s: %.1f MiB (+%.1f KiB per connection over the RSS before the run)\n",
+          s, rss[s] / 1024, grow[s] / c } }' "$work/rss_load" | sort -V

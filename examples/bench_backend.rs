@@ -1,13 +1,14 @@
 //! A fixed, fast, single-threaded HTTP/1.1 backend for `bench/proxy.sh`.
 //!
-//! `GET /small` answers 100 bytes, `GET /big` 64 KiB; keep-alive unless the
-//! request says `Connection: close`. A WebSocket upgrade gets a 101 and the
+//! `GET /small` answers 100 bytes, `GET /big` 64 KiB, `GET /huge` 1 MiB;
+//! keep-alive unless the request says `Connection: close`. A WebSocket upgrade gets a 101 and the
 //! connection is then held idle (bytes read and dropped).
 //!
 //! Usage: `bench_backend <port>` (prints `listening <port>`).
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -15,7 +16,9 @@ const LISTENER: Token = Token(usize::MAX);
 struct Conn {
     sock: TcpStream,
     inbuf: Vec<u8>,
-    out: Vec<u8>,
+    /// Responses waiting to be written (static, never copied) and how much
+    /// of the first one is written.
+    out: VecDeque<&'static [u8]>,
     sent: usize,
     close_after: bool,
     tunnel: bool,
@@ -33,6 +36,8 @@ fn main() -> io::Result<()> {
     let small_close = response(100, true);
     let big = response(64 * 1024, false);
     let big_close = response(64 * 1024, true);
+    let huge = response(1024 * 1024, false);
+    let huge_close = response(1024 * 1024, true);
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -58,7 +63,7 @@ fn main() -> io::Result<()> {
                     conns[idx] = Some(Conn {
                         sock,
                         inbuf: Vec::new(),
-                        out: Vec::new(),
+                        out: VecDeque::new(),
                         sent: 0,
                         close_after: false,
                         tunnel: false,
@@ -104,29 +109,36 @@ fn main() -> io::Result<()> {
                         .and_then(|l| l.split_once(':'))
                         .map_or("", |(_, v)| v.trim());
                     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-                    c.out.extend_from_slice(
-                        format!(
-                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                             Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-                        )
-                        .as_bytes(),
+                    let answer = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
                     );
+                    c.out.push_back(answer.into_bytes().leak());
                     c.tunnel = true;
                     break;
                 }
                 let close = head.contains("connection: close");
-                let r = match (head.contains(" /big"), close) {
-                    (true, true) => &big_close,
-                    (true, false) => &big,
-                    (false, true) => &small_close,
-                    (false, false) => &small,
-                };
-                c.out.extend_from_slice(r);
+                let r: &'static [u8] =
+                    match (head.contains(" /big"), head.contains(" /huge"), close) {
+                        (true, _, true) => big_close,
+                        (true, _, false) => big,
+                        (_, true, true) => huge_close,
+                        (_, true, false) => huge,
+                        (_, _, true) => small_close,
+                        (_, _, false) => small,
+                    };
+                c.out.push_back(r);
                 c.close_after = close;
             }
-            while c.sent < c.out.len() {
-                match c.sock.write(&c.out[c.sent..]) {
-                    Ok(n) => c.sent += n,
+            while let Some(front) = c.out.front() {
+                match c.sock.write(&front[c.sent..]) {
+                    Ok(n) => {
+                        c.sent += n;
+                        if c.sent == front.len() {
+                            c.out.pop_front();
+                            c.sent = 0;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
@@ -135,12 +147,8 @@ fn main() -> io::Result<()> {
                     }
                 }
             }
-            if c.sent == c.out.len() {
-                c.out.clear();
-                c.sent = 0;
-                if c.close_after {
-                    dead = true;
-                }
+            if c.out.is_empty() && c.close_after {
+                dead = true;
             }
             if dead {
                 if let Some(mut c) = conns[idx].take() {
@@ -152,14 +160,14 @@ fn main() -> io::Result<()> {
     }
 }
 
-fn response(size: usize, close: bool) -> Vec<u8> {
+fn response(size: usize, close: bool) -> &'static [u8] {
     let mut r = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {size}\r\n{}\r\n",
         if close { "Connection: close\r\n" } else { "" }
     )
     .into_bytes();
     r.extend(std::iter::repeat_n(b'x', size));
-    r
+    r.leak()
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {

@@ -103,3 +103,66 @@ fn memory_returns_near_idle_after_a_flood_of_partial_heads() {
         before / 1024
     );
 }
+
+/// Fewer connections than a flood (the trim after 1,024 closed never
+/// triggers): memory still goes back once the last one is gone, so idle
+/// RSS after a busy spell is idle RSS again.
+#[test]
+fn memory_returns_to_idle_after_a_busy_spell() {
+    let dir = temp_dir("spell");
+    let config = dir.join("rollbridge.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"application":"spell","control":{{"path":"{}"}},"proxy":{{"port":0,"headerTimeoutMs":120000}},"processes":[{{"id":"web","command":"sleep 1000","policy":"proxied","port":{{"from":0,"to":0}}}}]}}"#,
+            dir.join("c.sock").display()
+        ),
+    )
+    .unwrap();
+    let d = TestDaemon::start_with(dir, config, &[]);
+    let port = proxy_status(&d)["port"].as_u64().unwrap() as u16;
+    // Each client leaves 3 KiB of a head: a small buffer plus its growth
+    // to a full one.
+    let part = format!("GET / HTTP/1.1\r\nX-Pad: {}", "p".repeat(3000));
+    let spell = |n: usize| {
+        let mut clients = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(part.as_bytes()).unwrap();
+            clients.push(s);
+        }
+        wait_open(&d, n as u64);
+        let during = rss(d.pid());
+        drop(clients);
+        wait_open(&d, 0);
+        during
+    };
+    spell(8); // warm up the paths
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss(d.pid());
+    let during = spell(800);
+    let grown = during.saturating_sub(before);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = rss(d.pid());
+    while after > before + grown / 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = rss(d.pid());
+    }
+    eprintln!(
+        "daemon RSS, 800 partial heads: before {} KiB, during {} KiB, after {} KiB",
+        before / 1024,
+        during / 1024,
+        after / 1024
+    );
+    assert!(
+        grown > 4 * MIB,
+        "the spell grew RSS by {} KiB only",
+        grown / 1024
+    );
+    assert!(
+        after <= before + grown / 4,
+        "RSS stayed at {} KiB after the spell (idle {} KiB)",
+        after / 1024,
+        before / 1024
+    );
+}

@@ -11,6 +11,11 @@
 //! two sizes is a request or response head larger than [`BUF_SIZE`]: its
 //! buffer is enlarged up to the head limit and dropped (not pooled) when
 //! returned.
+//!
+//! The pool also lends the pipes long bodies are spliced through (see
+//! `splice.rs`), under the same rule: held only while not empty.
+
+use super::splice::Pipe;
 
 /// Size of a full buffer. Four of them is the worst case per active
 /// connection; in practice two are held while a response streams.
@@ -118,6 +123,9 @@ impl Buf {
     }
 }
 
+/// Most pipes lent out at once (each is two descriptors).
+const PIPES_MAX: usize = 128;
+
 /// Free lists of full and small buffers plus the read scratch, owned by
 /// the event-loop thread (no lock).
 #[derive(Debug, Default)]
@@ -127,6 +135,11 @@ pub struct BufPool {
     scratch: Option<Buf>,
     /// Buffers currently checked out (for tests and memory reasoning).
     pub out: usize,
+    pipes: Vec<Pipe>,
+    /// Pipes currently lent out.
+    pub pipes_out: usize,
+    /// Splicing failed as unsupported: bodies are copied from now on.
+    pub splice_off: bool,
 }
 
 impl BufPool {
@@ -203,6 +216,30 @@ impl BufPool {
         }
     }
 
+    /// An empty pipe for a long body, if splicing works here and lending
+    /// one keeps within `room` descriptor pairs (what the connection budget
+    /// leaves) and [`PIPES_MAX`].
+    pub fn take_pipe(&mut self, room: usize) -> Option<Pipe> {
+        if self.splice_off || self.pipes_out >= PIPES_MAX.min(room) {
+            return None;
+        }
+        let pipe = match self.pipes.pop() {
+            Some(p) => p,
+            None => Pipe::new().ok()?,
+        };
+        self.pipes_out += 1;
+        Some(pipe)
+    }
+
+    /// Takes a lent pipe back: pooled when empty, closed otherwise (its
+    /// bytes belong to a connection that is going away).
+    pub fn put_pipe(&mut self, pipe: Pipe) {
+        self.pipes_out = self.pipes_out.saturating_sub(1);
+        if pipe.is_empty() && self.pipes.len() < PIPES_MAX {
+            self.pipes.push(pipe);
+        }
+    }
+
     /// Frees all but a few pooled buffers (called when the loop is idle or
     /// after a flood closed); returns how many bytes were released.
     pub fn trim(&mut self) -> usize {
@@ -212,6 +249,8 @@ impl BufPool {
         self.small.truncate(IDLE_KEEP);
         self.free.shrink_to_fit();
         self.small.shrink_to_fit();
+        self.pipes.truncate(IDLE_KEEP);
+        self.pipes.shrink_to_fit();
         freed
     }
 
@@ -323,6 +362,29 @@ mod tests {
         assert_eq!(p.pooled(), 100);
         assert_eq!(p.trim(), 92 * SMALL_SIZE);
         assert_eq!(p.pooled(), IDLE_KEEP);
+    }
+
+    #[test]
+    fn pipes_are_lent_within_the_descriptor_room() {
+        let mut p = BufPool::default();
+        assert!(p.take_pipe(0).is_none());
+        let a = p.take_pipe(2).unwrap();
+        let b = p.take_pipe(2).unwrap();
+        assert!(p.take_pipe(2).is_none());
+        p.put_pipe(a);
+        p.put_pipe(b);
+        assert_eq!((p.pipes_out, p.pipes.len()), (0, 2));
+        p.splice_off = true;
+        assert!(p.take_pipe(10).is_none());
+    }
+
+    #[test]
+    fn a_pipe_with_bytes_in_it_is_not_pooled() {
+        let mut p = BufPool::default();
+        let mut a = p.take_pipe(1).unwrap();
+        a.len = 5;
+        p.put_pipe(a);
+        assert_eq!((p.pipes_out, p.pipes.len()), (0, 0));
     }
 
     #[test]

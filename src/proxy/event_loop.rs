@@ -78,12 +78,16 @@ pub(crate) fn run(
             report(&events, format!("cannot register listener: {e}"));
             return;
         }
+        // Accepted sockets inherit TCP_NODELAY from the listener: one
+        // setsockopt here instead of one per connection.
+        let nodelay_inherited = set_nodelay(&listener);
         let now = Instant::now();
         let max_connections = gauge.max.load(Ordering::Relaxed);
         let mut l = Loop {
             poll,
             listener: Some(listener),
             listening: true,
+            nodelay_inherited,
             limit_reported: false,
             peak_sessions: 0,
             gauge,
@@ -132,6 +136,24 @@ pub(crate) fn run(
     }
 }
 
+/// Sets TCP_NODELAY on a listening socket (Linux passes it on to the
+/// sockets it accepts); false if that failed.
+fn set_nodelay(listener: &TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid descriptor and a c_int option value of the given size.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
+}
+
 fn report(events: &Sender<ProxyEvent>, message: String) {
     let _ = events.try_send(ProxyEvent::Error {
         release_id: None,
@@ -147,6 +169,8 @@ struct Loop {
     /// The listener is registered; false while at the connection cap
     /// (new clients wait in the kernel backlog).
     listening: bool,
+    /// The listener has TCP_NODELAY, so accepted sockets have it too.
+    nodelay_inherited: bool,
     /// A `limit reached` event went out and no `cleared` yet.
     limit_reported: bool,
     /// Most sessions open at once since memory was last trimmed.
@@ -321,7 +345,9 @@ impl Loop {
                         // Pooled connections give way to a waiting client.
                         self.sh.releases.close_oldest_idle(self.poll.registry());
                     }
-                    let _ = sock.set_nodelay(true);
+                    if !self.nodelay_inherited {
+                        let _ = sock.set_nodelay(true);
+                    }
                     let idx = self.free.pop().unwrap_or_else(|| {
                         self.sessions.push(None);
                         self.sessions.len() - 1
@@ -370,7 +396,10 @@ impl Loop {
             self.sh.bufs.trim();
         }
         let open = self.sh.sessions_open;
-        if self.peak_sessions < open + TRIM_AFTER_CLOSED {
+        // After a flood, or once the last connection of a busy spell is
+        // gone (so idle RSS after load is idle RSS again).
+        let quiet = open == 0 && self.peak_sessions > 0;
+        if self.peak_sessions < open + TRIM_AFTER_CLOSED && !quiet {
             return;
         }
         self.peak_sessions = open;
@@ -704,5 +733,25 @@ impl Loop {
             self.accept_paused_until = None;
             self.accept();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(set_nodelay(&listener));
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let sock = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(sock.nodelay().unwrap());
     }
 }

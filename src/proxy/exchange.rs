@@ -12,6 +12,7 @@ use super::conn::Conn;
 use super::error::{ErrorKind, ProxyError};
 use super::release::{Counted, Kind, Owner};
 use super::session::{Phase, Session, Shared, Step, Verdict, later, upstream_token};
+use super::splice::SPLICE_MIN;
 use super::timers::Clocks;
 use super::transition::{Look, Reply, Transition, may_replay};
 use mio::net::TcpStream;
@@ -123,6 +124,21 @@ pub(super) fn resumed(
     }
 }
 
+/// Body bytes still to come when the body has a known length (0 for
+/// chunked, close-delimited or none).
+fn splice_left(dec: &BodyDecoder) -> usize {
+    match dec.kind() {
+        BodyKind::Length(_) => dec.direct_len(usize::MAX).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Pipes (descriptor pairs) the connection budget leaves room for.
+fn pipe_room(sh: &Shared) -> usize {
+    let open = sh.sessions_open + sh.releases.idle_count();
+    sh.max_connections.saturating_sub(open)
+}
+
 /// Closes an upstream connection for good.
 pub(super) fn close_upstream(mut up: Upstream, sh: &mut Shared, reg: &Registry) {
     let _ = reg.deregister(&mut up.conn.sock);
@@ -206,7 +222,15 @@ impl Session {
             held.grow(sh.scratch.len());
         }
         held.push(&sh.scratch);
-        let reused = match self.attach(release, true, sh, reg) {
+        // A request that may be replayed needs no liveness probe of a
+        // pooled connection: if it turns out dead, the replay covers it.
+        let probe = !may_replay(
+            ex.info.idempotent,
+            ex.info.body != BodyKind::None,
+            true,
+            false,
+        );
+        let reused = match self.attach(release, Some(probe), sh, reg) {
             Ok(reused) => reused,
             Err(e) => {
                 ex.held = Some(held);
@@ -230,17 +254,18 @@ impl Session {
         Transition::Continue(Step::Progress)
     }
 
-    /// Connects (or takes a pooled connection) to `release`. Returns
-    /// whether the connection was reused.
+    /// Connects (or, with `pool`, takes a pooled connection, probed for
+    /// liveness when `pool` says so) to `release`. Returns whether the
+    /// connection was reused.
     fn attach(
         &mut self,
         release: usize,
-        pool: bool,
+        pool: Option<bool>,
         sh: &mut Shared,
         reg: &Registry,
     ) -> io::Result<bool> {
-        if pool {
-            if let Some((conn, uid)) = sh.releases.checkout(release, self.idx, reg) {
+        if let Some(probe) = pool {
+            if let Some((conn, uid)) = sh.releases.checkout(release, self.idx, reg, probe) {
                 self.up = Some(Upstream {
                     conn,
                     uid,
@@ -331,7 +356,7 @@ impl Session {
         }
         let release = ex.release();
         let held = ex.held.take();
-        match self.attach(release, false, sh, reg) {
+        match self.attach(release, None, sh, reg) {
             Ok(_) => {
                 if let Some(up) = self.up.as_mut() {
                     up.conn.output = held;
@@ -415,8 +440,32 @@ impl Session {
             Err(e) => return self.upstream_failed(e, sh, reg),
         }
 
-        // Response: upstream -> client.
-        if self.client.pending_out() < BUF_SIZE {
+        // Response: upstream -> client. The rest of a long body of known
+        // length is spliced (no copy); everything else is read and copied.
+        let left = ex.resp.as_ref().map_or(0, splice_left);
+        // A daemon upgrade is preparing (`frozen`): no new bytes go into a
+        // pipe, so it empties and the body can be handed over as buffers.
+        let piped = if !sh.frozen && left >= SPLICE_MIN && up.conn.pending_in() == 0 {
+            let room = pipe_room(sh);
+            self.client
+                .pipe_from(&mut up.conn, left, &mut sh.bufs, room)
+        } else {
+            None
+        };
+        if let Some(res) = piped {
+            match res {
+                Ok(n) if n > 0 => {
+                    progress = true;
+                    up.got_bytes = true;
+                    ex.clocks.upstream = sh.now;
+                    if let Some(dec) = ex.resp.as_mut() {
+                        dec.advance(n);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return self.upstream_failed(e, sh, reg),
+            }
+        } else if self.client.pending_out() < BUF_SIZE {
             match up.conn.fill(&mut sh.bufs) {
                 Ok(n) => {
                     progress |= n > 0;
@@ -583,7 +632,7 @@ impl Session {
                 let release = ex.release();
                 ex.clocks.sent = None;
                 self.drop_upstream(sh, reg);
-                return match self.attach(release, false, sh, reg) {
+                return match self.attach(release, None, sh, reg) {
                     Ok(_) => {
                         if let Some(up) = self.up.as_mut() {
                             up.conn.queue(&mut sh.bufs, &replay);

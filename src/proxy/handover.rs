@@ -176,6 +176,11 @@ impl Session {
                 if !ex.req_done || ex.held.is_some() || up.connecting {
                     return Ok(None);
                 }
+                // Body bytes still in a splice pipe live in this process
+                // only; reading them out would lose them if the exec fails.
+                if self.client.pending_out() > self.client.output_len() {
+                    return Ok(None);
+                }
                 let Some(release) = sh.releases.get(ex.release()) else {
                     return Ok(None);
                 };

@@ -32,6 +32,7 @@ mod pause;
 mod release;
 mod request_id;
 mod session;
+mod splice;
 mod sticky;
 mod timers;
 pub mod traffic;

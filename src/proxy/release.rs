@@ -432,6 +432,7 @@ impl Releases {
         idx: usize,
         session: usize,
         registry: &Registry,
+        probe: bool,
     ) -> Option<(Conn, usize)> {
         loop {
             let slot = self.slots.get_mut(idx)?.as_mut()?.idle.pop()?;
@@ -441,12 +442,18 @@ impl Releases {
             self.idle_free.push(slot);
             self.idle_open = self.idle_open.saturating_sub(1);
             // A FIN or stray bytes on an idle connection mean it is dead.
-            let mut probe = [0u8; 1];
-            let alive = matches!(idle.conn.sock.peek(&mut probe),
-                Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            // Without `probe` (the caller can replay the request) one
+            // syscall is saved: a FIN already reported by a poll closed
+            // the connection there; one not yet handled reaches the new
+            // owner as an edge, and the request is replayed on a fresh
+            // connection.
+            let mut byte = [0u8; 1];
+            let alive = !probe
+                || matches!(idle.conn.sock.peek(&mut byte),
+                    Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock);
             if alive {
-                // Nothing is pending (peek said so): the response raises
-                // a fresh edge, so no read is tried before it.
+                // Nothing is pending (peek or the poll said so): the
+                // response raises a fresh edge, so no read is tried before it.
                 idle.conn.readable = false;
                 idle.conn.writable = true;
                 self.owners[idle.uid] = Some(Owner::Session(session));

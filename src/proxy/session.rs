@@ -256,7 +256,11 @@ impl Session {
     pub fn teardown(&mut self, sh: &mut Shared, reg: &Registry) {
         self.apply(Transition::Close, sh, reg);
         self.drop_upstream(sh, reg);
-        let _ = reg.deregister(&mut self.client.sock);
+        // No deregister: the client socket is closed when the session is
+        // dropped, which removes it from the poll (one syscall less per
+        // connection). A copy briefly held elsewhere (a child between
+        // fork and exec) can only cause a spurious wake-up, which a read
+        // or write answering WouldBlock absorbs.
         self.client.release_bufs(&mut sh.bufs);
     }
 
