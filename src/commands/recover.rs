@@ -3,7 +3,7 @@
 //! streams follow the contract's table exactly.
 
 use crate::cli::Args;
-use crate::daemon::orphans::Orphan;
+use crate::daemon::orphans::{Orphan, count};
 use crate::daemon::recover::{Outcome, recover};
 
 pub fn run(args: &Args) -> i32 {
@@ -166,12 +166,6 @@ fn forced(outcome: &Outcome) -> Report {
             ..Report::default()
         },
     }
-}
-
-/// `N orphaned process(es)`, pluralised.
-pub(crate) fn count(n: usize) -> String {
-    let noun = if n == 1 { "process" } else { "processes" };
-    format!("{n} orphaned {noun}")
 }
 
 /// One line per orphan: `  <id> (pid <pid>[, release <rid>])`.

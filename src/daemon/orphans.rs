@@ -50,6 +50,12 @@ pub const HINT: &str = "These processes were started by a previous Rollbridge da
 They are not managed by this daemon; stop them with `rollbridge recover --force` (or by hand) once they are no longer needed.";
 
 /// The live processes a snapshot names.
+/// `N orphaned process(es)`, pluralised (the start's refusal and `recover`).
+pub fn count(n: usize) -> String {
+    let noun = if n == 1 { "process" } else { "processes" };
+    format!("{n} orphaned {noun}")
+}
+
 pub fn detect(snapshot: Option<&Value>) -> Vec<Orphan> {
     let Some(snapshot) = snapshot else {
         return Vec::new();

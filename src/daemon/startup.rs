@@ -143,7 +143,7 @@ pub fn refusal(config: &Config, config_path: Option<&str>, living: &[&Orphan]) -
         "Refusing to start: {} of application \"{}\" started by a previous Rollbridge daemon {} still running:\n{list}\
          No daemon manages them; starting another set beside them would run them twice. \
          Stop them with `rollbridge recover --force{config_arg}`, then start the daemon again.",
-        crate::commands::recover::count(living.len()),
+        super::orphans::count(living.len()),
         config.application,
         if living.len() == 1 { "is" } else { "are" },
     )
