@@ -274,28 +274,7 @@ impl Session {
                         return None;
                     }
                 };
-                let mut up = upstream.open(&mut sh.bufs);
-                let uid = sh.releases.alloc_uid(Owner::Session(idx));
-                if reg
-                    .register(
-                        &mut up.sock,
-                        upstream_token(uid),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_err()
-                {
-                    sh.releases.free_uid(uid);
-                    up.release_bufs(&mut sh.bufs);
-                    s.teardown_imported(sh, reg);
-                    return None;
-                }
-                s.up = Some(Upstream {
-                    conn: up,
-                    uid,
-                    connecting: false,
-                    reused: false,
-                    got_bytes: true,
-                });
+                s.up = Some(s.register_upstream(upstream, sh, reg)?);
                 let counted = sh.releases.begin(release, Kind::WebSocket);
                 s.phase = Phase::Tunnel(Tunnel::resumed(counted, to_client, to_app));
                 Some(s)
