@@ -9,21 +9,16 @@ use super::codec::{
     BodyDecoder, BodyKind, ChunkMode, RequestInfo, RespParse, ResponseCtx, Upgrade, parse_response,
 };
 use super::conn::Conn;
+use super::connect::{RETRY_FIRST, connect_result, stall_check};
 use super::error::{ErrorKind, ProxyError};
-use super::release::{Counted, Kind, Owner};
-use super::session::{Phase, Session, Shared, Step, Verdict, later, upstream_token};
+use super::release::{Counted, Kind};
+use super::session::{Phase, Session, Shared, Step, later};
 use super::splice::SPLICE_MIN;
 use super::timers::Clocks;
 use super::transition::{Look, Reply, Transition, may_replay};
-use mio::net::TcpStream;
-use mio::{Interest, Registry};
-use std::cmp::Reverse;
+use mio::Registry;
 use std::io;
 use std::time::{Duration, Instant};
-
-/// First and largest pause between connect attempts during connect-retry.
-const RETRY_FIRST: Duration = Duration::from_millis(10);
-const RETRY_MAX: Duration = Duration::from_millis(200);
 
 /// The upstream half of an exchange or tunnel.
 #[derive(Debug)]
@@ -36,6 +31,8 @@ pub struct Upstream {
     pub reused: bool,
     /// Any response byte was received on it.
     pub got_bytes: bool,
+    /// When it was connected or taken from the pool.
+    pub since: Instant,
 }
 
 /// One request routed to one release.
@@ -59,6 +56,8 @@ pub struct Exchange {
     pub(super) held: Option<super::buf::Buf>,
     pub(super) connect_deadline: Instant,
     pub(super) backoff: Duration,
+    /// Connects abandoned as stalled and started again.
+    pub(super) stalls: u32,
     /// Progress instants the exchange's timers count from.
     pub(super) clocks: Clocks,
     /// When the request head was received (the latency metric's start).
@@ -77,7 +76,7 @@ impl Exchange {
     }
 
     /// An answer the proxy sends instead of the (rest of the) response.
-    fn fail(&self, err: ProxyError) -> Transition {
+    pub(super) fn fail(&self, err: ProxyError) -> Transition {
         Transition::Respond(Reply::closing(err).keep_alive(true))
     }
 }
@@ -117,6 +116,7 @@ pub(super) fn resumed(
         held: None,
         connect_deadline: now,
         backoff: RETRY_FIRST,
+        stalls: 0,
         clocks,
         started: now,
         status,
@@ -144,20 +144,6 @@ pub(super) fn close_upstream(mut up: Upstream, sh: &mut Shared, reg: &Registry) 
     let _ = reg.deregister(&mut up.conn.sock);
     up.conn.release_bufs(&mut sh.bufs);
     sh.releases.free_uid(up.uid);
-}
-
-/// Ok(true) once a non-blocking connect has completed, Ok(false) while in
-/// progress, Err with the connect error otherwise.
-fn connect_result(sock: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = sock.take_error()? {
-        return Err(e);
-    }
-    match sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 impl Session {
@@ -211,6 +197,7 @@ impl Session {
             held: None,
             connect_deadline: later(sh.now, sh.opts.connect_retry),
             backoff: RETRY_FIRST,
+            stalls: 0,
             clocks: Clocks::new(sh.now),
             started: sh.now,
             status: 0,
@@ -230,7 +217,7 @@ impl Session {
             true,
             false,
         );
-        let reused = match self.attach(release, Some(probe), sh, reg) {
+        let reused = match self.attach(release, Some(probe), stall_check(0), sh, reg) {
             Ok(reused) => reused,
             Err(e) => {
                 ex.held = Some(held);
@@ -252,128 +239,6 @@ impl Session {
         }
         self.phase = Phase::Exchange(ex);
         Transition::Continue(Step::Progress)
-    }
-
-    /// Connects (or, with `pool`, takes a pooled connection, probed for
-    /// liveness when `pool` says so) to `release`. Returns whether the
-    /// connection was reused.
-    fn attach(
-        &mut self,
-        release: usize,
-        pool: Option<bool>,
-        sh: &mut Shared,
-        reg: &Registry,
-    ) -> io::Result<bool> {
-        if let Some(probe) = pool {
-            if let Some((conn, uid)) = sh.releases.checkout(release, self.idx, reg, probe) {
-                self.up = Some(Upstream {
-                    conn,
-                    uid,
-                    connecting: false,
-                    reused: true,
-                    got_bytes: false,
-                });
-                return Ok(true);
-            }
-        }
-        let addr = sh
-            .releases
-            .get(release)
-            .map(|r| r.addr)
-            .ok_or_else(|| io::Error::other("release vanished"))?;
-        let mut sock = TcpStream::connect(addr)?;
-        let _ = sock.set_nodelay(true);
-        let uid = sh.releases.alloc_uid(Owner::Session(self.idx));
-        let token = upstream_token(uid);
-        if let Err(e) = reg.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE) {
-            sh.releases.free_uid(uid);
-            return Err(e);
-        }
-        let mut conn = Conn::new(sock);
-        conn.readable = false;
-        conn.writable = false;
-        self.up = Some(Upstream {
-            conn,
-            uid,
-            connecting: true,
-            reused: false,
-            got_bytes: false,
-        });
-        Ok(false)
-    }
-
-    /// A connect failed: retry within the window, else 502.
-    fn connect_failed(&mut self, err: io::Error, sh: &mut Shared, reg: &Registry) -> Transition {
-        let held = self.up.as_mut().and_then(|u| u.conn.output.take());
-        self.drop_upstream(sh, reg);
-        let Phase::Exchange(ex) = &mut self.phase else {
-            return Transition::Close;
-        };
-        if held.is_some() {
-            ex.held = held;
-        }
-        let retry_ok = matches!(
-            err.kind(),
-            io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-        );
-        if retry_ok && sh.now < ex.connect_deadline {
-            let at = (sh.now + ex.backoff).min(ex.connect_deadline);
-            ex.backoff = (ex.backoff * 2).min(RETRY_MAX);
-            sh.retries.push(Reverse((at, self.idx, self.serial)));
-            self.deadline = None;
-            return Transition::Continue(Step::Idle);
-        }
-        let addr = sh.releases.get(ex.release()).map(|r| r.addr);
-        let e = ProxyError::upstream(
-            ErrorKind::ConnectFailed,
-            format!(
-                "connect {}: {err}",
-                addr.map_or_else(|| "?".into(), |a| a.to_string())
-            ),
-        )
-        .retryable();
-        sh.error(Some(ex.release()), &e);
-        ex.fail(e)
-    }
-
-    /// Called by the loop when a connect-retry timer fires. Each attempt
-    /// goes to the release active at that moment: a request that waited
-    /// for a crashed release is moved (and recounted, once) to the one that
-    /// replaced it, and its held bytes are replayed there.
-    pub fn retry_connect(&mut self, sh: &mut Shared, reg: &Registry) -> Verdict {
-        let Phase::Exchange(ex) = &mut self.phase else {
-            return Verdict::Keep;
-        };
-        if self.up.is_some() {
-            return Verdict::Keep;
-        }
-        // A canary's request stays with the canary.
-        let stays = sh.releases.routable(ex.release());
-        if let Some(active) = sh.releases.active.filter(|_| !stays) {
-            sh.releases
-                .recount(&mut ex.counted, active, reg, &sh.events);
-            ex.backoff = RETRY_FIRST;
-        }
-        let release = ex.release();
-        let held = ex.held.take();
-        match self.attach(release, None, sh, reg) {
-            Ok(_) => {
-                if let Some(up) = self.up.as_mut() {
-                    up.conn.output = held;
-                }
-                self.drive(sh, reg)
-            }
-            Err(e) => {
-                if let Phase::Exchange(ex) = &mut self.phase {
-                    ex.held = held;
-                }
-                let t = self.connect_failed(e, sh, reg);
-                match self.apply(t, sh, reg) {
-                    Step::Close => Verdict::Close,
-                    _ => self.drive(sh, reg),
-                }
-            }
-        }
     }
 
     // ----- Exchange -----
@@ -630,9 +495,10 @@ impl Session {
                 // app (idempotent, no body, no response byte); go again on
                 // a fresh connection.
                 let release = ex.release();
+                let stall = stall_check(ex.stalls);
                 ex.clocks.sent = None;
                 self.drop_upstream(sh, reg);
-                return match self.attach(release, None, sh, reg) {
+                return match self.attach(release, None, stall, sh, reg) {
                     Ok(_) => {
                         if let Some(up) = self.up.as_mut() {
                             up.conn.queue(&mut sh.bufs, &replay);

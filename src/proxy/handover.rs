@@ -342,6 +342,7 @@ impl Session {
             connecting: false,
             reused: false,
             got_bytes: true,
+            since: sh.now,
         })
     }
 

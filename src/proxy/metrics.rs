@@ -72,6 +72,8 @@ pub struct Metrics {
     by_slot: Vec<Option<usize>>,
     /// `stats[0]` is the proxy's own answers.
     stats: Vec<Stats>,
+    /// Upstream connects abandoned as stalled and started again.
+    connect_restarts: u64,
 }
 
 impl Default for Metrics {
@@ -79,6 +81,7 @@ impl Default for Metrics {
         Metrics {
             by_slot: Vec::new(),
             stats: vec![Stats::new(String::new())],
+            connect_restarts: 0,
         }
     }
 }
@@ -143,6 +146,12 @@ impl Metrics {
         }
     }
 
+    /// An upstream connect stalled (the app's accept queue was full) and
+    /// was started again.
+    pub fn connect_stalled(&mut self) {
+        self.connect_restarts += 1;
+    }
+
     /// Requests answered so far, by release (`""` = the proxy's own
     /// answers), for the traffic history.
     pub fn totals(&self) -> impl Iterator<Item = (&str, u64)> {
@@ -200,6 +209,15 @@ impl Metrics {
                 s.count
             );
         }
+        out.push_str(
+            "# HELP rollbridge_upstream_connect_restarts_total Connects to an app that stalled (its accept queue was full) and were started again.\n\
+             # TYPE rollbridge_upstream_connect_restarts_total counter\n",
+        );
+        let _ = writeln!(
+            out,
+            "rollbridge_upstream_connect_restarts_total {}",
+            self.connect_restarts
+        );
     }
 }
 

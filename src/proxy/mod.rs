@@ -19,6 +19,7 @@ pub mod budget;
 pub mod buf;
 pub mod codec;
 mod conn;
+mod connect;
 pub mod error;
 mod event_loop;
 mod exchange;

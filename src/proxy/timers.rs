@@ -112,6 +112,12 @@ impl Session {
                     Timer::ResponseHead,
                     after(sent, sh.opts.upstream_response_timeout),
                 ),
+                // A connect the app does not complete (its accept queue
+                // stays full) counts against the same wait, from the head.
+                (false, None) if up.connecting => (
+                    Timer::ResponseHead,
+                    after(ex.started, sh.opts.upstream_response_timeout),
+                ),
                 // Still sending the request: no timer (as before).
                 (false, None) => (Timer::ResponseHead, None),
             }
@@ -168,13 +174,15 @@ impl Session {
                 if !matches!(self.phase, Phase::Exchange(_)) {
                     return Verdict::Close;
                 }
-                let e = ProxyError::upstream(
-                    ErrorKind::UpstreamTimeout,
+                let waited = ms(sh.opts.upstream_response_timeout);
+                let detail = if self.up.as_ref().is_some_and(|u| u.connecting) {
                     format!(
-                        "upstream {addr} sent no response head within {} ms",
-                        ms(sh.opts.upstream_response_timeout)
-                    ),
-                );
+                        "upstream {addr} accepted no connection within {waited} ms (its accept queue stayed full)"
+                    )
+                } else {
+                    format!("upstream {addr} sent no response head within {waited} ms")
+                };
+                let e = ProxyError::upstream(ErrorKind::UpstreamTimeout, detail);
                 sh.error(release, &e);
                 self.deadline = None;
                 let t = Transition::Respond(Reply::closing(e).keep_alive(true));
