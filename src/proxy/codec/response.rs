@@ -5,8 +5,8 @@
 //! `Connection`/framing fields.
 
 use super::body::BodyKind;
+use super::digits::push_u64;
 use super::{contains_token, eq_ci, is_tchar, parse_content_length};
-use std::fmt::Write as _;
 
 const MAX_HEADERS: usize = 200;
 
@@ -62,9 +62,15 @@ pub fn parse_response(
     ctx: ResponseCtx,
     out: &mut Vec<u8>,
 ) -> Result<RespParse, RespError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(buf) {
+    // Left uninitialized: httparse writes only the fields it parses.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(RespError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(RespParse::Partial),
@@ -190,9 +196,9 @@ pub fn parse_response(
     if !interim {
         // Normalized; kept for HEAD/304 as metadata, dropped under chunked.
         if let (Some(n), false, false) = (length, te_seen, status == 204) {
-            let mut s = String::with_capacity(32);
-            let _ = write!(s, "Content-Length: {n}\r\n");
-            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"Content-Length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         match body {
             BodyKind::Chunked if !ctx.client_http10 => {
@@ -222,9 +228,9 @@ pub fn parse_response(
 }
 
 fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
-    let mut s = String::with_capacity(32);
-    let _ = write!(s, "HTTP/1.1 {status} ");
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, status.into());
+    out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
