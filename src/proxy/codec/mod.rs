@@ -5,6 +5,7 @@
 pub mod body;
 pub mod chunked;
 pub mod digits;
+pub mod lines;
 pub mod request;
 pub mod response;
 

@@ -13,6 +13,7 @@ mod target;
 use super::body::BodyKind;
 use super::chunked;
 use super::digits::{push_ip, push_u64};
+use super::lines::Lines;
 use super::{contains_ci, contains_token, eq_ci, has_bare_cr_or_lf, parse_content_length};
 use crate::proxy::error::ErrorKind;
 use coding::Codings;
@@ -269,10 +270,10 @@ pub fn parse_request(
 
     // --- the normalized head sent upstream ---
     let start = out.len();
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // Lines the client sent exactly as we write them are copied as runs.
+    let mut lines = Lines::new(&buf[..head_len], out);
+    let path = target.path.as_bytes();
+    lines.line(method.as_bytes(), b' ', path, b" HTTP/1.1\r\n");
     let connection_values: Vec<&[u8]> = req
         .headers
         .iter()
@@ -284,9 +285,8 @@ pub fn parse_request(
         let name = h.name.as_bytes();
         if eq_ci(name, b"host") {
             // Connection may declare more hop-by-hop fields, but never Host.
-            out.extend_from_slice(b"Host: ");
-            out.extend_from_slice(host_value);
-            out.extend_from_slice(b"\r\n");
+            let spelled = if name == b"Host" { name } else { b"Host" };
+            lines.field(spelled, host_value);
             continue;
         }
         if is_rebuilt(name)
@@ -295,16 +295,12 @@ pub fn parse_request(
         {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(trim_ows(h.value));
-        out.extend_from_slice(b"\r\n");
+        lines.field(name, trim_ows(h.value));
     }
     if hosts == 0 {
-        out.extend_from_slice(b"Host: ");
-        out.extend_from_slice(host_value);
-        out.extend_from_slice(b"\r\n");
+        lines.field(b"Host", host_value);
     }
+    lines.finish();
     match body {
         BodyKind::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
