@@ -29,6 +29,9 @@ const POOL_MAX: usize = 64;
 const SMALL_POOL_MAX: usize = 256;
 /// What the free lists are trimmed to when nothing is checked out.
 const IDLE_KEEP: usize = 8;
+/// Copies of request heads (kept to replay a request) larger than this
+/// are not pooled.
+const COPY_KEEP: usize = 4 * 1024;
 
 /// A byte buffer with a read cursor (`start`) and a write cursor (`end`).
 #[derive(Debug)]
@@ -140,6 +143,8 @@ pub struct BufPool {
     pub pipes_out: usize,
     /// Splicing failed as unsupported: bodies are copied from now on.
     pub splice_off: bool,
+    /// Emptied vectors for copies of request heads.
+    copies: Vec<Vec<u8>>,
 }
 
 impl BufPool {
@@ -240,6 +245,22 @@ impl BufPool {
         }
     }
 
+    /// A copy of `bytes` in a pooled vector (no allocation once a few
+    /// copies came back with [`BufPool::put_copy`]).
+    pub fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut v = self.copies.pop().unwrap_or_default();
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    /// Takes back a vector from [`BufPool::copy`].
+    pub fn put_copy(&mut self, mut v: Vec<u8>) {
+        if v.capacity() <= COPY_KEEP && self.copies.len() < SMALL_POOL_MAX {
+            v.clear();
+            self.copies.push(v);
+        }
+    }
+
     /// Frees all but a few pooled buffers (called when the loop is idle or
     /// after a flood closed); returns how many bytes were released.
     pub fn trim(&mut self) -> usize {
@@ -251,6 +272,8 @@ impl BufPool {
         self.small.shrink_to_fit();
         self.pipes.truncate(IDLE_KEEP);
         self.pipes.shrink_to_fit();
+        self.copies.truncate(IDLE_KEEP);
+        self.copies.shrink_to_fit();
         freed
     }
 
@@ -385,6 +408,19 @@ mod tests {
         a.len = 5;
         p.put_pipe(a);
         assert_eq!((p.pipes_out, p.pipes.len()), (0, 0));
+    }
+
+    #[test]
+    fn copies_reuse_returned_vectors() {
+        let mut p = BufPool::default();
+        let a = p.copy(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(a, b"GET / HTTP/1.1\r\n\r\n");
+        let at = a.as_ptr();
+        p.put_copy(a);
+        let b = p.copy(b"HEAD /");
+        assert_eq!((b.as_ptr(), &b[..]), (at, &b"HEAD /"[..]));
+        p.put_copy(vec![0; COPY_KEEP + 1]);
+        assert!(p.copies.is_empty());
     }
 
     #[test]

@@ -232,7 +232,7 @@ impl Session {
             reused,
             false,
         ) {
-            ex.replay = Some(sh.scratch.clone());
+            ex.replay = Some(sh.bufs.copy(&sh.scratch));
         }
         if let Some(up) = self.up.as_mut() {
             up.conn.output = Some(held);
@@ -503,6 +503,7 @@ impl Session {
                         if let Some(up) = self.up.as_mut() {
                             up.conn.queue(&mut sh.bufs, &replay);
                         }
+                        sh.bufs.put_copy(replay);
                         Transition::Continue(Step::Progress)
                     }
                     Err(e) => self.connect_failed(e, sh, reg),

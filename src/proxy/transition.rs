@@ -108,10 +108,14 @@ impl Session {
                 let Exchange {
                     counted,
                     mut held,
+                    replay,
                     started,
                     ..
                 } = *ex;
                 sh.bufs.release(&mut held);
+                if let Some(r) = replay {
+                    sh.bufs.put_copy(r);
+                }
                 sh.metrics
                     .record(Some(counted.release()), 101, started, sh.now);
                 // The tunnel is logged when it closes.
@@ -171,6 +175,7 @@ impl Session {
                 let Exchange {
                     counted,
                     mut held,
+                    replay,
                     req_done,
                     resp_started,
                     close_client,
@@ -179,6 +184,9 @@ impl Session {
                     ..
                 } = *ex;
                 sh.bufs.release(&mut held);
+                if let Some(r) = replay {
+                    sh.bufs.put_copy(r);
+                }
                 let left = Left {
                     release: counted.release(),
                     started,

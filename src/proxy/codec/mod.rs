@@ -4,6 +4,8 @@
 
 pub mod body;
 pub mod chunked;
+pub mod digits;
+pub mod lines;
 pub mod request;
 pub mod response;
 
@@ -52,7 +54,8 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
         if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let n = std::str::from_utf8(part).ok()?.parse::<u64>().ok()?;
+        // At most 18 digits: cannot overflow.
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
         if result.is_some_and(|r| r != n) {
             return None;
         }

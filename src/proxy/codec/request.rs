@@ -12,11 +12,12 @@ mod target;
 
 use super::body::BodyKind;
 use super::chunked;
+use super::digits::{push_ip, push_u64};
+use super::lines::Lines;
 use super::{contains_ci, contains_token, eq_ci, has_bare_cr_or_lf, parse_content_length};
 use crate::proxy::error::ErrorKind;
 use coding::Codings;
 use fields::{is_rebuilt, underscore_dropped, valid_request_id};
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 use target::{is_host_byte, normalize_target};
@@ -24,6 +25,11 @@ use target::{is_host_byte, normalize_target};
 /// Most header fields in one head, the client's or the one we send upstream
 /// with our forwarding fields added (more is answered with 431).
 pub const MAX_HEADERS: usize = 200;
+
+/// Most fields the proxy writes beyond the client's: `Host` (for an
+/// HTTP/1.0 request without one), the framing field, `Connection` and
+/// `Upgrade`, and the five forwarding fields.
+const ADDED_FIELDS: usize = 9;
 
 /// Why a request head was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,9 +127,10 @@ pub fn parse_request(
     fwd: &Forwarding<'_>,
     out: &mut Vec<u8>,
 ) -> Result<HeadParse, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
+    // Left uninitialized: httparse writes only the fields it parses.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             // A bare CR/LF seen early is refused without waiting for more.
@@ -263,10 +270,10 @@ pub fn parse_request(
 
     // --- the normalized head sent upstream ---
     let start = out.len();
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // Lines the client sent exactly as we write them are copied as runs.
+    let mut lines = Lines::new(&buf[..head_len], out);
+    let path = target.path.as_bytes();
+    lines.line(method.as_bytes(), b' ', path, b" HTTP/1.1\r\n");
     let connection_values: Vec<&[u8]> = req
         .headers
         .iter()
@@ -278,9 +285,8 @@ pub fn parse_request(
         let name = h.name.as_bytes();
         if eq_ci(name, b"host") {
             // Connection may declare more hop-by-hop fields, but never Host.
-            out.extend_from_slice(b"Host: ");
-            out.extend_from_slice(host_value);
-            out.extend_from_slice(b"\r\n");
+            let spelled = if name == b"Host" { name } else { b"Host" };
+            lines.field(spelled, host_value);
             continue;
         }
         if is_rebuilt(name)
@@ -289,19 +295,17 @@ pub fn parse_request(
         {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(trim_ows(h.value));
-        out.extend_from_slice(b"\r\n");
+        lines.field(name, trim_ows(h.value));
     }
     if hosts == 0 {
-        out.extend_from_slice(b"Host: ");
-        out.extend_from_slice(host_value);
-        out.extend_from_slice(b"\r\n");
+        lines.field(b"Host", host_value);
     }
+    lines.finish();
     match body {
         BodyKind::Length(n) => {
-            let _ = write!(Appender(out), "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         BodyKind::None | BodyKind::CloseDelimited => {}
@@ -323,7 +327,8 @@ pub fn parse_request(
             out.extend_from_slice(b", ");
         }
     }
-    let _ = write!(Appender(out), "{}\r\n", fwd.peer);
+    push_ip(out, fwd.peer);
+    out.extend_from_slice(b"\r\n");
     let trusted = |v: Option<&'_ [u8]>, name: &[u8]| -> Option<Vec<u8>> {
         let named = connection_values.iter().any(|c| contains_token(c, name));
         v.filter(|_| fwd.trusted && !named).map(<[u8]>::to_vec)
@@ -353,8 +358,9 @@ pub fn parse_request(
     out.extend_from_slice(kept_id.unwrap_or(fwd.request_id));
     out.extend_from_slice(b"\r\n\r\n");
     // The fields we add count against the limit too: the head we send
-    // must be one we would accept ourselves.
-    if field_count(&out[start..]) > MAX_HEADERS {
+    // must be one we would accept ourselves. Counted only when it can
+    // matter: we add at most `ADDED_FIELDS` to the client's.
+    if req.headers.len() + ADDED_FIELDS > MAX_HEADERS && field_count(&out[start..]) > MAX_HEADERS {
         out.truncate(start);
         return Err(HeadError::TooLarge);
     }
@@ -394,16 +400,6 @@ fn field_count(head: &[u8]) -> usize {
         .filter(|w| w == b"\r\n")
         .count()
         .saturating_sub(2)
-}
-
-/// `fmt::Write` onto a byte vector (for numbers and addresses).
-struct Appender<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Appender<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 /// The port of a `Host` value (`host:port` or `[v6]:port`), if it has one.

@@ -5,8 +5,8 @@
 //! `Connection`/framing fields.
 
 use super::body::BodyKind;
+use super::lines::Lines;
 use super::{contains_token, eq_ci, is_tchar, parse_content_length};
-use std::fmt::Write as _;
 
 const MAX_HEADERS: usize = 200;
 
@@ -62,9 +62,15 @@ pub fn parse_response(
     ctx: ResponseCtx,
     out: &mut Vec<u8>,
 ) -> Result<RespParse, RespError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(buf) {
+    // Left uninitialized: httparse writes only the fields it parses.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(RespError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(RespParse::Partial),
@@ -116,11 +122,13 @@ pub fn parse_response(
 
     if switching {
         // Passed through as sent: Connection/Upgrade are the handshake.
-        write_status_line(out, status, reason);
+        let mut lines = Lines::new(buf, out);
+        write_status_line(&mut lines, status, reason);
         for h in resp.headers.iter() {
-            write_field(out, h.name.as_bytes(), h.value);
+            write_field(&mut lines, h.name.as_bytes(), h.value);
         }
-        out.extend_from_slice(b"\r\n");
+        lines.put(b"\r\n");
+        lines.finish();
         return Ok(RespParse::Complete(ResponseInfo {
             head_len,
             status,
@@ -170,7 +178,8 @@ pub fn parse_response(
             upstream_reusable,
         }));
     }
-    write_status_line(out, status, reason);
+    let mut lines = Lines::new(buf, out);
+    write_status_line(&mut lines, status, reason);
     let conn_values: Vec<&[u8]> = resp
         .headers
         .iter()
@@ -185,31 +194,32 @@ pub fn parse_response(
         if eq_ci(name, b"content-length") {
             continue;
         }
-        write_field(out, name, h.value);
+        write_field(&mut lines, name, h.value);
     }
     if !interim {
         // Normalized; kept for HEAD/304 as metadata, dropped under chunked.
         if let (Some(n), false, false) = (length, te_seen, status == 204) {
-            let mut s = String::with_capacity(32);
-            let _ = write!(s, "Content-Length: {n}\r\n");
-            out.extend_from_slice(s.as_bytes());
+            lines.put(b"Content-Length: ");
+            lines.number(n);
+            lines.put(b"\r\n");
         }
         match body {
             BodyKind::Chunked if !ctx.client_http10 => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                lines.put(b"Transfer-Encoding: chunked\r\n");
             }
             BodyKind::None if ctx.request_is_head && te_chunked && !ctx.client_http10 => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                lines.put(b"Transfer-Encoding: chunked\r\n");
             }
             _ => {}
         }
         if close_client {
-            out.extend_from_slice(b"Connection: close\r\n");
+            lines.put(b"Connection: close\r\n");
         } else if ctx.client_http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
+            lines.put(b"Connection: keep-alive\r\n");
         }
     }
-    out.extend_from_slice(b"\r\n");
+    lines.put(b"\r\n");
+    lines.finish();
     Ok(RespParse::Complete(ResponseInfo {
         head_len,
         status,
@@ -221,20 +231,17 @@ pub fn parse_response(
     }))
 }
 
-fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
-    let mut s = String::with_capacity(32);
-    let _ = write!(s, "HTTP/1.1 {status} ");
-    out.extend_from_slice(s.as_bytes());
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+/// `status` is 100..=999 (checked by the caller).
+fn write_status_line(lines: &mut Lines<'_, '_>, status: u16, reason: &str) {
+    let digit = |d: u16| b'0' + (d % 10) as u8;
+    let mut first = *b"HTTP/1.1 000";
+    first[9..].copy_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    lines.line(&first, b' ', reason.as_bytes(), b"\r\n");
 }
 
-fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+fn write_field(lines: &mut Lines<'_, '_>, name: &[u8], value: &[u8]) {
     debug_assert!(name.iter().all(|&b| is_tchar(b)));
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.trim_ascii());
-    out.extend_from_slice(b"\r\n");
+    lines.field(name, value.trim_ascii());
 }
 
 /// RFC 9110 section 7.6.1 connection-specific fields, plus Content-Length and

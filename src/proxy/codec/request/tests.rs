@@ -425,6 +425,23 @@ fn forwarding_headers_count_against_field_limit() {
     assert!(out.is_empty());
 }
 
+/// The field limit is only counted when the client's fields plus
+/// `ADDED_FIELDS` could pass it, so no head may gain more than that.
+#[test]
+fn added_fields_stay_within_their_bound() {
+    for raw in [
+        &b"GET /ws HTTP/1.1\r\nHost: a:1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.0\r\nContent-Length: 1\r\n\r\nx",
+        b"GET / HTTP/1.0\r\n\r\n",
+    ] {
+        let (info, out) = parse(raw).unwrap();
+        let sent = field_count(&raw[..info.head_len]);
+        let added = field_count(out.as_bytes()).saturating_sub(sent);
+        assert!(added <= ADDED_FIELDS, "{added} fields added to {raw:?}");
+    }
+}
+
 /// Fuzz regression (request_head, crash-b41f1d92): the input parsed, but
 /// the head rebuilt from it had more fields than the parser accepts.
 #[test]
