@@ -12,8 +12,12 @@ use mio::Registry;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Most idle upstream connections kept per release.
-const MAX_IDLE_PER_RELEASE: usize = 256;
+/// Most idle upstream connections kept per release. The pool only holds
+/// connections the app already had open at once, each for at most the
+/// upstream idle timeout, and idle ones give way to clients at the
+/// connection cap; a small cap closed connections after every burst only
+/// to open them again (against the app's listen backlog) in the next.
+const MAX_IDLE_PER_RELEASE: usize = 1024;
 
 /// Which counter a routed request uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
