@@ -133,11 +133,18 @@ fn takeover_from_the_node_daemon_under_load_refuses_only_inside_the_reported_gap
     let taken = event(&lines, "proxy port taken over").expect("no takeover event");
     assert_eq!(taken["data"]["listener"], "bound", "{taken}");
     let gap_us = taken["data"]["gapUs"].as_u64().expect("gapUs");
-    let refused = load.refused.lock().unwrap().clone();
-    let spread = match (refused.first(), refused.last()) {
-        (Some(a), Some(b)) => b.duration_since(*a),
+    let attempts = load.refused.lock().unwrap().clone();
+    // The refusals' spread, robust to a load thread descheduled around
+    // its connect: the latest start of a refused attempt after the
+    // earliest refusal seen (never more than the true spread).
+    let spread = match (
+        attempts.iter().map(|(opened, _)| *opened).max(),
+        attempts.iter().map(|(_, seen)| *seen).min(),
+    ) {
+        (Some(last_start), Some(first_seen)) => last_start.saturating_duration_since(first_seen),
         _ => Duration::ZERO,
     };
+    let refused: Vec<Instant> = attempts.iter().map(|(opened, _)| *opened).collect();
     eprintln!(
         "node takeover: port closed for at most {gap_us} µs (candidate); {}; refusals spread over {} µs",
         load.summary(),

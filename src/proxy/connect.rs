@@ -171,9 +171,15 @@ impl Session {
         };
         let mut pool = None;
         if let Some(up) = self.up.as_mut() {
-            let waited = sh.now.saturating_duration_since(up.since);
-            if !up.connecting || waited < stall_wait(ex.stalls) {
-                return Verdict::Keep; // done meanwhile, or a newer connect
+            if !up.connecting {
+                return Verdict::Keep; // connected meanwhile
+            }
+            let due = up.since + stall_wait(ex.stalls);
+            if sh.now < due {
+                // Woken early (a switch wakes every waiting request): the
+                // check stays due.
+                sh.retries.push(Reverse((due, self.idx, self.serial)));
+                return Verdict::Keep;
             }
             if !matches!(connect_result(&up.conn.sock), Ok(false)) {
                 // Completed or failed: the socket's own event handles it.

@@ -21,8 +21,10 @@ pub struct Load {
     pub resent: AtomicU64,
     /// Each failure, with when its connection was opened.
     pub errors: Mutex<Vec<(Instant, String)>>,
-    /// When each connection attempt was refused (nothing listening).
-    pub refused: Mutex<Vec<Instant>>,
+    /// Each connection attempt refused (nothing listening): when it was
+    /// started and when the refusal was seen. The refusal itself lies in
+    /// between; a descheduled load thread can see it much later.
+    pub refused: Mutex<Vec<(Instant, Instant)>>,
 }
 
 impl Load {
@@ -33,7 +35,7 @@ impl Load {
 
     fn connect_failed(&self, opened: Instant, what: &str, e: std::io::Error) {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            self.refused.lock().unwrap().push(Instant::now());
+            self.refused.lock().unwrap().push((opened, Instant::now()));
         } else {
             self.fail(opened, format!("{what}: {e}"));
         }
