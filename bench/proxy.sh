@@ -20,6 +20,11 @@
 # tunnels (a smoke run of the whole table in about a minute).
 # BEFORE=<path to another build's proxy_bench> adds it as target `before`
 # (an older engine measured in the same run, for before/after ratios).
+# FEATURES=1 adds targets `rb-admin` (the same engine with an admin listener;
+# request counting itself is always on) and `rb-log` (with the access log
+# written to a file), run right after `rollbridge` in each shape, and a table
+# of their cost: req/s and CPU per request as ratios to the plain engine, and
+# the CPU time of the proxy thread and of the log's writer thread apart.
 # Usage: bench/proxy.sh            (prints a report on stdout)
 set -euo pipefail
 
@@ -47,11 +52,12 @@ if [ "$nofile" != unlimited ] && [ $((TUNNELS * 2 + 512)) -gt "$nofile" ]; then
 fi
 
 work=$(mktemp -d)
-pids=()
+pids=() holds=()
 cleanup() {
   exec 7>&- 2>/dev/null || true
   exec 8>&- 2>/dev/null || true
   exec 9>&- 2>/dev/null || true
+  for fd in ${holds[@]+"${holds[@]}"}; do exec {fd}>&- 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -72,6 +78,21 @@ cpu_s() {
   done
   echo "$t $(getconf CLK_TCK)" | awk '{printf "%.3f", $1 / $2}'
 }
+# CPU seconds used so far by one thread of a process, by name (0 if none):
+# from schedstat (ns) when the kernel has it, else utime + stime in ticks.
+thread_s() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] || continue
+    if [ -r "$t/schedstat" ]; then
+      awk '{printf "%.6f", $1 / 1e9}' "$t/schedstat"
+    else
+      sed 's/.*) //' "$t/stat" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.6f", ($12 + $13) / hz}'
+    fi
+    return
+  done
+  echo 0
+}
 client=() server=()
 if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   client=(taskset -c 0) server=(taskset -c 1)
@@ -85,7 +106,7 @@ bport=$(awk '/listening/ {print $2}' "$work/backend.out")
 mkfifo "$work/hold"
 "${server[@]}" "$bin/proxy_bench" 0 "$bport" <"$work/hold" >"$work/proxy.out" 2>"$work/proxy.err" &
 ppid=$!
-pids+=($ppid)
+pids+=("$ppid")
 exec 7>"$work/hold"
 wait_line "$work/proxy.out" listening
 pport=$(awk '/listening/ {print $2}' "$work/proxy.out")
@@ -93,11 +114,30 @@ sleep 0.2
 rss_idle=$(rss_kib "$ppid")
 
 targets="direct:$bport rollbridge:$pport"
+declare -A variant_pid
+if [ "${FEATURES:-0}" = 1 ]; then
+  # The same engine with an admin listener, and with the access log on
+  # (stdin is a fifo held open here: closing it stops them).
+  start_variant() { # name args...
+    local name=$1 fd
+    shift
+    mkfifo "$work/hold-$name"
+    "${server[@]}" "$bin/proxy_bench" 0 "$bport" "$@" <"$work/hold-$name" >"$work/$name.out" 2>"$work/$name.err" &
+    pids+=($!)
+    variant_pid[$name]=$!
+    exec {fd}>"$work/hold-$name"
+    holds+=("$fd")
+    wait_line "$work/$name.out" listening
+    targets="$targets $name:$(awk '/listening/ {print $2}' "$work/$name.out")"
+  }
+  start_variant rb-admin --admin
+  start_variant rb-log --access-log "$work/access.log"
+fi
 if [ -n "${BEFORE:-}" ]; then
   mkfifo "$work/hold3"
   "${server[@]}" "$BEFORE" 0 "$bport" <"$work/hold3" >"$work/before.out" 2>&1 &
   beforepid=$!
-  pids+=($beforepid)
+  pids+=("$beforepid")
   exec 9>"$work/hold3"
   wait_line "$work/before.out" listening
   targets="$targets before:$(awk '/listening/ {print $2}' "$work/before.out")"
@@ -133,6 +173,7 @@ bpid=${pids[0]}
 pid_of() {
   case $1 in
     direct) echo "$bpid" ;; rollbridge) echo "$ppid" ;; nginx) echo "$npid" ;; before) echo "$beforepid" ;;
+    rb-*) echo "${variant_pid[$1]}" ;;
   esac
 }
 
@@ -146,6 +187,7 @@ fi
 echo "# rollbridge proxy benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "# rounds=$ROUNDS duration=${DURATION}s pinning=${client[*]:-none}/${server[*]:-none}; targets: $targets" >&2
 results="$work/results.tsv"
+threads="$work/threads.tsv"
 # 1 MiB x 1,000 connections: each request takes seconds, so a short run
 # would only count the ones served first; it runs four times as long.
 run_for() { case $1 in *-1MiB-c1000) echo "$DURATION" | awk '{print $1 * 4}' ;; *) echo "$DURATION" ;; esac; }
@@ -162,6 +204,13 @@ for round in $(seq 1 "$ROUNDS"); do
     for t in $targets; do
       name=${t%%:*} port=${t##*:}
       c0=$(cpu_s "$(pid_of "$name")")
+      engine=""
+      if [ "${FEATURES:-0}" = 1 ]; then
+        case $name in rollbridge | rb-*) engine=$(pid_of "$name") ;; esac
+      fi
+      if [ -n "$engine" ]; then
+        p0=$(thread_s "$engine" rollbridge-prox) w0=$(thread_s "$engine" access-log)
+      fi
       sampler=""
       if [ "$name" = rollbridge ]; then # RSS before and halfway through the run
         before=$(rss_kib "$ppid")
@@ -172,6 +221,11 @@ for round in $(seq 1 "$ROUNDS"); do
       [ -z "$sampler" ] || wait "$sampler"
       c1=$(cpu_s "$(pid_of "$name")")
       cpu=$(echo "$c0 $c1" | awk '{printf "%.3f", $2 - $1}')
+      if [ -n "$engine" ]; then
+        p1=$(thread_s "$engine" rollbridge-prox) w1=$(thread_s "$engine" access-log)
+        printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$shape" "$name" \
+          "$(echo "$p0 $p1" | awk '{printf "%.6f", $2 - $1}')" "$(echo "$w0 $w1" | awk '{printf "%.6f", $2 - $1}')" >>"$threads"
+      fi
       python3 "$root/bench/wrk_table.py" parse "$round" "$shape" "$name" "$cpu" <<<"$out" >>"$results"
       echo "round $round $shape $name: $(tail -1 "$results" | cut -f4-)" >&2
     done
@@ -183,7 +237,7 @@ rss_loaded=$(rss_kib "$ppid")
 mkfifo "$work/hold2"
 "${client[@]}" "$bin/ws_idle" "$pport" "$TUNNELS" <"$work/hold2" >"$work/ws.out" 2>&1 &
 wspid=$!
-pids+=($wspid)
+pids+=("$wspid")
 exec 8>"$work/hold2"
 for _ in $(seq 1 1200); do
   grep -q ready "$work/ws.out" && break
@@ -196,6 +250,10 @@ rss_ws=$(rss_kib "$ppid")
 ws_status=$(cat "$work/ws.out")
 
 python3 "$root/bench/wrk_table.py" report "$results" rollbridge
+if [ "${FEATURES:-0}" = 1 ]; then
+  echo "# access log: $(wc -l <"$work/access.log") lines, $(du -h "$work/access.log" | cut -f1)" >&2
+  python3 "$root/bench/wrk_table.py" features "$results" rollbridge "$threads"
+fi
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$rss_idle" "$rss_loaded" "$rss_ws" "$TUNNELS" "$ws_status" <<'PY'
 import sys

@@ -7,6 +7,11 @@
       the full table (medians over rounds) and the summary table: each
       target's ratio to direct and rollbridge ÷ nginx, as medians of the
       per-round ratios (targets run back to back in each round).
+  wrk_table.py features RESULTS.tsv PROXY-TARGET THREADS.tsv
+      the cost of the optional features: per shape, rb-admin and rb-log
+      req/s and CPU per request ÷ the plain engine (medians of per-round
+      ratios), and the proxy thread's and the access log writer's own CPU
+      time per request (THREADS.tsv rows: round shape target proxy-s writer-s).
 """
 import collections
 import re
@@ -113,8 +118,70 @@ def report(path, proxy):
           "(utime+stime over the run ÷ requests), not the backend's.")
 
 
+def features(path, proxy, threads_path):
+    rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+    by_round = {}
+    for rnd, shape, name, rps, _p50, _p99, _errs, n, cpu in rows:
+        n = int(n)
+        by_round[(rnd, shape, name)] = dict(
+            rps=float(rps), n=n, cpu=float(cpu) / n * 1e6 if n else float("nan"))
+    try:
+        trows = [l.rstrip("\n").split("\t") for l in open(threads_path) if l.strip()]
+    except FileNotFoundError:
+        trows = []
+    for rnd, shape, name, proxy_s, writer_s in trows:
+        v = by_round.get((rnd, shape, name))
+        if v and v["n"]:
+            v["thread"] = float(proxy_s) / v["n"] * 1e6
+            v["writer"] = float(writer_s) / v["n"] * 1e6
+    rounds = sorted(set(r[0] for r in rows))
+    shapes = list(dict.fromkeys(r[1] for r in rows))
+    variants = [proxy] + [n for n in ("rb-admin", "rb-log") if any(r[2] == n for r in rows)]
+
+    def vals(shape, name, key):
+        return [by_round[(r, shape, name)][key] for r in rounds
+                if key in by_round.get((r, shape, name), {})]
+
+    def med(shape, name, key):
+        v = vals(shape, name, key)
+        return statistics.median(v) if v else float("nan")
+
+    def ratio(shape, name, key):
+        rs = []
+        for r in rounds:
+            a, b = by_round.get((r, shape, name), {}), by_round.get((r, shape, proxy), {})
+            if key in a and key in b and b[key] > 0:
+                rs.append(a[key] / b[key])
+        return statistics.median(rs) if rs else float("nan")
+
+    def fmt(x, f):
+        return "—" if x != x else format(x, f)
+
+    print()
+    print(f"| shape | target | req/s | ÷ {proxy} | CPU µs/req | ÷ {proxy} | "
+          f"proxy thread µs/req | ÷ {proxy} | log writer µs/req |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for s in shapes:
+        for n in variants:
+            if not vals(s, n, "rps"):
+                continue
+            w = med(s, n, "writer")
+            print(f"| {s} | {n} | {med(s, n, 'rps'):.0f} | {ratio(s, n, 'rps'):.3f} | "
+                  f"{fmt(med(s, n, 'cpu'), '.2f')} | {fmt(ratio(s, n, 'cpu'), '.3f')} | "
+                  f"{fmt(med(s, n, 'thread'), '.2f')} | {fmt(ratio(s, n, 'thread'), '.3f')} | "
+                  f"{fmt(w, '.2f') if w else '—'} |")
+    print()
+    print(f"Cost of the optional features: rb-admin is {proxy} with an admin listener, rb-log "
+          "with the access log written to a file, each run right after it in every round; "
+          "ratios are medians of per-round ratios. CPU is the engine process's own "
+          "(every thread, the log writer's included); the proxy thread and the writer "
+          "are also shown apart.")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "parse":
         parse(*sys.argv[2:6])
+    elif sys.argv[1] == "features":
+        features(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         report(sys.argv[2], sys.argv[3])
