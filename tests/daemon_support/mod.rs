@@ -19,12 +19,33 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_rollbridge");
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh, short temp dir (socket paths must stay under 108 bytes).
+/// The first call of a test binary also removes the dirs earlier test
+/// binaries left (named after a pid that is no longer running).
 pub fn temp_dir(tag: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(sweep_dead_temp_dirs);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = PathBuf::from(format!("/tmp/rbt-{}-{tag}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes `/tmp/rbt-<pid>-…` entries whose test process has ended.
+fn sweep_dead_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("rbt-")) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Writes a config into `dir` and returns its path.
