@@ -268,3 +268,51 @@ fn request_id_from_an_untrusted_peer_is_replaced_by_a_generated_one() {
     assert_eq!(wait_line(&log, "/request-id")["requestId"], first);
     assert_eq!(wait_line(&log, "/request-id?2")["requestId"], second);
 }
+
+#[test]
+fn a_request_the_client_abandons_is_logged_as_499_and_a_cut_response_with_its_status() {
+    let Some((_d, _dir, log, port)) = deployment("alog-cut", r#","upstreamReadTimeoutMs":400"#)
+    else {
+        return;
+    };
+    // The client hangs up halfway through its request body: nothing was
+    // answered, so the line says 499 (the client closed the request).
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n0123456789")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(s);
+    let gone = wait_line(&log, "/upload");
+    assert_keys_in_order(&gone);
+    assert_eq!(gone["status"], 499, "{gone}");
+    assert_eq!(gone["method"], "POST", "{gone}");
+    assert_eq!(gone["bytes"], 0, "{gone}");
+    assert_eq!(gone["releaseId"], "v1", "{gone}");
+
+    // A stream the app stops feeding: cut by the read timeout after its
+    // first event, logged with the status the client got and the bytes it
+    // got.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /sse?n=3&ms=1500 HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("event 2"), "not cut: {text}");
+    let cut = wait_line(&log, "/sse?n=3&ms=1500");
+    assert_keys_in_order(&cut);
+    assert_eq!(cut["status"], 200, "{cut}");
+    assert!(cut["bytes"].as_u64().unwrap() > 0, "{cut}");
+
+    // Exactly one line each.
+    let all = lines(&log);
+    for path in ["/upload", "/sse?n=3&ms=1500"] {
+        assert_eq!(
+            all.iter().filter(|l| l["path"] == path).count(),
+            1,
+            "{path}"
+        );
+    }
+}

@@ -157,7 +157,9 @@ impl Session {
                 self.respond(&reply, keep, sh, origin)
             }
             Transition::Close => {
-                self.leave(sh, reg, false);
+                if let Some(ex) = self.leave(sh, reg, false) {
+                    self.count_unfinished(&ex, sh);
+                }
                 Step::Close
             }
         }
@@ -300,7 +302,22 @@ impl Session {
             self.log_access(sh, Some(left.release), left.status, None, false);
         }
     }
+
+    /// Counts (and logs) a request whose connection closed before its
+    /// response was complete: with the status the client got, or
+    /// [`CLIENT_CLOSED`] when it got none.
+    fn count_unfinished(&mut self, left: &Left, sh: &mut Shared) {
+        let status = match left.status {
+            0 => CLIENT_CLOSED,
+            s => s,
+        };
+        self.count(&Left { status, ..*left }, sh);
+    }
 }
+
+/// The status counted and logged for a request whose connection closed
+/// before any response status went out (nginx's "client closed request").
+pub(super) const CLIENT_CLOSED: u16 = 499;
 
 #[cfg(test)]
 mod tests {
