@@ -101,7 +101,8 @@ def report(path, proxy):
                 if g > d:
                     adds.append((p - d) / (g - d))
         rr = f"{statistics.median(adds):.2f}" if adds else "n/a"
-        print(f"| one connection: latency added (p50) | +{a:.0f} µs | +{b:.0f} µs | {rr} | |")
+        print(f"| one connection: latency added (p50) | +{a:.0f} µs | +{b:.0f} µs | {rr} | "
+              f"{ratio(s, proxy, 'nginx', 'p99'):.2f} |")
     ka = next((s for s in shapes if s.startswith("ka-100B")), None)
     if ka:
         a, b = cpu_us(ka, proxy), cpu_us(ka, "nginx")
