@@ -30,6 +30,19 @@ pub(super) fn set_nodelay(listener: &TcpListener) -> bool {
 }
 
 impl Loop {
+    /// Puts the listener (back) in the poll; false if there is none or
+    /// that failed.
+    pub(super) fn register_listener(&mut self) -> bool {
+        match self.listener.as_mut() {
+            Some(l) => self
+                .poll
+                .registry()
+                .register(l, LISTENER, Interest::READABLE)
+                .is_ok(),
+            None => false,
+        }
+    }
+
     pub(super) fn accept(&mut self) {
         if self.accept_paused_until.is_some() || !self.listening {
             return;
@@ -160,15 +173,7 @@ impl Loop {
             if budget::admit(self.sh.sessions_open, idle, max) == Admit::Full {
                 return;
             }
-            let registered = match self.listener.as_mut() {
-                Some(l) => self
-                    .poll
-                    .registry()
-                    .register(l, LISTENER, Interest::READABLE)
-                    .is_ok(),
-                None => false,
-            };
-            if !registered {
+            if !self.register_listener() {
                 return;
             }
             self.listening = true;

@@ -108,14 +108,7 @@ impl Loop {
     /// Back to normal: listening again, heads read again.
     fn thaw(&mut self) {
         self.sh.frozen = false;
-        let registered = match self.listener.as_mut() {
-            Some(l) => self
-                .poll
-                .registry()
-                .register(l, LISTENER, Interest::READABLE)
-                .is_ok(),
-            None => false,
-        };
+        let registered = self.register_listener();
         self.listening = registered;
         if registered {
             self.accept();
