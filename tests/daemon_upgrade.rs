@@ -5,14 +5,13 @@
 //! serving on.
 
 mod deploy_support;
+use deploy_support::load::Load;
 use deploy_support::*;
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The proxied fixture app plus a companion that prints a numbered line
@@ -41,71 +40,6 @@ fn upgrade(d: &Deployment, binary: &Path) -> std::process::Output {
         "--timeout-ms",
         "5000",
     ])
-}
-
-struct Load {
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    errors: Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-/// Bounded loopback load: one client at a time per thread, keep-alive or
-/// a fresh connection per request.
-fn spawn_load(
-    port: u16,
-    keep_alive: bool,
-    stop: Arc<AtomicBool>,
-    load: &Load,
-) -> std::thread::JoinHandle<()> {
-    let (ok, failed, errors) = (load.ok.clone(), load.failed.clone(), load.errors.clone());
-    std::thread::spawn(move || {
-        let fail = |e: String| {
-            failed.fetch_add(1, Ordering::Relaxed);
-            errors.lock().unwrap().push(e);
-        };
-        let mut conn: Option<TcpStream> = None;
-        let mut buf = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            if !keep_alive {
-                match get(port, "/") {
-                    Ok((200, _)) => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok((s, b)) => fail(format!("status {s}: {b}")),
-                    Err(e) => fail(format!("conn-per-request: {e}")),
-                }
-                continue;
-            }
-            if conn.is_none() {
-                match TcpStream::connect(("127.0.0.1", port)) {
-                    Ok(s) => {
-                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                        conn = Some(s);
-                        buf.clear();
-                    }
-                    Err(e) => {
-                        fail(format!("connect: {e}"));
-                        continue;
-                    }
-                }
-            }
-            let Some(s) = conn.as_mut() else { continue };
-            let result = s
-                .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
-                .and_then(|_| read_response(s, &mut buf).map(|(status, _)| status));
-            match result {
-                Ok(200) => {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(status) => fail(format!("keep-alive status {status}")),
-                Err(e) => {
-                    fail(format!("keep-alive: {e}"));
-                    conn = None;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    })
 }
 
 fn open_ws(port: u16) -> tungstenite::WebSocket<TcpStream> {
@@ -184,16 +118,8 @@ fn upgrade_under_load_keeps_connections_processes_and_state() {
         .unwrap();
     assert_eq!(read_response(&mut idle, &mut idle_buf).unwrap().0, 200);
 
-    let load = Load {
-        ok: Arc::new(AtomicU64::new(0)),
-        failed: Arc::new(AtomicU64::new(0)),
-        errors: Arc::new(std::sync::Mutex::new(Vec::new())),
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = [true, true, false, false]
-        .into_iter()
-        .map(|ka| spawn_load(port, ka, stop.clone(), &load))
-        .collect();
+    // Two keep-alive and two connection-per-request clients.
+    let load = Load::start(port, 2);
     std::thread::sleep(Duration::from_millis(300));
 
     let out = upgrade(&d, &binary);
@@ -213,17 +139,9 @@ fn upgrade_under_load_keeps_connections_processes_and_state() {
     assert_eq!(reply["pid"], d.daemon.pid());
 
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let errors = load.errors.lock().unwrap().clone();
-    assert_eq!(
-        load.failed.load(Ordering::Relaxed),
-        0,
-        "failed requests: {errors:?}"
-    );
-    assert!(load.ok.load(Ordering::Relaxed) > 0);
+    let (ok, failed, errors) = load.finish();
+    assert_eq!(failed, 0, "failed requests: {errors:?}");
+    assert!(ok > 0);
 
     // The tunnel and the idle keep-alive connection flow on.
     assert_eq!(echo(&mut ws, "after"), "v1:after");
