@@ -132,17 +132,8 @@ impl Core {
                 revision: &rid,
                 ports: &[],
             };
-            if let Some(key) = self.adopt_one(&config, &ids, p, release_id.as_deref(), false) {
-                self.supervisor.remove(key);
-                self.record(Event::new(
-                    "adopted process stopped",
-                    Data::new()
-                        .with("pid", p.pid.unwrap_or(0))
-                        .with("processId", p.id.as_str())
-                        .with("reason", "its release never became active")
-                        .with("releaseId", release_value(release_id.as_deref())),
-                ));
-            }
+            let reason = "its release never became active";
+            self.adopt_and_stop(&config, &ids, p, release_id.as_deref(), reason);
         }
         // A replacement the crash cut short: the instance its release does
         // not name (new and unchecked, or old and draining) is stopped.
@@ -158,17 +149,8 @@ impl Core {
                 revision: base.map_or(rid.as_str(), |r| r.revision.as_str()),
                 ports: &[],
             };
-            if let Some(key) = self.adopt_one(&config, &ids, p, release_id.as_deref(), false) {
-                self.supervisor.remove(key);
-                self.record(Event::new(
-                    "adopted process stopped",
-                    Data::new()
-                        .with("pid", p.pid.unwrap_or(0))
-                        .with("processId", p.id.as_str())
-                        .with("reason", "its replacement was cut short by the crash")
-                        .with("releaseId", release_value(release_id.as_deref())),
-                ));
-            }
+            let reason = "its replacement was cut short by the crash";
+            self.adopt_and_stop(&config, &ids, p, release_id.as_deref(), reason);
         }
         let count = plan.adopted().len();
         self.record(Event::new(
@@ -223,6 +205,29 @@ impl Core {
     /// Registers one recorded process and hands it its record; `None` when
     /// the config no longer defines it (a living one stays a report-only
     /// orphan then).
+    /// Adopts a living process only to stop it (it is verified, so the
+    /// signal reaches the right one) and records why.
+    fn adopt_and_stop(
+        &mut self,
+        config: &Config,
+        ids: &ReleaseIds,
+        p: &ProcRecord,
+        release_id: Option<&str>,
+        reason: &str,
+    ) {
+        if let Some(key) = self.adopt_one(config, ids, p, release_id, false) {
+            self.supervisor.remove(key);
+            self.record(Event::new(
+                "adopted process stopped",
+                Data::new()
+                    .with("pid", p.pid.unwrap_or(0))
+                    .with("processId", p.id.as_str())
+                    .with("reason", reason)
+                    .with("releaseId", release_value(release_id)),
+            ));
+        }
+    }
+
     fn adopt_one(
         &mut self,
         config: &Config,

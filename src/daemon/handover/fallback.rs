@@ -12,7 +12,6 @@
 //! program resumes as after an upgrade and answers the request with the
 //! error, so the daemon never stops serving.
 
-use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::sync::Mutex;
 
@@ -199,21 +198,11 @@ pub fn from_value(exe: RawFd, doc: RawFd) -> String {
 }
 
 fn fexec(fd: RawFd, argv: &[String], env: &[(String, String)]) -> std::io::Error {
-    let args: Vec<CString> = argv
-        .iter()
-        .filter_map(|a| CString::new(a.as_str()).ok())
-        .collect();
-    let vars: Vec<CString> = env
-        .iter()
-        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
-        .collect();
-    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    arg_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = vars.iter().map(|a| a.as_ptr()).collect();
-    env_ptrs.push(std::ptr::null());
-    // SAFETY: NUL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::fexecve(fd, arg_ptrs.as_ptr(), env_ptrs.as_ptr()) };
-    std::io::Error::last_os_error()
+    super::fds::with_c_arrays(argv, env, |args, vars| {
+        // SAFETY: NUL-terminated arrays of valid C strings that outlive the call.
+        unsafe { libc::fexecve(fd, args, vars) };
+        std::io::Error::last_os_error()
+    })
 }
 
 #[cfg(test)]

@@ -54,6 +54,22 @@ pub fn exec(binary: &str, argv: &[String], env: &[(String, String)]) -> std::io:
     let Ok(path) = CString::new(binary) else {
         return std::io::Error::new(std::io::ErrorKind::InvalidInput, "binary path has a NUL");
     };
+    with_c_arrays(argv, env, |args, vars| {
+        // SAFETY: NUL-terminated arrays of valid C strings that outlive the call.
+        unsafe { libc::execve(path.as_ptr(), args, vars) };
+        std::io::Error::last_os_error()
+    })
+}
+
+/// Calls `f` with `argv` and `env` (as `KEY=value`) as the NUL-terminated
+/// arrays of C strings an `exec` call takes; they live until `f` returns
+/// (read `errno` inside `f`: freeing them may change it). Arguments
+/// holding a NUL byte are left out.
+pub(super) fn with_c_arrays<R>(
+    argv: &[String],
+    env: &[(String, String)],
+    f: impl FnOnce(*const *const libc::c_char, *const *const libc::c_char) -> R,
+) -> R {
     let args: Vec<CString> = argv
         .iter()
         .filter_map(|a| CString::new(a.as_str()).ok())
@@ -62,13 +78,13 @@ pub fn exec(binary: &str, argv: &[String], env: &[(String, String)]) -> std::io:
         .iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
-    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    arg_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = vars.iter().map(|a| a.as_ptr()).collect();
-    env_ptrs.push(std::ptr::null());
-    // SAFETY: NUL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(path.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr()) };
-    std::io::Error::last_os_error()
+    let nul_terminated = |strings: &[CString]| {
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        ptrs
+    };
+    let (arg_ptrs, env_ptrs) = (nul_terminated(&args), nul_terminated(&vars));
+    f(arg_ptrs.as_ptr(), env_ptrs.as_ptr())
 }
 
 /// The raw number of an owned descriptor (for the document).
