@@ -7,7 +7,6 @@
 mod deploy_support;
 use deploy_support::*;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,24 +50,6 @@ fn deploy_canary(d: &Deployment, id: &str, percent: &str) -> std::process::Outpu
         "--canary",
         percent,
     ])
-}
-
-/// One GET on a fresh connection with an optional `Cookie` field:
-/// (status, head, body).
-fn fetch(port: u16, cookie: Option<&str>) -> std::io::Result<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: test\r\n{cookie}Connection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let (status, _) = parse(&buf)?;
-    Ok((status, head.to_owned(), body.to_owned()))
 }
 
 /// The release named by `release <id> pid <pid>`.
@@ -129,7 +110,7 @@ fn new_clients_split_about_the_percent_and_get_the_cookie() {
     let n = 400;
     let mut canary = 0;
     for _ in 0..n {
-        let (status, head, body) = fetch(port, None).unwrap();
+        let (status, head, body) = get_with_cookie(port, None).unwrap();
         assert_eq!(status, 200, "{head}");
         let by = served_by(&body);
         assert!(by == "v1" || by == "v2", "{body}");
@@ -153,7 +134,7 @@ fn cookie_keeps_a_client_on_its_release_for_http_and_websocket() {
         ("sid=abc; rollbridge_release=v2; theme=dark", "v2"),
     ] {
         for _ in 0..20 {
-            let (status, head, body) = fetch(port, Some(cookie)).unwrap();
+            let (status, head, body) = get_with_cookie(port, Some(cookie)).unwrap();
             assert_eq!(status, 200);
             assert_eq!(served_by(&body), release, "{cookie}");
             assert!(set_cookies(&head).is_empty(), "{head}");
@@ -211,14 +192,14 @@ fn cookie_naming_a_gone_release_is_reassigned() {
     };
     let port = d.proxy_port();
     for _ in 0..10 {
-        let (_, head, body) = fetch(port, Some("rollbridge_release=v0")).unwrap();
+        let (_, head, body) = get_with_cookie(port, Some("rollbridge_release=v0")).unwrap();
         assert_eq!(set_cookies(&head), [assignment(&served_by(&body))]);
     }
     let out = d.daemon.cli(&["abort"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // v2 is gone: its clients go back to v1, and with no canary no cookie.
     for _ in 0..10 {
-        let (_, head, body) = fetch(port, Some("rollbridge_release=v2")).unwrap();
+        let (_, head, body) = get_with_cookie(port, Some("rollbridge_release=v2")).unwrap();
         assert_eq!(served_by(&body), "v1");
         assert!(set_cookies(&head).is_empty(), "{head}");
     }
@@ -296,7 +277,7 @@ impl Load {
                 let cookie = c.map(str::to_owned);
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        match fetch(port, cookie.as_deref()) {
+                        match get_with_cookie(port, cookie.as_deref()) {
                             Ok((200, _, _)) => {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
@@ -366,7 +347,7 @@ fn promote_under_load_fails_no_request() {
     });
     // Everyone is on v2 now, old v1 cookies included, and no cookie is set.
     for cookie in [None, Some("rollbridge_release=v1")] {
-        let (_, head, body) = fetch(port, cookie).unwrap();
+        let (_, head, body) = get_with_cookie(port, cookie).unwrap();
         assert_eq!(served_by(&body), "v2");
         assert!(set_cookies(&head).is_empty(), "{head}");
     }
@@ -396,7 +377,7 @@ fn abort_under_load_fails_no_request() {
             .iter()
             .any(|r| r["releaseId"] == "v2" && r["state"] == "stopped")
     });
-    let (_, _, body) = fetch(port, Some("rollbridge_release=v2")).unwrap();
+    let (_, _, body) = get_with_cookie(port, Some("rollbridge_release=v2")).unwrap();
     assert_eq!(served_by(&body), "v1");
 }
 

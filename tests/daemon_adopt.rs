@@ -371,25 +371,6 @@ fn recover_reports_what_a_start_would_adopt() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One GET with an optional `Cookie` field on a fresh connection:
-/// (status, head, body).
-fn get_with_cookie(port: u16, cookie: Option<&str>) -> std::io::Result<(u16, String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: test\r\n{cookie}Connection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let (code, _) = parse(&buf)?;
-    Ok((code, head.to_owned(), body.to_owned()))
-}
-
 fn has_set_cookie(head: &str) -> bool {
     head.lines()
         .any(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))

@@ -42,27 +42,6 @@ fn upgrade(d: &Deployment, binary: &Path) -> std::process::Output {
     ])
 }
 
-fn open_ws(port: u16) -> tungstenite::WebSocket<TcpStream> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (ws, response) =
-        tungstenite::client::client(format!("ws://127.0.0.1:{port}/ws"), stream).unwrap();
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-fn echo(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) -> String {
-    ws.send(tungstenite::Message::text(text)).unwrap();
-    loop {
-        match ws.read().unwrap() {
-            tungstenite::Message::Text(t) => return t.to_string(),
-            _ => continue,
-        }
-    }
-}
-
 fn pid_of(status: &serde_json::Value, release: &str, id: &str) -> u64 {
     let r = status["releases"]
         .as_array()
@@ -108,7 +87,7 @@ fn upgrade_under_load_keeps_connections_processes_and_state() {
     assert!(web_pid > 0 && ticker_pid > 0, "{before:#}");
 
     let mut ws = open_ws(port);
-    assert_eq!(echo(&mut ws, "before"), "v1:before");
+    assert_eq!(ws_echo(&mut ws, "before"), "v1:before");
     // An idle keep-alive connection that must survive.
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(10)))
@@ -144,7 +123,7 @@ fn upgrade_under_load_keeps_connections_processes_and_state() {
     assert!(ok > 0);
 
     // The tunnel and the idle keep-alive connection flow on.
-    assert_eq!(echo(&mut ws, "after"), "v1:after");
+    assert_eq!(ws_echo(&mut ws, "after"), "v1:after");
     idle.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut idle, &mut idle_buf).unwrap().0, 200);
@@ -239,25 +218,6 @@ fn upgrade_to_a_broken_binary_is_refused_and_the_daemon_serves_on() {
     }
 }
 
-/// One GET on a fresh connection with a `Cookie` field: (status, head,
-/// body).
-fn get_with_cookie(port: u16, cookie: &str) -> (u16, String, String) {
-    use std::io::Read;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: test\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let (status, _) = parse(&buf).unwrap();
-    (status, head.to_owned(), body.to_owned())
-}
-
 #[test]
 fn upgrade_carries_the_canary_and_its_cookies() {
     if !have_node() {
@@ -291,7 +251,8 @@ fn upgrade_carries_the_canary_and_its_cookies() {
     assert_eq!(after["activeReleaseId"], "v1");
     // A client's assignment holds: no new cookie, the same release.
     for release in ["v1", "v2", "v2", "v1"] {
-        let (status, head, body) = get_with_cookie(port, &format!("rollbridge_release={release}"));
+        let (status, head, body) =
+            get_with_cookie(port, Some(&format!("rollbridge_release={release}"))).unwrap();
         assert_eq!(status, 200, "{head}");
         assert!(body.starts_with(&format!("release {release} ")), "{body}");
         assert!(!head.to_ascii_lowercase().contains("set-cookie"), "{head}");
@@ -516,7 +477,7 @@ fn a_new_program_that_fails_its_import_goes_back_to_the_old_one() {
             "{info}"
         );
         assert_eq!(pid_of(&d.status(), "v1", "web"), web_pid);
-        assert_eq!(echo(&mut ws, "still"), "v1:still");
+        assert_eq!(ws_echo(&mut ws, "still"), "v1:still");
         idle.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
             .unwrap();
         assert_eq!(read_response(&mut idle, &mut idle_buf).unwrap().0, 200);
@@ -527,7 +488,7 @@ fn a_new_program_that_fails_its_import_goes_back_to_the_old_one() {
     // And a good binary still upgrades it afterwards.
     let out = upgrade(&d, &installed(d.dir()));
     assert_eq!(out.status.code(), Some(0), "upgrade: {}", stderr(&out));
-    assert_eq!(echo(&mut ws, "after"), "v1:after");
+    assert_eq!(ws_echo(&mut ws, "after"), "v1:after");
 }
 
 #[test]

@@ -77,27 +77,6 @@ fn spawn_load(
     })
 }
 
-fn open_ws(port: u16) -> tungstenite::WebSocket<TcpStream> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (ws, response) =
-        tungstenite::client::client(format!("ws://127.0.0.1:{port}/ws"), stream).unwrap();
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-fn echo(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) -> String {
-    ws.send(tungstenite::Message::text(text)).unwrap();
-    loop {
-        match ws.read().unwrap() {
-            tungstenite::Message::Text(t) => return t.to_string(),
-            _ => continue,
-        }
-    }
-}
-
 #[test]
 fn twenty_back_to_back_deploys_under_load_fail_no_request() {
     if !have_node() {
@@ -112,7 +91,7 @@ fn twenty_back_to_back_deploys_under_load_fail_no_request() {
     d.deploy_ok("v1");
     let port = d.proxy_port();
     let mut ws = open_ws(port);
-    assert_eq!(echo(&mut ws, "hello"), "v1:hello");
+    assert_eq!(ws_echo(&mut ws, "hello"), "v1:hello");
 
     let load = Load {
         ok: Arc::new(AtomicU64::new(0)),
@@ -146,7 +125,7 @@ fn twenty_back_to_back_deploys_under_load_fail_no_request() {
     assert!(ok > 100, "too little load to mean anything: {ok}");
 
     // The WebSocket still talks to v1, which keeps draining for it.
-    assert_eq!(echo(&mut ws, "still there"), "v1:still there");
+    assert_eq!(ws_echo(&mut ws, "still there"), "v1:still there");
     let v1 = d.release("v1");
     assert_eq!(v1["state"], "draining");
     assert_eq!(v1["connections"]["websocket"], 1);
@@ -177,10 +156,14 @@ fn websocket_is_closed_at_the_drain_deadline() {
     d.deploy_ok("v1");
     let port = d.proxy_port();
     let mut ws = open_ws(port);
-    assert_eq!(echo(&mut ws, "a"), "v1:a");
+    assert_eq!(ws_echo(&mut ws, "a"), "v1:a");
     let switched = Instant::now();
     d.deploy_ok("v2");
-    assert_eq!(echo(&mut ws, "b"), "v1:b", "the tunnel survives the switch");
+    assert_eq!(
+        ws_echo(&mut ws, "b"),
+        "v1:b",
+        "the tunnel survives the switch"
+    );
     // At the deadline the proxy says "going away" (1001), then tears the
     // tunnel down and v1 stops.
     let mut going_away = None;
@@ -206,7 +189,7 @@ fn websocket_is_closed_at_the_drain_deadline() {
     );
     d.wait_status("v1 stopped", 10, |s| s["releases"][0]["state"] == "stopped");
     let mut fresh = open_ws(port);
-    assert_eq!(echo(&mut fresh, "c"), "v2:c");
+    assert_eq!(ws_echo(&mut fresh, "c"), "v2:c");
 }
 
 #[test]
@@ -222,7 +205,7 @@ fn rollback_to_a_draining_release_keeps_it_active() {
     d.deploy_ok("v1");
     let port = d.proxy_port();
     let mut ws = open_ws(port);
-    assert_eq!(echo(&mut ws, "x"), "v1:x");
+    assert_eq!(ws_echo(&mut ws, "x"), "v1:x");
     d.deploy_ok("v2");
     assert_eq!(d.release("v1")["state"], "draining");
     // v1 is still draining (the tunnel holds it): rollback stops it first,
@@ -241,7 +224,7 @@ fn rollback_to_a_draining_release_keeps_it_active() {
     let (_, body) = get(port, "/").unwrap();
     assert!(body.starts_with("release v1"), "{body}");
     let mut fresh = open_ws(port);
-    assert_eq!(echo(&mut fresh, "y"), "v1:y");
+    assert_eq!(ws_echo(&mut fresh, "y"), "v1:y");
     d.wait_status("v2 drained", 10, |s| {
         s["releases"]
             .as_array()

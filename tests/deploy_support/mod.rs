@@ -223,3 +223,45 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// One GET on a fresh connection, with a `Cookie` field when given:
+/// (status, head, body).
+pub fn get_with_cookie(port: u16, cookie: Option<&str>) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: test\r\n{cookie}Connection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (status, _) = parse(&buf)?;
+    Ok((status, head.to_owned(), body.to_owned()))
+}
+
+/// A WebSocket to the proxy's `/ws` (the fixture app echoes with its
+/// release id).
+pub fn open_ws(port: u16) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (ws, response) =
+        tungstenite::client::client(format!("ws://127.0.0.1:{port}/ws"), stream).unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// Sends `text` and returns the next text message.
+pub fn ws_echo(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) -> String {
+    ws.send(tungstenite::Message::text(text)).unwrap();
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) => return t.to_string(),
+            _ => continue,
+        }
+    }
+}
