@@ -190,17 +190,7 @@ pub fn run(config: Config, start: Start) -> Result<i32, String> {
             Data::new().with("path", path.as_str()),
         ));
     }
-    let proxy_tx = tx.clone();
-    std::thread::Builder::new()
-        .name("proxy-events".into())
-        .spawn(move || {
-            for event in proxy_events {
-                if proxy_tx.send(CoreMsg::Proxy(event)).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| format!("Cannot start the proxy event thread: {e}"))?;
+    forward_proxy_events(proxy_events, tx.clone())?;
     let boot_config = start.boot.as_ref().map(|_| config.clone());
     let mut core = Core::new(
         config,
@@ -289,6 +279,24 @@ pub fn raise_nofile_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+}
+
+/// Starts the thread that passes the proxy's events on to the core.
+pub(super) fn forward_proxy_events(
+    events: crossbeam_channel::Receiver<crate::proxy::ProxyEvent>,
+    tx: crossbeam_channel::Sender<CoreMsg>,
+) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("proxy-events".into())
+        .spawn(move || {
+            for event in events {
+                if tx.send(CoreMsg::Proxy(event)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("Cannot start the proxy event thread: {e}"))
 }
 
 /// SIGTERM and SIGINT mean "clean shutdown" (repeated signals join the

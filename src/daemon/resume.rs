@@ -13,7 +13,7 @@ use super::core::{Core, CoreMsg};
 use super::handover::{Handover, fallback};
 use super::liveness::DaemonLock;
 use super::proxy_port::ProxyPort;
-use super::{notify, start_signal_thread, statefile};
+use super::{forward_proxy_events, notify, start_signal_thread, statefile};
 use crate::config::Config;
 use crate::control::protocol::response_line;
 use crate::control::server::{ControlServer, IncomingSink};
@@ -85,17 +85,7 @@ pub fn run(config: Config, doc: Handover, config_path: Option<String>) -> Result
     let control = ControlServer::start(control_listener, config.control.path.clone(), incoming)
         .map_err(|e| format!("Cannot serve the control socket: {e}"))?;
     start_signal_thread(tx.clone()).map_err(|e| format!("Cannot install signal handlers: {e}"))?;
-    let proxy_tx = tx.clone();
-    std::thread::Builder::new()
-        .name("proxy-events".into())
-        .spawn(move || {
-            for event in proxy_events {
-                if proxy_tx.send(CoreMsg::Proxy(event)).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| format!("Cannot start the proxy event thread: {e}"))?;
+    forward_proxy_events(proxy_events, tx.clone())?;
 
     let total = connections.len();
     let carried = proxy.handle().import(connections).unwrap_or(0);
